@@ -1,0 +1,359 @@
+"""The petition vocabulary: stages, actions, actors, intake and action commands.
+
+Everything here is pure data (pydantic v2) so it can cross the workflow sandbox
+and the pydantic data converter unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MAX_TEXT_CHARS = 20_000
+MAX_ATTACHMENTS = 20
+MAX_ATTACHMENT_BYTES = 512_000
+
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+LongText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)
+]
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error: a misspelt field must never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Stage(StrEnum):
+    REGISTERED = "registered"
+    IN_HANDLING = "in_handling"
+    REPLIED = "replied"
+    UNDER_REVIEW = "under_review"
+    REVIEW_REPLIED = "review_replied"
+    UNDER_RE_REVIEW = "under_re_review"
+    CLOSED = "closed"
+
+
+OPEN_STAGES = frozenset(s for s in Stage if s is not Stage.CLOSED)
+
+
+class Outcome(StrEnum):
+    RESOLVED = "resolved"
+    NOT_ACCEPTED = "not_accepted"
+    DIVERTED = "diverted"
+    WITHDRAWN = "withdrawn"
+    CONCLUDED = "concluded"
+
+
+class Action(StrEnum):
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    DIVERT = "divert"
+    TRANSFER = "transfer"
+    REJECT_TRANSFER = "reject_transfer"
+    ASSIGN = "assign"
+    CONTRACT_TO_LEADER = "contract_to_leader"
+    REQUEST_EXTENSION = "request_extension"
+    DECIDE_EXTENSION = "decide_extension"
+    SCHEDULE_HEARING = "schedule_hearing"
+    RECORD_HEARING = "record_hearing"
+    REQUEST_ASSISTANCE = "request_assistance"
+    DECIDE_ASSISTANCE = "decide_assistance"
+    PROGRESS_REPLY = "progress_reply"
+    REPLY = "reply"
+    RATE = "rate"
+    REQUEST_REVIEW = "request_review"
+    REVIEW_OPINION = "review_opinion"
+    REQUEST_RE_REVIEW = "request_re_review"
+    RE_REVIEW_OPINION = "re_review_opinion"
+    WITHDRAW = "withdraw"
+    ADD_NOTE = "add_note"
+    REPEAT_VISIT = "repeat_visit"
+    # Driven by the workflow's own clocks, never by a person.
+    REGISTER = "register"
+    REVIEW_WINDOW_LAPSED = "review_window_lapsed"
+    RE_REVIEW_WINDOW_LAPSED = "re_review_window_lapsed"
+
+
+class Role(StrEnum):
+    INTAKE_CLERK = "intake_clerk"  # registrar at a reception window / letters office / hotline
+    HANDLER = "handler"  # staff of a unit
+    UNIT_HEAD = "unit_head"
+    LEADER = "leader"  # supervising leader (包案领导)
+    PETITIONER = "petitioner"
+    SUPERVISOR = "supervisor"
+    SYSTEM = "system"
+
+
+class Channel(StrEnum):
+    VISIT = "visit"
+    LETTER = "letter"
+    HOTLINE_12345 = "hotline_12345"
+    HOTLINE_12309 = "hotline_12309"
+    HOTLINE_12368 = "hotline_12368"
+    ONLINE = "online"
+    VIDEO = "video"
+
+
+class Category(StrEnum):
+    LAND_AND_RESOURCES = "land_and_resources"
+    URBAN_CONSTRUCTION = "urban_construction"
+    LABOUR_AND_SOCIAL_SECURITY = "labour_and_social_security"
+    WAGE_ARREARS = "wage_arrears"
+    RURAL_AFFAIRS = "rural_affairs"
+    ENVIRONMENT = "environment"
+    HEALTH = "health"
+    EDUCATION = "education"
+    PUBLIC_SECURITY = "public_security"
+    LAW_AND_LITIGATION = "law_and_litigation"
+    DISCIPLINE = "discipline"
+    OTHER = "other"
+
+
+class ClockName(StrEnum):
+    ROUTING = "routing"  # petition bureau forwards or assigns (Art. 22)
+    ACCEPTANCE = "acceptance"  # competent unit decides to accept (Art. 23)
+    TRANSFER_OBJECTION = "transfer_objection"  # receiving unit may object (Art. 23)
+    HANDLING = "handling"  # handling opinion due (Art. 34)
+    REVIEW_REQUEST = "review_request"  # petitioner may ask for review (Art. 35)
+    REVIEW = "review"  # review opinion due (Art. 35)
+    RE_REVIEW_REQUEST = "re_review_request"  # petitioner may ask for re-review (Art. 36)
+    RE_REVIEW = "re_review"  # re-review opinion due (Art. 36)
+    PROCEDURAL_REPLY = "procedural_reply"  # procuratorate: reply within 7 days
+    SETTLEMENT = "settlement"  # procuratorate: result within 3 months
+    PROGRESS_REPLY = "progress_reply"  # procuratorate: monthly progress after 3 months
+
+
+class DeclineReason(StrEnum):
+    REPEATED_WITHIN_TIME_LIMIT = "repeated_within_time_limit"
+    CONCLUDED_AFTER_RE_REVIEW = "concluded_after_re_review"
+    CROSS_LEVEL_VISIT = "cross_level_visit"
+    OUTSIDE_PETITION_SCOPE = "outside_petition_scope"
+
+
+class DivertTrack(StrEnum):
+    LITIGATION = "litigation"
+    ARBITRATION = "arbitration"
+    ADMINISTRATIVE_REVIEW = "administrative_review"
+    DISCIPLINE_INSPECTION = "discipline_inspection"
+    OTHER_STATUTORY_PROCEDURE = "other_statutory_procedure"
+
+
+class Satisfaction(StrEnum):
+    SATISFIED = "satisfied"
+    BASICALLY_SATISFIED = "basically_satisfied"
+    UNSATISFIED = "unsatisfied"
+
+
+class HearingOutcome(StrEnum):
+    SUPPORTED = "supported"
+    PARTLY_SUPPORTED = "partly_supported"
+    NOT_SUPPORTED = "not_supported"
+    ADJOURNED = "adjourned"
+
+
+class AssistanceKind(StrEnum):
+    JUDICIAL = "judicial"
+    HARDSHIP = "hardship"
+
+
+class Actor(Strict):
+    id: Code
+    role: Role
+    unit: Code
+
+
+# --------------------------------------------------------------------------- intake
+
+
+class Petitioner(Strict):
+    """Personal data: never in workflow ids, search attributes or logs."""
+
+    name: ShortText
+    id_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9-]{5,20}$")] | None = None
+    address: ShortText | None = None
+
+
+class Attachment(Strict):
+    filename: ShortText
+    media_type: Annotated[str, StringConstraints(pattern=r"^[a-z]+/[a-z0-9.+-]+$")]
+    size_bytes: int = Field(ge=0, le=MAX_ATTACHMENT_BYTES)
+    content_b64: str | None = Field(default=None, max_length=MAX_ATTACHMENT_BYTES * 4 // 3 + 4)
+
+
+class PetitionIntake(Strict):
+    """What an intake system hands over. `intake_id` is its idempotency key."""
+
+    intake_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")]
+    channel: Channel
+    category: Category
+    unit: Code  # the unit that received and registers it
+    received_at: datetime
+    petitioner: Petitioner
+    persons: int = Field(default=1, ge=1, le=10_000)  # joint petitions (集体访)
+    subject: ShortText
+    content: LongText
+    respondent: ShortText | None = None  # who the grievance is about
+    law_related: bool = False
+    profile: Code = "national"
+    attachments: list[Attachment] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+
+    @field_validator("received_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("received_at must carry a time zone, e.g. 2026-11-02T09:30:00+08:00")
+        return value
+
+
+# ------------------------------------------------------------------- action commands
+
+
+class Command(Strict):
+    """Every action carries its actor. `request_id` makes a client retry harmless."""
+
+    actor: Actor
+    request_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class Accept(Command):
+    note: ShortText | None = None
+
+
+class Decline(Command):
+    reason: DeclineReason
+    explanation: ShortText
+    concluded_case: ShortText | None = None  # registration number of the concluded case
+
+
+class Divert(Command):
+    track: DivertTrack
+    organ: Code  # the political-legal or other competent organ
+    explanation: ShortText
+
+
+class Transfer(Command):
+    to_unit: Code
+    instructions: ShortText | None = None
+    assigned: bool = False  # 交办 (assigned, with report-back) rather than 转送 (forwarded)
+
+
+class RejectTransfer(Command):
+    reason: ShortText
+
+
+class Assign(Command):
+    handler_id: Code
+
+
+class ContractToLeader(Command):
+    leader_id: Code
+
+
+class RequestExtension(Command):
+    days: int = Field(ge=1, le=366)
+    reason: ShortText
+
+
+class DecideExtension(Command):
+    approved: bool
+    days: int | None = Field(default=None, ge=1, le=366)
+    reason_to_petitioner: ShortText
+
+
+class ScheduleHearing(Command):
+    venue: ShortText
+    starts_at: datetime
+    duration_minutes: int = Field(default=120, ge=15, le=8 * 60)
+    officers: list[Code] = Field(min_length=1, max_length=9)
+
+    @field_validator("starts_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("starts_at must carry a time zone")
+        return value
+
+
+class RecordHearing(Command):
+    hearing_no: int = Field(ge=1)
+    outcome: HearingOutcome
+    summary: ShortText
+
+
+class RequestAssistance(Command):
+    kind: AssistanceKind
+    amount_yuan: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    persons: int = Field(default=1, ge=1, le=1000)
+    reason: ShortText
+
+
+class DecideAssistance(Command):
+    application_no: int = Field(ge=1)
+    approved: bool
+    amount_yuan: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    exception_approved: bool = False  # above the statutory cap, by a leader only
+    reason: ShortText
+
+
+class ProgressReply(Command):
+    text: ShortText
+
+
+class Reply(Command):
+    opinion: LongText
+    supported: bool = True
+
+
+class Rate(Command):
+    satisfaction: Satisfaction
+    comment: ShortText | None = None
+
+
+class RequestReview(Command):
+    review_organ: Code
+    reason: ShortText
+
+
+class ReviewOpinion(Command):
+    opinion: LongText
+    upheld: bool = True
+
+
+class RequestReReview(Command):
+    re_review_organ: Code
+    reason: ShortText
+
+
+class ReReviewOpinion(Command):
+    opinion: LongText
+    upheld: bool = True
+
+
+class Withdraw(Command):
+    reason: ShortText | None = None
+
+
+class AddNote(Command):
+    text: LongText
+
+
+class RepeatVisit(Command):
+    channel: Channel
+    summary: ShortText | None = None
+
+
+class SystemCommand(Command):
+    """A transition driven by the workflow's own clocks."""
+
+    kind: Literal["system"] = "system"
+
+
+SYSTEM_ACTOR = Actor(id="system", role=Role.SYSTEM, unit="system")
