@@ -1,0 +1,257 @@
+"""Working days and statutory deadlines for mainland China (time zone Asia/Shanghai).
+
+Counting follows Chinese statutory practice (Civil Code Arts. 201-203, and the
+same rule in the procedure laws):
+
+* the day of the starting event is not counted; counting starts the next day;
+* a period of N days ends at 24:00 Asia/Shanghai of the N-th day, which we
+  store as 00:00 of the following local day, converted to UTC;
+* working days count only days the State Council calendar makes working days
+  (make-up Saturdays and Sundays, 调休, count; holidays and substituted days
+  off do not);
+* a period of N months ends with the same day of the month N months later, or
+  the last day of that month if it has no such day;
+* if the last day of a calendar-day or month period is not a working day, the
+  period may roll on to the end of the next working day (期间届满的最后一日是
+  节假日的，以节假日后的第一日为期间届满的日期); the caller decides.
+* a period in hours is exact (start + N hours); it exists so tests and
+  benchmarks can run a case in minutes.
+
+Holiday data come from the `holidays` package. It only knows the make-up
+working days of years for which the State Council schedule has been published
+and packaged; for other years it either estimates the statutory holidays (no
+make-up days) or has nothing at all, in which case this module counts Monday
+to Friday as working days. `WorkingCalendar.coverage_warning` says which case a
+date falls into, so callers can log it next to the deadline they store.
+"""
+
+from __future__ import annotations
+
+import calendar as _gregorian
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import holidays
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_SATURDAY = 5
+
+
+class PeriodUnit(StrEnum):
+    """How a period is counted. Re-exported by `domain.policy`."""
+
+    DAYS = "days"
+    WORKING_DAYS = "working_days"
+    MONTHS = "months"
+    HOURS = "hours"
+
+
+class PeriodLike(Protocol):
+    """What the calendar needs of a period; `domain.policy.Period` satisfies it.
+
+    A protocol rather than an import keeps the calendar free of the policy
+    module, which itself depends on the calendar.
+    """
+
+    @property
+    def amount(self) -> int: ...
+
+    @property
+    def unit(self) -> PeriodUnit: ...
+
+
+@dataclass(frozen=True)
+class _YearData:
+    days_off: frozenset[date]
+    weekend_workdays: frozenset[date]
+    warning: str | None
+
+
+def _load_year(year: int) -> _YearData:
+    table = holidays.China(years=year)
+    days_off = frozenset(d for d in table if d.year == year)
+    workdays = frozenset(d for d in table.weekend_workdays if d.year == year)
+    return _YearData(days_off, workdays, _warning_for(year, days_off, workdays))
+
+
+def _warning_for(year: int, days_off: frozenset[date], workdays: frozenset[date]) -> str | None:
+    version = holidays.__version__
+    if not days_off:
+        return (
+            f"holidays {version} has no Chinese holiday data for {year}: "
+            "counting Monday to Friday as working days"
+        )
+    # Every published schedule moves at least one working day onto a weekend;
+    # a year without any is one the library only derived from the statutory rules.
+    if not workdays:
+        return (
+            f"holidays {version} has no State Council holiday schedule for {year}: "
+            "holidays follow the statutory rules only, without make-up working days (调休)"
+        )
+    return None
+
+
+class WorkingCalendar:
+    """China's working days, loaded from `holidays` one year at a time and cached.
+
+    Construct once and share: loading a year costs a few milliseconds.
+    """
+
+    def __init__(self) -> None:
+        self._years: dict[int, _YearData] = {}
+
+    def _year(self, year: int) -> _YearData:
+        data = self._years.get(year)
+        if data is None:
+            data = self._years[year] = _load_year(year)
+        return data
+
+    def is_working_day(self, d: date) -> bool:
+        data = self._year(d.year)
+        if d.weekday() >= _SATURDAY:
+            return d in data.weekend_workdays
+        return d not in data.days_off
+
+    def coverage_warning(self, d: date) -> str | None:
+        """None when the official schedule for `d`'s year is known, else why not."""
+        return self._year(d.year).warning
+
+    def coverage_warnings(self, first: date, last: date) -> list[str]:
+        """The warnings of every year from `first` to `last`, for logging a deadline."""
+        found = (self.coverage_warning(date(y, 1, 1)) for y in range(first.year, last.year + 1))
+        return [w for w in found if w is not None]
+
+    def add_working_days(self, start: date, n: int) -> date:
+        """The n-th working day after `start` (`start` itself is never counted)."""
+        return self._step_working_days(start, n, timedelta(days=1))
+
+    def subtract_working_days(self, end: date, n: int) -> date:
+        """The n-th working day before `end` (`end` itself is never counted)."""
+        return self._step_working_days(end, n, timedelta(days=-1))
+
+    def next_working_day_on_or_after(self, d: date) -> date:
+        while not self.is_working_day(d):
+            d += timedelta(days=1)
+        return d
+
+    def _step_working_days(self, d: date, n: int, step: timedelta) -> date:
+        if n < 0:
+            raise ValueError(f"a number of working days cannot be negative, got {n}")
+        while n:
+            d += step
+            if self.is_working_day(d):
+                n -= 1
+        return d
+
+
+def shift_months(d: date, months: int) -> date:
+    """The same day of the month `months` later (or earlier), clamped to month end."""
+    index = d.year * 12 + d.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    return date(year, month, min(d.day, _gregorian.monthrange(year, month)[1]))
+
+
+def deadline_for(
+    start: datetime,
+    period: PeriodLike,
+    *,
+    calendar: WorkingCalendar,
+    roll_to_working_day: bool,
+) -> datetime:
+    """When a period that starts at `start` ends, as an aware UTC datetime."""
+    _require_aware(start, "start")
+    _require_positive(period)
+    if period.unit is PeriodUnit.HOURS:
+        return start.astimezone(UTC) + timedelta(hours=period.amount)
+    return _period_end(_local(start).date(), period, calendar, roll_to_working_day)
+
+
+def extend_deadline(
+    due: datetime,
+    period: PeriodLike,
+    *,
+    calendar: WorkingCalendar,
+    roll_to_working_day: bool,
+) -> datetime:
+    """When a period that runs on from a previous deadline `due` ends.
+
+    For extensions, level-2 escalation and repeating clocks. The new period is
+    counted from the last day of the previous one: `due` at 00:00 local time
+    is 24:00 of the day before, so chaining never loses or gains a day.
+    """
+    _require_aware(due, "due")
+    _require_positive(period)
+    if period.unit is PeriodUnit.HOURS:
+        return due.astimezone(UTC) + timedelta(hours=period.amount)
+    return _period_end(_day_ended_by(due), period, calendar, roll_to_working_day)
+
+
+def subtract(instant: datetime, period: PeriodLike, *, calendar: WorkingCalendar) -> datetime:
+    """`instant` moved back by `period` (for reminders), as an aware UTC datetime.
+
+    The local time of day is kept. Working days go back to the n-th working day
+    before `instant`'s local date, so a reminder one working day before a
+    deadline of 24:00 fires at 00:00 of the last working day. No rolling: a
+    reminder is a notice, not a legal time limit.
+    """
+    _require_aware(instant, "instant")
+    _require_positive(period)
+    local = _local(instant)
+    if period.unit is PeriodUnit.HOURS:
+        return instant.astimezone(UTC) - timedelta(hours=period.amount)
+    if period.unit is PeriodUnit.DAYS:
+        day = local.date() - timedelta(days=period.amount)
+    elif period.unit is PeriodUnit.MONTHS:
+        day = shift_months(local.date(), -period.amount)
+    else:
+        day = calendar.subtract_working_days(local.date(), period.amount)
+    return datetime.combine(day, local.time(), SHANGHAI).astimezone(UTC)
+
+
+def _period_end(
+    anchor: date, period: PeriodLike, calendar: WorkingCalendar, roll: bool
+) -> datetime:
+    last = _last_day(anchor, period, calendar)
+    if roll and period.unit is not PeriodUnit.WORKING_DAYS:
+        last = calendar.next_working_day_on_or_after(last)
+    return _end_of_day(last)
+
+
+def _last_day(anchor: date, period: PeriodLike, calendar: WorkingCalendar) -> date:
+    if period.unit is PeriodUnit.DAYS:
+        return anchor + timedelta(days=period.amount)
+    if period.unit is PeriodUnit.MONTHS:
+        return shift_months(anchor, period.amount)
+    if period.unit is PeriodUnit.WORKING_DAYS:
+        return calendar.add_working_days(anchor, period.amount)
+    raise ValueError(f"{period.unit!r} is not counted in days")
+
+
+def _end_of_day(d: date) -> datetime:
+    # 24:00 does not exist in datetime; 00:00 of the next day is the same instant.
+    return datetime.combine(d + timedelta(days=1), time(0), SHANGHAI).astimezone(UTC)
+
+
+def _day_ended_by(instant: datetime) -> date:
+    local = _local(instant)
+    if local.time() == time(0):
+        return local.date() - timedelta(days=1)
+    return local.date()
+
+
+def _local(instant: datetime) -> datetime:
+    return instant.astimezone(SHANGHAI)
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must carry a time zone, got naive {value.isoformat()}")
+
+
+def _require_positive(period: PeriodLike) -> None:
+    if period.amount < 1:
+        raise ValueError(f"a period must be at least 1, got {period.amount} {period.unit}")
