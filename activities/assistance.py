@@ -1,0 +1,134 @@
+"""Judicial and hardship assistance: application, decision within the cap, payment once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.common import Clock, find_by_key, refuse, utc_now, write_once
+from domain.case import (
+    AssistanceApplicationInput,
+    AssistanceDecisionInput,
+    AssistanceDecisionResult,
+    DisbursementInput,
+    DisbursementResult,
+)
+from domain.models import Role
+from domain.persistence.tables import AssistanceApplication, AssistancePayment
+
+
+def check_decision(decision: AssistanceDecisionInput, requested: Decimal) -> Decimal | None:
+    """The amount to approve, or a refusal naming the rule. Pure, so the workflow's
+    validator and the activity apply the very same rule."""
+    if not decision.approved:
+        return None
+    amount = decision.amount_yuan or requested
+    role = decision.decided_by.role
+    if decision.exception_approved and role is not Role.LEADER:
+        raise refuse("assistance:exception", "only a leader may approve an exception to the cap")
+    if amount > decision.cap_yuan and not decision.exception_approved:
+        raise refuse("assistance:cap", f"{amount} yuan exceeds the cap of {decision.cap_yuan} "
+                     "yuan (36 x the average monthly wage) without an approved exception")
+    if amount > decision.leader_threshold_yuan and role is not Role.LEADER:
+        raise refuse("assistance:leader", f"{amount} yuan is above the "
+                     f"{decision.leader_threshold_yuan} yuan threshold: a leader must decide")
+    return amount
+
+
+class AssistanceDesk:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock = utc_now,
+        after_payment_written: Callable[[str], None] | None = None,
+    ):
+        self._sessions = sessions
+        self._clock = clock
+        # Fault-drill hook: called after the payment is committed, before the activity
+        # returns, to prove a crash at the worst moment never pays twice.
+        self._after_payment_written = after_payment_written
+
+    @activity.defn
+    async def file_assistance_application(self, application: AssistanceApplicationInput) -> int:
+        key = f"{application.workflow_id}:{application.seq}:assistance"
+
+        async def write(session: AsyncSession) -> int:
+            session.add(AssistanceApplication(
+                idempotency_key=key, petition_id=application.petition_id,
+                application_no=application.application_no, kind=application.kind,
+                amount_yuan=application.amount_yuan, persons=application.persons,
+                reason=application.reason, requested_by=application.requested_by,
+                requested_at=application.requested_at,
+            ))
+            await session.flush()
+            return application.application_no
+
+        return await write_once(self._sessions, AssistanceApplication, key, write,
+                                lambda row: row.application_no)
+
+    @activity.defn
+    async def decide_assistance(self, decision: AssistanceDecisionInput) -> AssistanceDecisionResult:
+        async with self._sessions() as session:
+            app = await self._application(session, decision.petition_id, decision.application_no)
+            outcome = "approved" if decision.approved else "refused"
+            if app.status != "requested":
+                if app.status in (outcome, "paid") and app.decided_by == decision.decided_by.id:
+                    return _result(app)  # the same decision, retried
+                raise refuse("assistance", f"application {app.application_no} is already {app.status}")
+            amount = check_decision(decision, app.amount_yuan)
+            app.status, app.approved_amount_yuan = outcome, amount
+            app.exception_approved = decision.exception_approved
+            app.decided_by, app.decided_at = decision.decided_by.id, decision.decided_at
+            await session.commit()
+            return _result(app)
+
+    @activity.defn
+    async def disburse_assistance(self, payment: DisbursementInput) -> DisbursementResult:
+        key = f"{payment.workflow_id}:assistance:{payment.application_no}:payment"
+        async with self._sessions() as session:
+            paid = await find_by_key(session, AssistancePayment, key)
+            if paid is not None:
+                return _paid(paid)
+            app = await self._application(session, payment.petition_id, payment.application_no)
+            if app.status != "approved" or app.approved_amount_yuan is None:
+                raise refuse("assistance", f"application {app.application_no} is {app.status}, "
+                             "not approved for payment")
+            row = AssistancePayment(
+                idempotency_key=key, application_id=app.id, petition_id=payment.petition_id,
+                amount_yuan=app.approved_amount_yuan, persons=app.persons,
+                payment_ref=f"PAY-{payment.petition_id}-{app.application_no}",
+                paid_at=self._clock(),
+            )
+            session.add(row)
+            app.status = "paid"
+            await session.commit()
+        if self._after_payment_written is not None:
+            self._after_payment_written(key)
+        return _paid(row)
+
+    async def _application(
+        self, session: AsyncSession, petition_id: int, number: int
+    ) -> AssistanceApplication:
+        app = await session.scalar(
+            select(AssistanceApplication)
+            .where(AssistanceApplication.petition_id == petition_id,
+                   AssistanceApplication.application_no == number)
+            .with_for_update()
+        )
+        if app is None:
+            raise refuse("assistance", f"no assistance application no. {number} on this case")
+        return app
+
+
+def _result(app: AssistanceApplication) -> AssistanceDecisionResult:
+    return AssistanceDecisionResult(application_no=app.application_no, status=app.status,
+                                    approved_amount_yuan=app.approved_amount_yuan)
+
+
+def _paid(row: AssistancePayment) -> DisbursementResult:
+    return DisbursementResult(payment_ref=row.payment_ref, amount_yuan=row.amount_yuan,
+                              paid_at=row.paid_at)

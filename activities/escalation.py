@@ -1,0 +1,87 @@
+"""Escalation of overdue cases: level 1 to the supervising leader, level 2 to the
+superior petition bureau (督办). Recipients come from the organisation directory."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.common import refuse, write_once
+from domain.case import EscalationInput, EscalationResult, UnitFacts
+from domain.persistence.directory import unit_facts
+from domain.persistence.tables import Escalation, Notice
+
+MAX_DIRECTORY_DEPTH = 10
+
+
+async def _ancestors(session: AsyncSession, code: str) -> list[UnitFacts]:
+    """The unit, then its parent, and so on up the directory."""
+    chain: list[UnitFacts] = []
+    current: str | None = code
+    while current is not None and len(chain) < MAX_DIRECTORY_DEPTH:
+        facts = await unit_facts(session, current)
+        if facts is None:
+            break
+        chain.append(facts)
+        current = facts.parent
+    return chain
+
+
+async def escalation_target(
+    session: AsyncSession, unit: str, level: int
+) -> tuple[str | None, str | None]:
+    """(person, unit) who receives a level-`level` escalation for `unit`.
+
+    A unit without its own supervising leader or superior bureau inherits its
+    parent's: a township's case goes to the county leader who supervises it.
+    """
+    chain = await _ancestors(session, unit)
+    if not chain:
+        raise refuse("directory", f"unknown unit {unit!r}")
+    if level == 1:
+        for facts in chain:
+            if facts.supervising_leader:
+                return facts.supervising_leader, facts.code
+    else:
+        for facts in chain:
+            if facts.superior_bureau:
+                bureau = await unit_facts(session, facts.superior_bureau)
+                return (bureau.head if bureau else None), facts.superior_bureau
+    raise refuse("directory", f"no level-{level} escalation target above unit {unit!r}")
+
+
+class EscalationDesk:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+        self._sessions = sessions
+
+    @activity.defn
+    async def escalate(self, escalation: EscalationInput) -> EscalationResult:
+        key = (f"{escalation.workflow_id}:escalate:{escalation.clock}:{escalation.level}:"
+               f"{escalation.due_at.isoformat()}")
+
+        async def write(session: AsyncSession) -> EscalationResult:
+            person, unit = await escalation_target(session, escalation.unit, escalation.level)
+            session.add(Escalation(
+                idempotency_key=key, petition_id=escalation.petition_id, clock=escalation.clock,
+                level=escalation.level, unit_code=escalation.unit, escalated_to_person=person,
+                escalated_to_unit=unit, due_at=escalation.due_at, escalated_at=escalation.at,
+            ))
+            what = "supervising leader" if escalation.level == 1 else "superior bureau (督办)"
+            session.add(Notice(
+                idempotency_key=f"{key}:notice", petition_id=escalation.petition_id,
+                recipient_kind="person" if person else "unit",
+                recipient_ref=person or unit or escalation.unit, template="escalation",
+                body=(f"Case {escalation.registration_no}: the {escalation.clock} deadline of "
+                      f"{escalation.unit} passed at {escalation.due_at:%Y-%m-%d %H:%M} UTC; "
+                      f"escalated to the {what} (level {escalation.level})."),
+                created_at=escalation.at,
+            ))
+            await session.flush()
+            return EscalationResult(level=escalation.level, escalated_to_person=person,
+                                    escalated_to_unit=unit)
+
+        def found(row: Escalation) -> EscalationResult:
+            return EscalationResult(level=row.level, escalated_to_person=row.escalated_to_person,
+                                    escalated_to_unit=row.escalated_to_unit)
+
+        return await write_once(self._sessions, Escalation, key, write, found)

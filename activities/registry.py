@@ -1,0 +1,232 @@
+"""Registration, the audit trail and the read model, the termination registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities.common import Clock, find_by_key, refuse, utc_now, write_once
+from domain.case import (
+    RegisterPetitionInput,
+    Registration,
+    TerminationInput,
+    TransitionRecord,
+    UnitFacts,
+    UnitLookup,
+    matter_key,
+)
+from domain.models import OPEN_STAGES, PetitionIntake, Stage
+from domain.persistence.directory import unit_facts
+from domain.persistence.tables import (
+    Petition,
+    PetitionEvent,
+    RegistrationCounter,
+    RegistrationNumber,
+    TerminationEntry,
+)
+from domain.policy import load_profile
+
+BEIJING = ZoneInfo("Asia/Shanghai")  # registration years follow Beijing time
+
+
+async def allocate_registration_no(
+    session: AsyncSession, intake_id: str, unit: str, received_at: datetime
+) -> str:
+    """One number per intake, sequential per unit and year: `<unit>-<year>-<seq>`."""
+    existing = await session.get(RegistrationNumber, intake_id)
+    if existing is not None:
+        return existing.registration_no
+    year = received_at.astimezone(BEIJING).year
+    counter = (
+        insert(RegistrationCounter)
+        .values(unit_code=unit, year=year, last_seq=1)
+        .on_conflict_do_update(
+            index_elements=["unit_code", "year"],
+            set_={"last_seq": RegistrationCounter.last_seq + 1},
+        )
+        .returning(RegistrationCounter.last_seq)
+    )
+    seq = (await session.execute(counter)).scalar_one()
+    number = f"{unit}-{year}-{seq:06d}"
+    session.add(RegistrationNumber(intake_id=intake_id, registration_no=number, unit_code=unit))
+    await session.flush()
+    return number
+
+
+async def reserve_registration_no(
+    sessions: async_sessionmaker[AsyncSession], intake: PetitionIntake
+) -> str:
+    """Used by intake clients before starting the workflow; safe to call again."""
+    async with sessions() as session:
+        if await unit_facts(session, intake.unit) is None:
+            raise refuse("directory", f"unknown unit {intake.unit!r}")
+        number = await allocate_registration_no(
+            session, intake.intake_id, intake.unit, intake.received_at
+        )
+        await session.commit()
+        return number
+
+
+class PetitionRegistry:
+    """Activities over the petitions registry, its audit trail and the directory."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now):
+        self._sessions = sessions
+        self._clock = clock
+
+    @activity.defn
+    async def register_petition(self, command: RegisterPetitionInput) -> Registration:
+        intake = command.intake
+        async with self._sessions() as session:
+            unit = await unit_facts(session, intake.unit)
+            if unit is None:
+                raise refuse("directory", f"unknown unit {intake.unit!r}")
+            profile = load_profile(intake.profile)
+            row = await session.scalar(
+                select(Petition).where(Petition.intake_id == intake.intake_id)
+            )
+            if row is None:
+                row = await self._insert(session, command, unit)
+                await session.commit()
+            return Registration(
+                petition_id=row.id,
+                registration_no=row.registration_no,
+                unit=unit,
+                profile=profile,
+                repeat_of=row.repeat_of,
+                concluded_case=await self._concluded_case(session, row.matter_key),
+                attached_to_workflow=await self._open_case(session, row),
+            )
+
+    async def _insert(
+        self, session: AsyncSession, command: RegisterPetitionInput, unit: UnitFacts
+    ) -> Petition:
+        intake = command.intake
+        number = command.registration_no or await allocate_registration_no(
+            session, intake.intake_id, intake.unit, intake.received_at
+        )
+        key = matter_key(intake)
+        earlier = await session.scalar(
+            select(Petition.registration_no)
+            .where(Petition.matter_key == key)
+            .order_by(Petition.registered_at.desc())
+            .limit(1)
+        )
+        row = Petition(
+            intake_id=intake.intake_id, workflow_id=command.workflow_id, registration_no=number,
+            registered_unit=unit.code, holding_unit=unit.code, channel=intake.channel,
+            category=intake.category, law_related=intake.law_related, profile=intake.profile,
+            persons=intake.persons, matter_key=key,
+            petitioner=intake.petitioner.model_dump(mode="json"), subject=intake.subject,
+            content=intake.content, stage=Stage.REGISTERED, received_at=intake.received_at,
+            registered_at=command.registered_at, repeat_of=earlier,
+        )
+        session.add(row)
+        await session.flush()
+        return row
+
+    async def _concluded_case(self, session: AsyncSession, key: str) -> str | None:
+        return await session.scalar(
+            select(TerminationEntry.registration_no)
+            .where(TerminationEntry.matter_key == key)
+            .order_by(TerminationEntry.concluded_at.desc())
+            .limit(1)
+        )
+
+    async def _open_case(self, session: AsyncSession, row: Petition) -> str | None:
+        """An earlier open case on the same matter: the new intake attaches to it."""
+        return await session.scalar(
+            select(Petition.workflow_id)
+            .where(
+                Petition.matter_key == row.matter_key,
+                Petition.stage.in_([s.value for s in OPEN_STAGES]),
+                Petition.id < row.id,
+            )
+            .order_by(Petition.id)
+            .limit(1)
+        )
+
+    @activity.defn
+    async def record_transition(self, record: TransitionRecord) -> int:
+        """Audit row and read-model update in one transaction; a retry finds the audit row."""
+        key = f"{record.workflow_id}:{record.seq}:{record.action}"
+        if not record.accepted:
+            key += f":refused:{record.detail.get('refusal_no', record.at.isoformat())}"
+
+        async def write(session: AsyncSession) -> int:
+            event = PetitionEvent(
+                petition_id=record.petition_id, workflow_id=record.workflow_id,
+                idempotency_key=key, seq=record.seq, action=record.action,
+                actor_id=record.actor.id, actor_role=record.actor.role,
+                actor_unit=record.actor.unit, from_stage=record.from_stage,
+                to_stage=record.to_stage, accepted=record.accepted, refusal=record.refusal,
+                detail=record.detail, at=record.at,
+            )
+            session.add(event)
+            if record.accepted and record.read_model:
+                await session.execute(
+                    update(Petition)
+                    .where(Petition.id == record.petition_id)
+                    .values(**_read_model_values(record.read_model), last_seq=record.seq,
+                            updated_at=func.now())
+                )
+            await session.flush()
+            return event.id
+
+        return await write_once(self._sessions, PetitionEvent, key, write, lambda e: e.id)
+
+    @activity.defn
+    async def resolve_unit(self, lookup: UnitLookup) -> UnitFacts:
+        async with self._sessions() as session:
+            facts = await unit_facts(session, lookup.code)
+        if facts is None:
+            raise refuse("directory", f"unknown unit {lookup.code!r}")
+        return facts
+
+    @activity.defn
+    async def enter_termination_registry(self, entry: TerminationInput) -> str:
+        async with self._sessions() as session:
+            key = await session.scalar(
+                select(Petition.matter_key).where(Petition.id == entry.petition_id)
+            )
+            if key is None:
+                raise refuse("registry", f"no petition {entry.petition_id}")
+            stmt = (
+                insert(TerminationEntry)
+                .values(petition_id=entry.petition_id, matter_key=key,
+                        registration_no=entry.registration_no, concluded_at=entry.concluded_at,
+                        concluded_by_unit=entry.unit)
+                .on_conflict_do_nothing(index_elements=["petition_id"])
+            )
+            await session.execute(stmt)
+            await session.commit()
+        return entry.registration_no
+
+
+READ_MODEL_COLUMNS = frozenset(
+    c.name for c in Petition.__table__.columns
+) - {"id", "intake_id", "workflow_id", "registration_no", "petitioner", "content", "matter_key"}
+
+
+def _read_model_values(values: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(values) - READ_MODEL_COLUMNS
+    if unknown:
+        raise refuse("read_model", f"unknown read-model columns {sorted(unknown)}")
+    return {k: _parse_time(k, v) for k, v in values.items()}
+
+
+def _parse_time(column: str, value: Any) -> Any:
+    if isinstance(value, str) and (column.endswith("_at") or column.endswith("_due")
+                                   or column == "next_deadline"):
+        return datetime.fromisoformat(value)
+    return value
+
+
+__all__ = ["PetitionRegistry", "allocate_registration_no", "find_by_key",
+           "reserve_registration_no"]

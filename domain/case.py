@@ -1,0 +1,370 @@
+"""The state one petition workflow carries, its query answers, and activity inputs/outputs.
+
+All of it survives continue-as-new: the whole `CaseState` is the next run's input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from domain.models import (
+    Action,
+    Actor,
+    Category,
+    Channel,
+    ClockName,
+    Outcome,
+    PetitionIntake,
+    Satisfaction,
+    Stage,
+)
+from domain.policy import ClockKind, DeadlineProfile, Period
+
+TIMELINE_NOTES_KEPT = 20  # notes and repeat visits beyond this are counted, not listed
+
+
+def matter_key(intake: PetitionIntake) -> str:
+    """Same petitioner, same category, same respondent or subject: the same matter.
+
+    A hash, so the key itself reveals no personal data.
+    """
+    about = (intake.respondent or intake.subject).strip().casefold()
+    raw = f"{intake.petitioner.id_number.upper()}|{intake.category}|{about}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+class UnitFacts(BaseModel):
+    code: str
+    name: str
+    kind: str
+    level: str
+    parent: str | None = None
+    superior_bureau: str | None = None
+    supervising_leader: str | None = None
+    head: str | None = None
+
+    @property
+    def is_petition_bureau(self) -> bool:
+        return self.kind == "petition_bureau"
+
+
+class Clock(BaseModel):
+    name: ClockName
+    kind: ClockKind
+    article: str
+    period: str  # in plain words, for the UI
+    started_at: datetime
+    due_at: datetime
+    reminder_at: datetime | None = None
+    level2_at: datetime | None = None
+    paused_at: datetime | None = None
+    reminded: bool = False
+    level: int = 0  # 0 running, 1 overdue and escalated to the leader, 2 to the superior bureau
+    unit: str  # the unit the clock binds
+
+    def overdue(self, now: datetime) -> bool:
+        return self.kind is ClockKind.DEADLINE and self.paused_at is None and now >= self.due_at
+
+
+class TimelineEntry(BaseModel):
+    seq: int
+    at: datetime
+    action: Action
+    actor: Actor
+    from_stage: Stage | None
+    to_stage: Stage | None
+    accepted: bool = True
+    refusal: str | None = None
+    summary: str = ""
+
+
+class Hearing(BaseModel):
+    hearing_no: int
+    venue: str
+    starts_at: datetime
+    officers: list[str]
+    outcome: str | None = None
+
+
+class AssistanceFile(BaseModel):
+    application_no: int
+    amount_yuan: Decimal
+    persons: int
+    status: str = "requested"  # requested, approved, paid, refused
+    payment_ref: str | None = None
+
+
+class PendingExtension(BaseModel):
+    days: int
+    reason: str
+    requested_by: str
+
+
+class CaseState(BaseModel):
+    workflow_id: str
+    petition_id: int
+    registration_no: str
+    profile: DeadlineProfile
+    channel: Channel
+    category: Category
+    law_related: bool
+    registered_unit: str
+    holding_unit: str
+    responsible_unit: str | None = None
+    transferred_from: list[str] = Field(default_factory=list)
+    review_organ: str | None = None
+    re_review_organ: str | None = None
+    handler_id: str | None = None
+    leader_id: str | None = None
+    units: dict[str, UnitFacts] = Field(default_factory=dict)
+    stage: Stage = Stage.REGISTERED
+    outcome: Outcome | None = None
+    clocks: dict[ClockName, Clock] = Field(default_factory=dict)
+    seq: int = 0
+    request_ids: list[str] = Field(default_factory=list)
+    extension_used: bool = False
+    extension_days: int = 0
+    pending_extension: PendingExtension | None = None
+    hearings: list[Hearing] = Field(default_factory=list)
+    assistance: list[AssistanceFile] = Field(default_factory=list)
+    satisfaction: Satisfaction | None = None
+    repeat_visits: int = 0
+    notes: int = 0
+    refused_actions: int = 0
+    was_overdue: bool = False
+    max_escalation_level: int = 0
+    repeat_of: str | None = None
+    concluded_case: str | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    runs: int = 1
+
+
+class PetitionStart(BaseModel):
+    """The workflow input. `carried` is set when a run continues as new."""
+
+    intake: PetitionIntake
+    registration_no: str | None = None
+    carried: CaseState | None = None
+
+
+class ClockView(BaseModel):
+    name: ClockName
+    kind: ClockKind
+    article: str
+    period: str
+    due_at: datetime
+    overdue: bool
+    paused: bool
+    level: int
+    unit: str
+
+
+class PetitionStatus(BaseModel):
+    workflow_id: str
+    registration_no: str | None
+    stage: Stage | None
+    outcome: Outcome | None = None
+    holding_unit: str | None = None
+    responsible_unit: str | None = None
+    handler_id: str | None = None
+    leader_id: str | None = None
+    clocks: list[ClockView] = Field(default_factory=list)
+    next_deadline: datetime | None = None
+    overdue: bool = False
+    escalation_level: int = 0
+    extension_days: int = 0
+    satisfaction: Satisfaction | None = None
+    repeat_visits: int = 0
+    notes: int = 0
+    refused_actions: int = 0
+    hearings: list[Hearing] = Field(default_factory=list)
+    assistance: list[AssistanceFile] = Field(default_factory=list)
+    concluded_case: str | None = None
+    attached_to: str | None = None
+    runs: int = 1
+
+
+# --------------------------------------------------------------- activity contracts
+
+
+class RegisterPetitionInput(BaseModel):
+    workflow_id: str
+    intake: PetitionIntake
+    registration_no: str | None
+    registered_at: datetime
+
+
+class Registration(BaseModel):
+    petition_id: int
+    registration_no: str
+    unit: UnitFacts
+    profile: DeadlineProfile
+    repeat_of: str | None = None
+    concluded_case: str | None = None  # a termination-registry entry on the same matter
+    attached_to_workflow: str | None = None  # an open case on the same matter
+
+
+class ClockRequest(BaseModel):
+    name: ClockName
+    start: datetime
+    unit: str
+    extend_by: Period | None = None  # extend a running clock: `start` is its current due time
+    renew: bool = False  # a recurring clock's next period: `start` is its current due time
+
+
+class ComputeDeadlinesInput(BaseModel):
+    profile: DeadlineProfile
+    clocks: list[ClockRequest]
+
+
+class ComputedClock(BaseModel):
+    name: ClockName
+    kind: ClockKind
+    article: str
+    period: str
+    started_at: datetime
+    due_at: datetime
+    reminder_at: datetime | None
+    level2_at: datetime | None
+    unit: str
+
+
+class TransitionRecord(BaseModel):
+    """One row of the audit trail and the read model's new state, written together."""
+
+    workflow_id: str
+    petition_id: int
+    seq: int
+    action: Action
+    actor: Actor
+    at: datetime
+    from_stage: Stage | None
+    to_stage: Stage | None
+    accepted: bool = True
+    refusal: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    read_model: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnitLookup(BaseModel):
+    code: str
+
+
+class TransferOrderInput(BaseModel):
+    workflow_id: str
+    petition_id: int
+    seq: int
+    kind: str  # transfer, assignment, diversion
+    from_unit: str
+    to_unit: str
+    instructions: str | None
+    issued_at: datetime
+
+
+class TransferOrderResult(BaseModel):
+    order_no: str
+    to_unit: UnitFacts
+
+
+class HearingBooking(BaseModel):
+    workflow_id: str
+    petition_id: int
+    seq: int
+    hearing_no: int
+    venue: str
+    starts_at: datetime
+    duration_minutes: int
+    officers: list[str]
+
+
+class HearingRecordInput(BaseModel):
+    workflow_id: str
+    petition_id: int
+    seq: int
+    hearing_no: int
+    outcome: str
+    summary: str
+
+
+class AssistanceApplicationInput(BaseModel):
+    workflow_id: str
+    petition_id: int
+    seq: int
+    application_no: int
+    kind: str
+    amount_yuan: Decimal
+    persons: int
+    reason: str
+    requested_by: str
+    requested_at: datetime
+
+
+class AssistanceDecisionInput(BaseModel):
+    workflow_id: str
+    petition_id: int
+    seq: int
+    application_no: int
+    approved: bool
+    amount_yuan: Decimal | None
+    exception_approved: bool
+    decided_by: Actor
+    decided_at: datetime
+    cap_yuan: Decimal
+    leader_threshold_yuan: Decimal
+
+
+class AssistanceDecisionResult(BaseModel):
+    application_no: int
+    status: str
+    approved_amount_yuan: Decimal | None
+
+
+class DisbursementInput(BaseModel):
+    workflow_id: str
+    petition_id: int
+    application_no: int
+
+
+class DisbursementResult(BaseModel):
+    payment_ref: str
+    amount_yuan: Decimal
+    paid_at: datetime
+
+
+class EscalationInput(BaseModel):
+    workflow_id: str
+    petition_id: int
+    registration_no: str
+    clock: ClockName
+    level: int
+    unit: str
+    due_at: datetime
+    at: datetime
+
+
+class EscalationResult(BaseModel):
+    level: int
+    escalated_to_person: str | None
+    escalated_to_unit: str | None
+
+
+class NoticeInput(BaseModel):
+    idempotency_key: str
+    petition_id: int | None
+    recipient_kind: str  # petitioner, unit, person
+    recipient_ref: str
+    template: str
+    body: str
+    at: datetime
+
+
+class TerminationInput(BaseModel):
+    petition_id: int
+    registration_no: str
+    concluded_at: datetime
+    unit: str

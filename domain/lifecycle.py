@@ -1,0 +1,285 @@
+"""The petition lifecycle as data: (stage, action) -> next stage, guard, clocks, effects.
+
+`PetitionWorkflow` executes this table and decides no transition anywhere else.
+`petition diagram` renders it. Articles cite the Regulations on the Work of
+Letters and Visits (2022) unless a row says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from domain.models import (
+    OPEN_STAGES,
+    Accept,
+    Action,
+    AddNote,
+    Assign,
+    ClockName,
+    Command,
+    ContractToLeader,
+    DecideAssistance,
+    DecideExtension,
+    Decline,
+    Divert,
+    Outcome,
+    ProgressReply,
+    Rate,
+    RecordHearing,
+    RejectTransfer,
+    RepeatVisit,
+    Reply,
+    RequestAssistance,
+    RequestExtension,
+    RequestReReview,
+    RequestReview,
+    ReReviewOpinion,
+    ReviewOpinion,
+    Role,
+    ScheduleHearing,
+    Stage,
+    SystemCommand,
+    Transfer,
+    Withdraw,
+)
+
+R = Stage.REGISTERED
+H = Stage.IN_HANDLING
+RP = Stage.REPLIED
+UR = Stage.UNDER_REVIEW
+RR = Stage.REVIEW_REPLIED
+URR = Stage.UNDER_RE_REVIEW
+C = Stage.CLOSED
+
+STAFF = frozenset({Role.HANDLER, Role.UNIT_HEAD, Role.LEADER})
+HEADS = frozenset({Role.UNIT_HEAD, Role.LEADER})
+# An intake clerk registers what the petitioner says at the window or on the phone.
+PETITIONER_SIDE = frozenset({Role.PETITIONER, Role.INTAKE_CLERK})
+
+
+class UnitRule(StrEnum):
+    """Which unit the actor must belong to (petitioner-side roles are not unit-bound)."""
+
+    HOLDING = "holding"  # the unit that currently holds the case
+    RESPONSIBLE = "responsible"  # the unit that accepted it
+    REVIEW_ORGAN = "review_organ"
+    RE_REVIEW_ORGAN = "re_review_organ"
+    CASE_UNIT = "case_unit"  # holding, responsible or reviewing unit
+    NONE = "none"
+
+
+class Effect(StrEnum):
+    """Side effects a transition triggers; each is an idempotent activity."""
+
+    NOTICE_PETITIONER = "notice_petitioner"
+    NOTICE_RECEIVING_UNIT = "notice_receiving_unit"
+    NOTICE_LEADER = "notice_leader"
+    NOTICE_REVIEW_ORGAN = "notice_review_organ"
+    TRANSFER_ORDER = "transfer_order"
+    DIVERSION_ORDER = "diversion_order"
+    BOOK_HEARING = "book_hearing"
+    RECORD_HEARING = "record_hearing"
+    FILE_ASSISTANCE = "file_assistance"
+    DECIDE_ASSISTANCE = "decide_assistance"
+    TERMINATION_REGISTRY = "termination_registry"
+
+
+ALL_CLOCKS = tuple(ClockName)
+ENTRY_CLOCKS = (ClockName.ROUTING, ClockName.ACCEPTANCE, ClockName.PROCEDURAL_REPLY)
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: Action
+    command: type[Command]
+    from_stages: frozenset[Stage]
+    to_stage: Stage | None  # None: the stage does not change
+    roles: frozenset[Role]
+    unit_rule: UnitRule
+    article: str
+    outcome: Outcome | None = None
+    starts: tuple[ClockName, ...] = ()
+    stops: tuple[ClockName, ...] = ()
+    pauses: tuple[ClockName, ...] = ()
+    resumes: tuple[ClockName, ...] = ()
+    renews: tuple[ClockName, ...] = ()  # recurring clocks satisfied for one more period
+    effects: tuple[Effect, ...] = ()
+    counts_as_note: bool = False  # compacted in the workflow timeline (notes, repeat visits)
+    description: str = ""
+    system: bool = False  # driven by a clock, not a person
+
+    def label(self) -> str:
+        return self.action.value
+
+
+def _row(
+    action: Action,
+    command: type[Command],
+    from_stages: frozenset[Stage] | set[Stage],
+    to_stage: Stage | None,
+    roles: frozenset[Role] | set[Role],
+    unit_rule: UnitRule,
+    article: str,
+    **extra: object,
+) -> Transition:
+    return Transition(
+        action, command, frozenset(from_stages), to_stage, frozenset(roles), unit_rule, article,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    _row(Action.ACCEPT, Accept, {R}, H, STAFF, UnitRule.HOLDING, "Art. 23",
+         starts=(ClockName.HANDLING,),
+         stops=(ClockName.ROUTING, ClockName.ACCEPTANCE, ClockName.PROCEDURAL_REPLY,
+                ClockName.TRANSFER_OBJECTION),
+         effects=(Effect.NOTICE_PETITIONER,),
+         description="the holding unit accepts; written acceptance notice"),
+    _row(Action.DECLINE, Decline, {R}, C, STAFF, UnitRule.HOLDING, "Art. 23",
+         outcome=Outcome.NOT_ACCEPTED, stops=ALL_CLOCKS, effects=(Effect.NOTICE_PETITIONER,),
+         description="not accepted, with a statutory reason; written notice citing it"),
+    _row(Action.DIVERT, Divert, {R}, C, STAFF, UnitRule.HOLDING, "Art. 31 (诉访分离)",
+         outcome=Outcome.DIVERTED, stops=ALL_CLOCKS,
+         effects=(Effect.DIVERSION_ORDER, Effect.NOTICE_PETITIONER),
+         description="matter for litigation, arbitration, review or discipline: leaves the track"),
+    _row(Action.TRANSFER, Transfer, {R}, R, STAFF, UnitRule.HOLDING, "Art. 22-23",
+         starts=(ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION),
+         stops=(ClockName.ROUTING, ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION),
+         effects=(Effect.TRANSFER_ORDER, Effect.NOTICE_RECEIVING_UNIT, Effect.NOTICE_PETITIONER),
+         description="transfer work order; the receiving unit's acceptance clock starts anew"),
+    _row(Action.REJECT_TRANSFER, RejectTransfer, {R}, R, STAFF, UnitRule.HOLDING, "Art. 23",
+         starts=(ClockName.ROUTING,),
+         stops=(ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION),
+         effects=(Effect.NOTICE_RECEIVING_UNIT,),
+         description="the receiving unit objects within 5 working days; the case goes back"),
+    _row(Action.ASSIGN, Assign, {R, H}, None, STAFF, UnitRule.CASE_UNIT, "Art. 33",
+         description="a handler takes the case"),
+    _row(Action.CONTRACT_TO_LEADER, ContractToLeader, {R, H}, None, HEADS, UnitRule.CASE_UNIT,
+         "Art. 7 (领导包案)", effects=(Effect.NOTICE_LEADER,),
+         description="a named leader takes on the case"),
+    _row(Action.REQUEST_EXTENSION, RequestExtension, {H}, None, STAFF, UnitRule.RESPONSIBLE,
+         "Art. 34", description="the handler asks the unit head for more time"),
+    _row(Action.DECIDE_EXTENSION, DecideExtension, {H}, None, frozenset({Role.UNIT_HEAD}),
+         UnitRule.RESPONSIBLE, "Art. 34", effects=(Effect.NOTICE_PETITIONER,),
+         description="at most once, at most the profile's limit; the reason goes to the petitioner"),
+    _row(Action.SCHEDULE_HEARING, ScheduleHearing, {H, URR}, None, STAFF, UnitRule.CASE_UNIT,
+         "Art. 34 / Art. 36", pauses=(ClockName.RE_REVIEW,), effects=(Effect.BOOK_HEARING,),
+         description="public hearing with third-party officers; re-review time stops"),
+    _row(Action.RECORD_HEARING, RecordHearing, {H, URR}, None, STAFF, UnitRule.CASE_UNIT,
+         "Art. 34 / Art. 36", resumes=(ClockName.RE_REVIEW,), effects=(Effect.RECORD_HEARING,),
+         description="the hearing's outcome; re-review time runs again"),
+    _row(Action.REQUEST_ASSISTANCE, RequestAssistance, {H}, None, STAFF, UnitRule.RESPONSIBLE,
+         "Judicial assistance rules", effects=(Effect.FILE_ASSISTANCE,),
+         description="judicial or hardship assistance application"),
+    _row(Action.DECIDE_ASSISTANCE, DecideAssistance, {H}, None, HEADS, UnitRule.RESPONSIBLE,
+         "Judicial assistance rules", effects=(Effect.DECIDE_ASSISTANCE, Effect.NOTICE_PETITIONER),
+         description="approval within the cap (leader above the threshold), then payment once"),
+    _row(Action.PROGRESS_REPLY, ProgressReply, {R, H}, None, STAFF, UnitRule.CASE_UNIT,
+         "Procuratorate rule: every letter gets a reply",
+         stops=(ClockName.PROCEDURAL_REPLY,), renews=(ClockName.SETTLEMENT,),
+         effects=(Effect.NOTICE_PETITIONER,),
+         description="procedural or progress reply to the petitioner"),
+    _row(Action.REPLY, Reply, {H}, RP, STAFF, UnitRule.RESPONSIBLE, "Art. 34",
+         starts=(ClockName.REVIEW_REQUEST,),
+         stops=(ClockName.HANDLING, ClockName.SETTLEMENT, ClockName.PROGRESS_REPLY),
+         effects=(Effect.NOTICE_PETITIONER,),
+         description="the written handling opinion"),
+    _row(Action.RATE, Rate, {RP, RR}, None, PETITIONER_SIDE, UnitRule.NONE, "Art. 35",
+         description="satisfied / basically satisfied / unsatisfied"),
+    _row(Action.REQUEST_REVIEW, RequestReview, {RP}, UR, PETITIONER_SIDE, UnitRule.NONE, "Art. 35",
+         starts=(ClockName.REVIEW,), stops=(ClockName.REVIEW_REQUEST,),
+         effects=(Effect.NOTICE_REVIEW_ORGAN,),
+         description="review by the superior organ within 30 days of the opinion"),
+    _row(Action.REVIEW_OPINION, ReviewOpinion, {UR}, RR, STAFF, UnitRule.REVIEW_ORGAN, "Art. 35",
+         starts=(ClockName.RE_REVIEW_REQUEST,), stops=(ClockName.REVIEW,),
+         effects=(Effect.NOTICE_PETITIONER,), description="the review opinion"),
+    _row(Action.REQUEST_RE_REVIEW, RequestReReview, {RR}, URR, PETITIONER_SIDE, UnitRule.NONE,
+         "Art. 36", starts=(ClockName.RE_REVIEW,), stops=(ClockName.RE_REVIEW_REQUEST,),
+         effects=(Effect.NOTICE_REVIEW_ORGAN,),
+         description="re-review by the next organ up within 30 days of the review opinion"),
+    _row(Action.RE_REVIEW_OPINION, ReReviewOpinion, {URR}, C, STAFF, UnitRule.RE_REVIEW_ORGAN,
+         "Art. 36", outcome=Outcome.CONCLUDED, stops=ALL_CLOCKS,
+         effects=(Effect.TERMINATION_REGISTRY, Effect.NOTICE_PETITIONER),
+         description="final: the matter is concluded (终结) and enters the termination registry"),
+    _row(Action.WITHDRAW, Withdraw, OPEN_STAGES, C, PETITIONER_SIDE, UnitRule.NONE, "Art. 32",
+         outcome=Outcome.WITHDRAWN, stops=ALL_CLOCKS, effects=(Effect.NOTICE_PETITIONER,),
+         description="the petitioner withdraws"),
+    _row(Action.ADD_NOTE, AddNote, OPEN_STAGES, None, PETITIONER_SIDE | STAFF, UnitRule.CASE_UNIT,
+         "Art. 19", counts_as_note=True, description="supplementary material"),
+    _row(Action.REPEAT_VISIT, RepeatVisit, OPEN_STAGES, None, PETITIONER_SIDE, UnitRule.NONE,
+         "Art. 30", counts_as_note=True,
+         description="a repeat visit on the same matter attaches to the open case and is counted"),
+    _row(Action.REVIEW_WINDOW_LAPSED, SystemCommand, {RP}, C, {Role.SYSTEM}, UnitRule.NONE,
+         "Art. 35", outcome=Outcome.RESOLVED, stops=ALL_CLOCKS, system=True,
+         description="no review requested within the window: resolved"),
+    _row(Action.RE_REVIEW_WINDOW_LAPSED, SystemCommand, {RR}, C, {Role.SYSTEM}, UnitRule.NONE,
+         "Art. 36", outcome=Outcome.RESOLVED, stops=ALL_CLOCKS, system=True,
+         description="no re-review requested within the window: resolved"),
+)
+
+TABLE: dict[Action, Transition] = {t.action: t for t in TRANSITIONS}
+
+# The window clock whose lapse drives a system transition.
+LAPSE_ACTIONS: dict[ClockName, Action] = {
+    ClockName.REVIEW_REQUEST: Action.REVIEW_WINDOW_LAPSED,
+    ClockName.RE_REVIEW_REQUEST: Action.RE_REVIEW_WINDOW_LAPSED,
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"refused [{self.rule}]: {self.message}"
+
+
+@dataclass
+class GuardContext:
+    """What a guard needs to know about the case: a plain snapshot of workflow state."""
+
+    stage: Stage
+    holding_unit: str
+    responsible_unit: str | None
+    review_organ: str | None = None
+    re_review_organ: str | None = None
+    extra_units: frozenset[str] = field(default_factory=frozenset)
+
+
+def _unit_ok(rule: UnitRule, unit: str, ctx: GuardContext) -> bool:
+    allowed = {
+        UnitRule.HOLDING: {ctx.holding_unit},
+        UnitRule.RESPONSIBLE: {ctx.responsible_unit},
+        UnitRule.REVIEW_ORGAN: {ctx.review_organ},
+        UnitRule.RE_REVIEW_ORGAN: {ctx.re_review_organ},
+        UnitRule.CASE_UNIT: {
+            ctx.holding_unit, ctx.responsible_unit, ctx.review_organ, ctx.re_review_organ
+        },
+    }[rule]
+    return unit in allowed
+
+
+def check_guard(transition: Transition, command: Command, ctx: GuardContext) -> Refusal | None:
+    """Stage, role and unit: the table's own guard. Action-specific rules live beside it."""
+    actor = command.actor
+    if ctx.stage not in transition.from_stages:
+        allowed = ", ".join(sorted(s.value for s in transition.from_stages))
+        return Refusal(
+            "stage", f"{transition.action} is not allowed in stage {ctx.stage}; allowed in: {allowed}"
+        )
+    if actor.role not in transition.roles:
+        roles = ", ".join(sorted(r.value for r in transition.roles))
+        return Refusal("role", f"{transition.action} may be taken by {roles}, not {actor.role}")
+    if actor.role in PETITIONER_SIDE or actor.role is Role.SYSTEM:
+        return None  # not unit-bound: the petitioner's side acts from outside the units
+    if transition.unit_rule is not UnitRule.NONE and not _unit_ok(
+        transition.unit_rule, actor.unit, ctx
+    ):
+        return Refusal(
+            f"unit:{transition.unit_rule}",
+            f"{transition.action} belongs to the {transition.unit_rule} unit of this case; "
+            f"{actor.id} is from {actor.unit}",
+        )
+    return None

@@ -1,0 +1,131 @@
+"""The organisation directory: units with level and parent, people with roles."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.case import UnitFacts
+from domain.persistence.tables import Person, Unit
+
+UnitKind = Literal[
+    "petition_bureau",
+    "government_department",
+    "court",
+    "procuratorate",
+    "public_security",
+    "party_committee",
+    "discipline_inspection",
+    "township",
+]
+Level = Literal["township", "county", "city", "province"]
+
+
+class UnitEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    name: str
+    kind: UnitKind
+    level: Level
+    parent: str | None = None
+    superior_bureau: str | None = None
+    supervising_leader: str | None = None
+    head: str | None = None
+    profile: str = "national"
+
+
+class PersonEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    name: str
+    unit: str
+    role: Literal["handler", "unit_head", "leader", "intake_clerk", "supervisor"]
+    title: str | None = None
+    hearing_officer: bool = False
+
+
+class Directory(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: list[UnitEntry]
+    people: list[PersonEntry] = []
+
+    def check(self) -> None:
+        """Every reference must resolve inside the file: a dangling parent is a typo."""
+        codes = {u.code for u in self.units}
+        ids = {p.id for p in self.people}
+        for unit in self.units:
+            for ref in (unit.parent, unit.superior_bureau):
+                if ref is not None and ref not in codes:
+                    raise ValueError(f"unit {unit.code}: unknown unit {ref!r}")
+            for person in (unit.supervising_leader, unit.head):
+                if person is not None and person not in ids:
+                    raise ValueError(f"unit {unit.code}: unknown person {person!r}")
+        for p in self.people:
+            if p.unit not in codes:
+                raise ValueError(f"person {p.id}: unknown unit {p.unit!r}")
+
+
+def read_directory(path: Path) -> Directory:
+    directory = Directory.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    directory.check()
+    return directory
+
+
+def _parents_first(units: list[UnitEntry]) -> list[UnitEntry]:
+    placed: set[str] = set()
+    ordered: list[UnitEntry] = []
+    pending = list(units)
+    while pending:
+        ready = [
+            u for u in pending
+            if all(r is None or r in placed for r in (u.parent, u.superior_bureau))
+        ]
+        if not ready:
+            raise ValueError("unit hierarchy has a cycle")
+        ordered += ready
+        placed |= {u.code for u in ready}
+        pending = [u for u in pending if u.code not in placed]
+    return ordered
+
+
+async def load_directory(session: AsyncSession, directory: Directory) -> None:
+    """Upsert the directory in one transaction (the caller commits).
+
+    Units are merged, never deleted: transfer orders and petitions refer to them.
+    """
+    for u in _parents_first(directory.units):
+        await session.merge(
+            Unit(
+                code=u.code, name=u.name, kind=u.kind, level=u.level, parent_code=u.parent,
+                superior_bureau_code=u.superior_bureau, supervising_leader_id=u.supervising_leader,
+                head_id=u.head, profile=u.profile,
+            )
+        )
+        await session.flush()
+    for p in directory.people:
+        await session.merge(
+            Person(
+                id=p.id, name=p.name, unit_code=p.unit, role=p.role, title=p.title,
+                is_hearing_officer=p.hearing_officer,
+            )
+        )
+
+
+async def unit_facts(session: AsyncSession, code: str) -> UnitFacts | None:
+    unit = await session.get(Unit, code)
+    if unit is None:
+        return None
+    return UnitFacts(
+        code=unit.code, name=unit.name, kind=unit.kind, level=unit.level,
+        parent=unit.parent_code, superior_bureau=unit.superior_bureau_code,
+        supervising_leader=unit.supervising_leader_id, head=unit.head_id,
+    )
+
+
+async def unit_profile(session: AsyncSession, code: str) -> str | None:
+    return await session.scalar(select(Unit.profile).where(Unit.code == code))

@@ -1,0 +1,71 @@
+"""Engine factory and unit of work. Nothing here connects at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from domain.settings import PROJECT_ROOT, Settings
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """`DATABASE_URL` wins; otherwise the embedded PostgreSQL (pgserver) in `.data/pg`."""
+    from devstack.postgres import database_url
+
+    return database_url(settings.database_url)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A transaction that rolls back unless the body calls `await session.commit()`."""
+    async with sessions() as session:
+        try:
+            yield session
+        finally:
+            if session.in_transaction():
+                await session.rollback()
+
+
+class SchemaNotMigratedError(RuntimeError):
+    pass
+
+
+def alembic_head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        raise RuntimeError("no Alembic migrations found")
+    return head
+
+
+async def require_current_schema(engine: AsyncEngine) -> None:
+    """Refuse to run against a database Alembic has not brought to head."""
+    head = alembic_head()
+    async with engine.connect() as conn:
+        exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+        current = await conn.scalar(text("SELECT version_num FROM alembic_version")) if exists else None
+    if current != head:
+        raise SchemaNotMigratedError(
+            f"database schema is at {current or 'nothing'}, code expects {head}: "
+            "run `petition migrate` (or `alembic upgrade head`) first"
+        )

@@ -1,0 +1,280 @@
+"""The system of record. Alembic owns the schema; these mappings mirror it.
+
+Every write an activity makes carries a business idempotency key
+(`<workflow id>:<action sequence>:<what>`) under a unique constraint, so a
+retried activity finds its earlier write instead of making a second one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+# ------------------------------------------------------------- organisation directory
+
+
+class Unit(Base):
+    __tablename__ = "units"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))  # petition_bureau, government_department, ...
+    level: Mapped[str] = mapped_column(String(16))  # county, city, province
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("units.code"))
+    superior_bureau_code: Mapped[str | None] = mapped_column(ForeignKey("units.code"))
+    supervising_leader_id: Mapped[str | None] = mapped_column(String(64))
+    head_id: Mapped[str | None] = mapped_column(String(64))
+    profile: Mapped[str] = mapped_column(String(64), server_default="national")
+
+
+class Person(Base):
+    __tablename__ = "people"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
+    role: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str | None] = mapped_column(String(200))
+    is_hearing_officer: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+# ------------------------------------------------------------------------ petitions
+
+
+class RegistrationCounter(Base):
+    __tablename__ = "registration_counters"
+    unit_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+
+
+class RegistrationNumber(Base):
+    """Allocated before the workflow starts so the UI summary can show it; one per intake."""
+
+    __tablename__ = "registration_numbers"
+    intake_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    registration_no: Mapped[str] = mapped_column(String(64), unique=True)
+    unit_code: Mapped[str] = mapped_column(String(64))
+    allocated_at: Mapped[datetime] = _now()
+
+
+class Petition(Base):
+    """Read model: one row per petition, kept current by `record_transition`."""
+
+    __tablename__ = "petitions"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    intake_id: Mapped[str] = mapped_column(String(64), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    registration_no: Mapped[str] = mapped_column(String(64), unique=True)
+    registered_unit: Mapped[str] = mapped_column(String(64))
+    holding_unit: Mapped[str] = mapped_column(String(64))
+    responsible_unit: Mapped[str | None] = mapped_column(String(64))
+    handler_id: Mapped[str | None] = mapped_column(String(64))
+    leader_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(64))
+    law_related: Mapped[bool] = mapped_column(Boolean)
+    profile: Mapped[str] = mapped_column(String(64))
+    persons: Mapped[int] = mapped_column(Integer, server_default="1")
+    matter_key: Mapped[str] = mapped_column(String(64))
+    petitioner: Mapped[dict[str, Any]] = mapped_column(JSONB)  # personal data
+    subject: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acceptance_due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handling_due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    overdue: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    was_overdue: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    escalation_level: Mapped[int] = mapped_column(Integer, server_default="0")
+    extension_days: Mapped[int] = mapped_column(Integer, server_default="0")
+    satisfaction: Mapped[str | None] = mapped_column(String(32))
+    repeat_visits: Mapped[int] = mapped_column(Integer, server_default="0")
+    reviewed: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    repeat_of: Mapped[str | None] = mapped_column(String(64))  # registration no. of an earlier case
+    last_seq: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index("ix_petitions_unit_stage", "responsible_unit", "stage"),
+        Index("ix_petitions_holding_unit", "holding_unit"),
+        Index("ix_petitions_matter_open", "matter_key", "stage"),
+        Index("ix_petitions_overdue", "overdue", postgresql_where="overdue"),
+        Index("ix_petitions_registered_at", "registered_at"),
+        Index("ix_petitions_next_deadline", "next_deadline"),
+    )
+
+
+class PetitionEvent(Base):
+    """Append-only audit trail: every transition and every refused action."""
+
+    __tablename__ = "petition_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    petition_id: Mapped[int | None] = mapped_column(ForeignKey("petitions.id"))
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    seq: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    actor_unit: Mapped[str] = mapped_column(String(64))
+    from_stage: Mapped[str | None] = mapped_column(String(32))
+    to_stage: Mapped[str | None] = mapped_column(String(32))
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    refusal: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = _now()
+
+    __table_args__ = (Index("ix_petition_events_workflow", "workflow_id", "at"),)
+
+
+# ------------------------------------------------------------------ side effects
+
+
+class TransferOrder(Base):
+    __tablename__ = "transfer_orders"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    order_no: Mapped[str] = mapped_column(String(64), unique=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # transfer (转送), assignment (交办), diversion
+    from_unit: Mapped[str] = mapped_column(String(64))
+    to_unit: Mapped[str] = mapped_column(ForeignKey("units.code"))
+    instructions: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="issued")
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Hearing(Base):
+    __tablename__ = "hearings"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"))
+    hearing_no: Mapped[int] = mapped_column(Integer)
+    venue: Mapped[str] = mapped_column(String(500))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    officers: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    summary: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="scheduled")
+
+    __table_args__ = (
+        UniqueConstraint("petition_id", "hearing_no"),
+        Index("ix_hearings_venue_time", "venue", "starts_at"),
+    )
+
+
+class AssistanceApplication(Base):
+    __tablename__ = "assistance_applications"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"))
+    application_no: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_yuan: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    persons: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default="requested")
+    approved_amount_yuan: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    exception_approved: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("petition_id", "application_no"),)
+
+
+class AssistancePayment(Base):
+    """The payments ledger. One application is paid at most once: the unique key says so."""
+
+    __tablename__ = "assistance_payments"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("assistance_applications.id"), unique=True
+    )
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"))
+    amount_yuan: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    persons: Mapped[int] = mapped_column(Integer)
+    payment_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Escalation(Base):
+    __tablename__ = "escalations"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"))
+    clock: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int] = mapped_column(Integer)
+    unit_code: Mapped[str] = mapped_column(String(64))
+    escalated_to_person: Mapped[str | None] = mapped_column(String(64))
+    escalated_to_unit: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Notice(Base):
+    """The outbox: written in the same transaction as the business change, drained later."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    petition_id: Mapped[int | None] = mapped_column(ForeignKey("petitions.id"))
+    recipient_kind: Mapped[str] = mapped_column(String(16))  # petitioner, unit, person
+    recipient_ref: Mapped[str] = mapped_column(String(200))
+    template: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_notices_undelivered", "id", postgresql_where="delivered_at IS NULL"),
+    )
+
+
+class TerminationEntry(Base):
+    """Matters concluded after re-review (终结): a new petition on them is declined."""
+
+    __tablename__ = "termination_registry"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"), unique=True)
+    matter_key: Mapped[str] = mapped_column(String(64), index=True)
+    registration_no: Mapped[str] = mapped_column(String(64))
+    concluded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    concluded_by_unit: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,39 @@
+"""Runtime settings, read from the environment (prefix PETITION_) or `.env`.
+
+`DATABASE_URL` is honoured without a prefix: it is the name every operator expects.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PETITION_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "PETITION_DATABASE_URL")
+    )
+    temporal_address: str = Field(
+        default="localhost:7233",
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "PETITION_TEMPORAL_ADDRESS"),
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "petitions"
+    default_profile: str = "national"
+    notice_outbox_dir: Path = PROJECT_ROOT / ".data" / "outbox"
+    db_pool_size: int = 10
+    max_concurrent_activities: int = 100
+    max_concurrent_workflow_tasks: int = 100
+    max_cached_workflows: int = 1000
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

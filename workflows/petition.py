@@ -1,0 +1,1145 @@
+"""PetitionWorkflow: one petition from registration to closing, executing the lifecycle table.
+
+Every action is an Update (validated, answered at once) and a Signal of the same
+name (fire and forget; a refused signal changes nothing and is recorded as
+refused). Deadlines are durable timers over absolute times kept in state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.assistance import AssistanceDesk, check_decision
+    from activities.deadlines import DeadlineCalculator
+    from activities.escalation import EscalationDesk
+    from activities.hearings import HearingDesk
+    from activities.notices import NoticeDesk
+    from activities.registry import PetitionRegistry
+    from activities.transfers import TransferDesk
+    from domain import search_attributes as sa
+    from domain.case import (
+        TIMELINE_NOTES_KEPT,
+        AssistanceApplicationInput,
+        AssistanceDecisionInput,
+        AssistanceFile,
+        CaseState,
+        Clock,
+        ClockRequest,
+        ClockView,
+        ComputeDeadlinesInput,
+        DisbursementInput,
+        EscalationInput,
+        Hearing,
+        HearingBooking,
+        HearingRecordInput,
+        NoticeInput,
+        PendingExtension,
+        PetitionStart,
+        PetitionStatus,
+        RegisterPetitionInput,
+        Registration,
+        TerminationInput,
+        TimelineEntry,
+        TransferOrderInput,
+        TransitionRecord,
+        UnitLookup,
+    )
+    from domain.lifecycle import (
+        LAPSE_ACTIONS,
+        TABLE,
+        Effect,
+        GuardContext,
+        Refusal,
+        Transition,
+        check_guard,
+    )
+    from domain.models import (
+        SYSTEM_ACTOR,
+        Accept,
+        Action,
+        Actor,
+        AddNote,
+        Assign,
+        ClockName,
+        Command,
+        ContractToLeader,
+        DecideAssistance,
+        DecideExtension,
+        Decline,
+        DeclineReason,
+        Divert,
+        PetitionIntake,
+        ProgressReply,
+        Rate,
+        RecordHearing,
+        RejectTransfer,
+        RepeatVisit,
+        Reply,
+        RequestAssistance,
+        RequestExtension,
+        RequestReReview,
+        RequestReview,
+        ReReviewOpinion,
+        ReviewOpinion,
+        Role,
+        ScheduleHearing,
+        Stage,
+        SystemCommand,
+        Transfer,
+        Withdraw,
+    )
+    from domain.policy import ClockKind, Period, PeriodUnit
+
+# Infrastructure errors retry with backoff for as long as it takes; business refusals
+# are non-retryable ApplicationErrors raised by the activities themselves.
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(minutes=1))
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+CONTINUE_AS_NEW_AFTER_EVENTS = 5_000
+REFUSED = "ActionRefused"
+
+
+def _beijing(at: datetime) -> str:
+    return (at + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M") + " (Beijing)"
+
+
+@workflow.defn
+class PetitionWorkflow:
+    @workflow.init
+    def __init__(self, start: PetitionStart) -> None:
+        self._intake: PetitionIntake = start.intake
+        self._state: CaseState | None = start.carried
+        self._attached_to: str | None = None
+        self._lock = asyncio.Lock()
+        self._clocks_changed = False
+
+    # ------------------------------------------------------------------ the run
+
+    @workflow.run
+    async def run(self, start: PetitionStart) -> PetitionStatus:
+        if self._state is None:
+            await self._register(start)
+            if self._attached_to is not None:
+                return self.status()
+        while self._case.stage is not Stage.CLOSED:
+            await self._wait_for_next_clock_event()
+            async with self._lock:
+                await self._fire_due_clock_events()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._continue_as_new()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    @property
+    def _case(self) -> CaseState:
+        if self._state is None:
+            raise ApplicationError("the petition is still being registered; try again shortly",
+                                   type=REFUSED)
+        return self._state
+
+    async def _register(self, start: PetitionStart) -> None:
+        now = workflow.now()
+        info = workflow.info()
+        registration: Registration = await workflow.execute_activity_method(
+            PetitionRegistry.register_petition,
+            RegisterPetitionInput(workflow_id=info.workflow_id, intake=self._intake,
+                                  registration_no=start.registration_no, registered_at=now),
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY,
+            summary="register the petition and check for repeats",
+        )
+        if registration.attached_to_workflow is not None:
+            await self._attach_to_open_case(registration)
+            return
+        intake = self._intake
+        self._state = CaseState(
+            workflow_id=info.workflow_id, petition_id=registration.petition_id,
+            registration_no=registration.registration_no, profile=registration.profile,
+            channel=intake.channel, category=intake.category, law_related=intake.law_related,
+            registered_unit=intake.unit, holding_unit=intake.unit,
+            units={registration.unit.code: registration.unit}, repeat_of=registration.repeat_of,
+            concluded_case=registration.concluded_case,
+        )
+        entry = [ClockName.ROUTING if registration.unit.is_petition_bureau
+                 else ClockName.ACCEPTANCE, ClockName.PROCEDURAL_REPLY, ClockName.SETTLEMENT]
+        await self._start_clocks(entry, now)
+        clerk = Actor(id=f"intake-{intake.channel}", role=Role.INTAKE_CLERK, unit=intake.unit)
+        await self._record(Action.REGISTER, clerk, None, now, {"channel": intake.channel})
+        await self._notify_petitioner(Action.REGISTER, now)
+        self._publish()
+        if registration.concluded_case is not None:
+            await self._decline_concluded(registration.concluded_case)
+
+    async def _attach_to_open_case(self, registration: Registration) -> None:
+        """A repeat visit on an open matter is counted on that case, not opened again."""
+        assert registration.attached_to_workflow is not None
+        self._attached_to = registration.attached_to_workflow
+        handle = workflow.get_external_workflow_handle(registration.attached_to_workflow)
+        visit = RepeatVisit(
+            actor=Actor(id=f"intake-{self._intake.channel}", role=Role.INTAKE_CLERK,
+                        unit=self._intake.unit),
+            channel=self._intake.channel, summary=f"intake {self._intake.intake_id}",
+            request_id=f"repeat-{self._intake.intake_id}",
+        )
+        await handle.signal(PetitionWorkflow.repeat_visit_signal, visit)
+        workflow.set_current_details(
+            f"Repeat visit attached to the open case {registration.registration_no}.")
+
+    async def _decline_concluded(self, concluded: str) -> None:
+        command = Decline(
+            actor=SYSTEM_ACTOR, reason=DeclineReason.CONCLUDED_AFTER_RE_REVIEW,
+            explanation=f"the same matter was concluded after re-review in case {concluded}",
+            concluded_case=concluded,
+        )
+        async with self._lock:
+            await self._execute(TABLE[Action.DECLINE], command)
+
+    # ------------------------------------------------------- queries and updates
+
+    @workflow.query
+    def status(self) -> PetitionStatus:
+        info = workflow.info()
+        if self._state is None:
+            return PetitionStatus(workflow_id=info.workflow_id, registration_no=None, stage=None,
+                                  attached_to=self._attached_to)
+        st, now = self._state, workflow.now()
+        views = [ClockView(name=c.name, kind=c.kind, article=c.article, period=c.period,
+                           due_at=c.due_at, overdue=c.overdue(now), paused=c.paused_at is not None,
+                           level=c.level, unit=c.unit) for c in st.clocks.values()]
+        return PetitionStatus(
+            workflow_id=st.workflow_id, registration_no=st.registration_no, stage=st.stage,
+            outcome=st.outcome, holding_unit=st.holding_unit,
+            responsible_unit=st.responsible_unit, handler_id=st.handler_id,
+            leader_id=st.leader_id, clocks=views, next_deadline=self._next_deadline(),
+            overdue=self._overdue(), escalation_level=self._escalation_level(),
+            extension_days=st.extension_days, satisfaction=st.satisfaction,
+            repeat_visits=st.repeat_visits, notes=st.notes, refused_actions=st.refused_actions,
+            hearings=st.hearings, assistance=st.assistance, concluded_case=st.concluded_case,
+            runs=st.runs,
+        )
+
+    @workflow.query
+    def timeline(self) -> list[TimelineEntry]:
+        return [] if self._state is None else self._state.timeline
+
+    @workflow.update
+    async def wait_registered(self) -> PetitionStatus:
+        """Answers once the registration activity has run: the intake client's receipt."""
+        await workflow.wait_condition(
+            lambda: self._state is not None or self._attached_to is not None)
+        return self.status()
+
+    # One Update and one Signal per action, both named as in DOMAIN.md.
+    @workflow.update
+    async def accept(self, command: Accept) -> PetitionStatus:
+        return await self._act(Action.ACCEPT, command)
+
+    @accept.validator
+    def _v_accept(self, command: Accept) -> None:
+        self._validate(Action.ACCEPT, command)
+
+    @workflow.signal(name="accept")
+    async def accept_signal(self, command: Accept) -> None:
+        await self._act_on_signal(Action.ACCEPT, command)
+
+    @workflow.update
+    async def decline(self, command: Decline) -> PetitionStatus:
+        return await self._act(Action.DECLINE, command)
+
+    @decline.validator
+    def _v_decline(self, command: Decline) -> None:
+        self._validate(Action.DECLINE, command)
+
+    @workflow.signal(name="decline")
+    async def decline_signal(self, command: Decline) -> None:
+        await self._act_on_signal(Action.DECLINE, command)
+
+    @workflow.update
+    async def divert(self, command: Divert) -> PetitionStatus:
+        return await self._act(Action.DIVERT, command)
+
+    @divert.validator
+    def _v_divert(self, command: Divert) -> None:
+        self._validate(Action.DIVERT, command)
+
+    @workflow.signal(name="divert")
+    async def divert_signal(self, command: Divert) -> None:
+        await self._act_on_signal(Action.DIVERT, command)
+
+    @workflow.update
+    async def transfer(self, command: Transfer) -> PetitionStatus:
+        return await self._act(Action.TRANSFER, command)
+
+    @transfer.validator
+    def _v_transfer(self, command: Transfer) -> None:
+        self._validate(Action.TRANSFER, command)
+
+    @workflow.signal(name="transfer")
+    async def transfer_signal(self, command: Transfer) -> None:
+        await self._act_on_signal(Action.TRANSFER, command)
+
+    @workflow.update
+    async def reject_transfer(self, command: RejectTransfer) -> PetitionStatus:
+        return await self._act(Action.REJECT_TRANSFER, command)
+
+    @reject_transfer.validator
+    def _v_reject_transfer(self, command: RejectTransfer) -> None:
+        self._validate(Action.REJECT_TRANSFER, command)
+
+    @workflow.signal(name="reject_transfer")
+    async def reject_transfer_signal(self, command: RejectTransfer) -> None:
+        await self._act_on_signal(Action.REJECT_TRANSFER, command)
+
+    @workflow.update
+    async def assign(self, command: Assign) -> PetitionStatus:
+        return await self._act(Action.ASSIGN, command)
+
+    @assign.validator
+    def _v_assign(self, command: Assign) -> None:
+        self._validate(Action.ASSIGN, command)
+
+    @workflow.signal(name="assign")
+    async def assign_signal(self, command: Assign) -> None:
+        await self._act_on_signal(Action.ASSIGN, command)
+
+    @workflow.update
+    async def contract_to_leader(self, command: ContractToLeader) -> PetitionStatus:
+        return await self._act(Action.CONTRACT_TO_LEADER, command)
+
+    @contract_to_leader.validator
+    def _v_contract_to_leader(self, command: ContractToLeader) -> None:
+        self._validate(Action.CONTRACT_TO_LEADER, command)
+
+    @workflow.signal(name="contract_to_leader")
+    async def contract_to_leader_signal(self, command: ContractToLeader) -> None:
+        await self._act_on_signal(Action.CONTRACT_TO_LEADER, command)
+
+    @workflow.update
+    async def request_extension(self, command: RequestExtension) -> PetitionStatus:
+        return await self._act(Action.REQUEST_EXTENSION, command)
+
+    @request_extension.validator
+    def _v_request_extension(self, command: RequestExtension) -> None:
+        self._validate(Action.REQUEST_EXTENSION, command)
+
+    @workflow.signal(name="request_extension")
+    async def request_extension_signal(self, command: RequestExtension) -> None:
+        await self._act_on_signal(Action.REQUEST_EXTENSION, command)
+
+    @workflow.update
+    async def decide_extension(self, command: DecideExtension) -> PetitionStatus:
+        return await self._act(Action.DECIDE_EXTENSION, command)
+
+    @decide_extension.validator
+    def _v_decide_extension(self, command: DecideExtension) -> None:
+        self._validate(Action.DECIDE_EXTENSION, command)
+
+    @workflow.signal(name="decide_extension")
+    async def decide_extension_signal(self, command: DecideExtension) -> None:
+        await self._act_on_signal(Action.DECIDE_EXTENSION, command)
+
+    @workflow.update
+    async def schedule_hearing(self, command: ScheduleHearing) -> PetitionStatus:
+        return await self._act(Action.SCHEDULE_HEARING, command)
+
+    @schedule_hearing.validator
+    def _v_schedule_hearing(self, command: ScheduleHearing) -> None:
+        self._validate(Action.SCHEDULE_HEARING, command)
+
+    @workflow.signal(name="schedule_hearing")
+    async def schedule_hearing_signal(self, command: ScheduleHearing) -> None:
+        await self._act_on_signal(Action.SCHEDULE_HEARING, command)
+
+    @workflow.update
+    async def record_hearing(self, command: RecordHearing) -> PetitionStatus:
+        return await self._act(Action.RECORD_HEARING, command)
+
+    @record_hearing.validator
+    def _v_record_hearing(self, command: RecordHearing) -> None:
+        self._validate(Action.RECORD_HEARING, command)
+
+    @workflow.signal(name="record_hearing")
+    async def record_hearing_signal(self, command: RecordHearing) -> None:
+        await self._act_on_signal(Action.RECORD_HEARING, command)
+
+    @workflow.update
+    async def request_assistance(self, command: RequestAssistance) -> PetitionStatus:
+        return await self._act(Action.REQUEST_ASSISTANCE, command)
+
+    @request_assistance.validator
+    def _v_request_assistance(self, command: RequestAssistance) -> None:
+        self._validate(Action.REQUEST_ASSISTANCE, command)
+
+    @workflow.signal(name="request_assistance")
+    async def request_assistance_signal(self, command: RequestAssistance) -> None:
+        await self._act_on_signal(Action.REQUEST_ASSISTANCE, command)
+
+    @workflow.update
+    async def decide_assistance(self, command: DecideAssistance) -> PetitionStatus:
+        return await self._act(Action.DECIDE_ASSISTANCE, command)
+
+    @decide_assistance.validator
+    def _v_decide_assistance(self, command: DecideAssistance) -> None:
+        self._validate(Action.DECIDE_ASSISTANCE, command)
+
+    @workflow.signal(name="decide_assistance")
+    async def decide_assistance_signal(self, command: DecideAssistance) -> None:
+        await self._act_on_signal(Action.DECIDE_ASSISTANCE, command)
+
+    @workflow.update
+    async def progress_reply(self, command: ProgressReply) -> PetitionStatus:
+        return await self._act(Action.PROGRESS_REPLY, command)
+
+    @progress_reply.validator
+    def _v_progress_reply(self, command: ProgressReply) -> None:
+        self._validate(Action.PROGRESS_REPLY, command)
+
+    @workflow.signal(name="progress_reply")
+    async def progress_reply_signal(self, command: ProgressReply) -> None:
+        await self._act_on_signal(Action.PROGRESS_REPLY, command)
+
+    @workflow.update
+    async def reply(self, command: Reply) -> PetitionStatus:
+        return await self._act(Action.REPLY, command)
+
+    @reply.validator
+    def _v_reply(self, command: Reply) -> None:
+        self._validate(Action.REPLY, command)
+
+    @workflow.signal(name="reply")
+    async def reply_signal(self, command: Reply) -> None:
+        await self._act_on_signal(Action.REPLY, command)
+
+    @workflow.update
+    async def rate(self, command: Rate) -> PetitionStatus:
+        return await self._act(Action.RATE, command)
+
+    @rate.validator
+    def _v_rate(self, command: Rate) -> None:
+        self._validate(Action.RATE, command)
+
+    @workflow.signal(name="rate")
+    async def rate_signal(self, command: Rate) -> None:
+        await self._act_on_signal(Action.RATE, command)
+
+    @workflow.update
+    async def request_review(self, command: RequestReview) -> PetitionStatus:
+        return await self._act(Action.REQUEST_REVIEW, command)
+
+    @request_review.validator
+    def _v_request_review(self, command: RequestReview) -> None:
+        self._validate(Action.REQUEST_REVIEW, command)
+
+    @workflow.signal(name="request_review")
+    async def request_review_signal(self, command: RequestReview) -> None:
+        await self._act_on_signal(Action.REQUEST_REVIEW, command)
+
+    @workflow.update
+    async def review_opinion(self, command: ReviewOpinion) -> PetitionStatus:
+        return await self._act(Action.REVIEW_OPINION, command)
+
+    @review_opinion.validator
+    def _v_review_opinion(self, command: ReviewOpinion) -> None:
+        self._validate(Action.REVIEW_OPINION, command)
+
+    @workflow.signal(name="review_opinion")
+    async def review_opinion_signal(self, command: ReviewOpinion) -> None:
+        await self._act_on_signal(Action.REVIEW_OPINION, command)
+
+    @workflow.update
+    async def request_re_review(self, command: RequestReReview) -> PetitionStatus:
+        return await self._act(Action.REQUEST_RE_REVIEW, command)
+
+    @request_re_review.validator
+    def _v_request_re_review(self, command: RequestReReview) -> None:
+        self._validate(Action.REQUEST_RE_REVIEW, command)
+
+    @workflow.signal(name="request_re_review")
+    async def request_re_review_signal(self, command: RequestReReview) -> None:
+        await self._act_on_signal(Action.REQUEST_RE_REVIEW, command)
+
+    @workflow.update
+    async def re_review_opinion(self, command: ReReviewOpinion) -> PetitionStatus:
+        return await self._act(Action.RE_REVIEW_OPINION, command)
+
+    @re_review_opinion.validator
+    def _v_re_review_opinion(self, command: ReReviewOpinion) -> None:
+        self._validate(Action.RE_REVIEW_OPINION, command)
+
+    @workflow.signal(name="re_review_opinion")
+    async def re_review_opinion_signal(self, command: ReReviewOpinion) -> None:
+        await self._act_on_signal(Action.RE_REVIEW_OPINION, command)
+
+    @workflow.update
+    async def withdraw(self, command: Withdraw) -> PetitionStatus:
+        return await self._act(Action.WITHDRAW, command)
+
+    @withdraw.validator
+    def _v_withdraw(self, command: Withdraw) -> None:
+        self._validate(Action.WITHDRAW, command)
+
+    @workflow.signal(name="withdraw")
+    async def withdraw_signal(self, command: Withdraw) -> None:
+        await self._act_on_signal(Action.WITHDRAW, command)
+
+    @workflow.update
+    async def add_note(self, command: AddNote) -> PetitionStatus:
+        return await self._act(Action.ADD_NOTE, command)
+
+    @add_note.validator
+    def _v_add_note(self, command: AddNote) -> None:
+        self._validate(Action.ADD_NOTE, command)
+
+    @workflow.signal(name="add_note")
+    async def add_note_signal(self, command: AddNote) -> None:
+        await self._act_on_signal(Action.ADD_NOTE, command)
+
+    @workflow.update
+    async def repeat_visit(self, command: RepeatVisit) -> PetitionStatus:
+        return await self._act(Action.REPEAT_VISIT, command)
+
+    @repeat_visit.validator
+    def _v_repeat_visit(self, command: RepeatVisit) -> None:
+        self._validate(Action.REPEAT_VISIT, command)
+
+    @workflow.signal(name="repeat_visit")
+    async def repeat_visit_signal(self, command: RepeatVisit) -> None:
+        await self._act_on_signal(Action.REPEAT_VISIT, command)
+
+    # ----------------------------------------------------------- guard and rules
+
+    def _validate(self, action: Action, command: Command) -> None:
+        refusal = self._refusal(action, command)
+        if refusal is not None:
+            raise ApplicationError(str(refusal), type=REFUSED, non_retryable=True)
+
+    def _refusal(self, action: Action, command: Command) -> Refusal | None:
+        st = self._case
+        ctx = GuardContext(stage=st.stage, holding_unit=st.holding_unit,
+                           responsible_unit=st.responsible_unit, review_organ=st.review_organ,
+                           re_review_organ=st.re_review_organ)
+        refusal = check_guard(TABLE[action], command, ctx)
+        if refusal is None:
+            rule = _ACTION_RULES.get(action)
+            refusal = rule(self, command) if rule else None
+        return refusal
+
+    def _rule_decline(self, command: Command) -> Refusal | None:
+        assert isinstance(command, Decline)
+        if (command.reason is DeclineReason.CONCLUDED_AFTER_RE_REVIEW
+                and not command.concluded_case):
+            return Refusal("decline:concluded", "cite the concluded case (concluded_case)")
+        return None
+
+    def _rule_transfer(self, command: Command) -> Refusal | None:
+        assert isinstance(command, Transfer)
+        st = self._case
+        if command.to_unit == st.holding_unit:
+            return Refusal("transfer", f"the case is already held by {command.to_unit}")
+        return None
+
+    def _rule_reject_transfer(self, command: Command) -> Refusal | None:
+        if ClockName.TRANSFER_OBJECTION not in self._case.clocks:
+            return Refusal("transfer_objection",
+                           "no transfer to object to, or the objection period has passed")
+        return None
+
+    def _rule_request_extension(self, command: Command) -> Refusal | None:
+        assert isinstance(command, RequestExtension)
+        st = self._case
+        policy = st.profile.extension
+        if st.extension_used or st.pending_extension is not None:
+            return Refusal("extension:once", f"the handling period may be extended only "
+                           f"{policy.max_times} time(s) ({policy.article})")
+        if ClockName.HANDLING not in st.clocks:
+            return Refusal("extension", "no handling period is running")
+        limit = policy.max_period
+        if limit.unit is PeriodUnit.DAYS and command.days > limit.amount:
+            return Refusal("extension:max", f"at most {limit} ({policy.article})")
+        return None
+
+    def _rule_decide_extension(self, command: Command) -> Refusal | None:
+        assert isinstance(command, DecideExtension)
+        pending = self._case.pending_extension
+        if pending is None:
+            return Refusal("extension", "no extension request is pending")
+        if command.approved and (command.days or pending.days) > pending.days:
+            return Refusal("extension", f"more days than requested ({pending.days})")
+        return None
+
+    def _rule_record_hearing(self, command: Command) -> Refusal | None:
+        assert isinstance(command, RecordHearing)
+        hearing = next((h for h in self._case.hearings if h.hearing_no == command.hearing_no),
+                       None)
+        if hearing is None:
+            return Refusal("hearing", f"no hearing no. {command.hearing_no} on this case")
+        if hearing.outcome is not None:
+            return Refusal("hearing", f"hearing no. {command.hearing_no} is already recorded")
+        return None
+
+    def _rule_decide_assistance(self, command: Command) -> Refusal | None:
+        assert isinstance(command, DecideAssistance)
+        st = self._case
+        app = next((a for a in st.assistance if a.application_no == command.application_no),
+                   None)
+        if app is None:
+            return Refusal("assistance", f"no application no. {command.application_no}")
+        if app.status != "requested":
+            return Refusal("assistance", f"application {app.application_no} is {app.status}")
+        try:
+            check_decision(self._decision(command, app), app.amount_yuan)
+        except ApplicationError as refusal:
+            return Refusal("assistance", refusal.message)
+        return None
+
+    def _rule_request_review(self, command: Command) -> Refusal | None:
+        assert isinstance(command, RequestReview)
+        st = self._case
+        unit = st.units.get(st.responsible_unit or "")
+        allowed = {u for u in (unit.parent, unit.superior_bureau) if u} if unit else set()
+        if allowed and command.review_organ not in allowed:
+            return Refusal("review:organ", f"review lies with the superior organ of "
+                           f"{st.responsible_unit}: {', '.join(sorted(allowed))}")
+        return None
+
+    def _rule_request_re_review(self, command: Command) -> Refusal | None:
+        assert isinstance(command, RequestReReview)
+        st = self._case
+        if command.re_review_organ in (st.review_organ, st.responsible_unit):
+            return Refusal("re_review:organ", "re-review lies with the organ above the reviewer")
+        return None
+
+    def _decision(self, command: DecideAssistance, app: AssistanceFile) -> AssistanceDecisionInput:
+        st = self._case
+        return AssistanceDecisionInput(
+            workflow_id=st.workflow_id, petition_id=st.petition_id, seq=st.seq + 1,
+            application_no=app.application_no, approved=command.approved,
+            amount_yuan=command.amount_yuan, exception_approved=command.exception_approved,
+            decided_by=command.actor, decided_at=workflow.now(),
+            cap_yuan=st.profile.assistance.cap_yuan,
+            leader_threshold_yuan=st.profile.assistance.leader_threshold_yuan,
+        )
+
+    # ---------------------------------------------------------------- execution
+
+    async def _act(self, action: Action, command: Command) -> PetitionStatus:
+        async with self._lock:
+            if command.request_id and command.request_id in self._case.request_ids:
+                return self.status()  # a client retry of an action already taken
+            self._validate(action, command)  # again: the case may have moved since
+            try:
+                await self._execute(TABLE[action], command)
+            except ActivityError as err:
+                message = _business_refusal(err)
+                if message is None:
+                    raise
+                await self._record_refusal(action, command, message)
+                raise ApplicationError(message, type=REFUSED, non_retryable=True) from err
+        return self.status()
+
+    async def _act_on_signal(self, action: Action, command: Command) -> None:
+        await workflow.wait_condition(lambda: self._state is not None)
+        try:
+            await self._act(action, command)
+        except ApplicationError as refused:
+            if refused.type != REFUSED:
+                raise
+            if refused.__cause__ is None:  # refused by the guard, not yet recorded
+                await self._record_refusal(action, command, refused.message)
+
+    async def _execute(self, row: Transition, command: Command) -> None:
+        st, now = self._case, workflow.now()
+        from_stage = st.stage
+        detail = await self._effects_before(row, command, now)
+        self._apply(row.action, command, detail)
+        self._stop_clocks(row.stops, now)
+        self._pause_clocks(row.pauses, now)
+        self._resume_clocks(row.resumes, now)
+        await self._start_clocks(list(row.starts), now)
+        await self._renew_clocks(row.renews, now)
+        if isinstance(command, DecideExtension):
+            await self._decide_extension(command)
+        if row.to_stage is not None:
+            st.stage = row.to_stage
+        if row.outcome is not None:
+            st.outcome = row.outcome
+        if command.request_id:
+            st.request_ids = [*st.request_ids[-199:], command.request_id]
+        detail.update(command.model_dump(mode="json", exclude={"actor", "request_id"}))
+        await self._record(row.action, command.actor, from_stage, now, detail,
+                           compact=row.counts_as_note)
+        await self._effects_after(row, command, now)
+        self._publish()
+
+    async def _effects_before(self, row: Transition, command: Command,
+                              now: datetime) -> dict[str, Any]:
+        """Side effects that may refuse the action; they run before state changes."""
+        st, seq = self._case, self._case.seq + 1
+        detail: dict[str, Any] = {}
+        if Effect.TRANSFER_ORDER in row.effects and isinstance(command, Transfer):
+            result = await self._activity(TransferDesk.issue_transfer_order, TransferOrderInput(
+                workflow_id=st.workflow_id, petition_id=st.petition_id, seq=seq,
+                kind="assignment" if command.assigned else "transfer",
+                from_unit=st.holding_unit, to_unit=command.to_unit,
+                instructions=command.instructions, issued_at=now), f"transfer order to "
+                f"{command.to_unit}")
+            st.units[result.to_unit.code] = result.to_unit
+            detail["order_no"] = result.order_no
+        if Effect.DIVERSION_ORDER in row.effects and isinstance(command, Divert):
+            result = await self._activity(TransferDesk.issue_transfer_order, TransferOrderInput(
+                workflow_id=st.workflow_id, petition_id=st.petition_id, seq=seq,
+                kind="diversion", from_unit=st.holding_unit, to_unit=command.organ,
+                instructions=f"{command.track}: {command.explanation}", issued_at=now),
+                f"diversion to {command.organ}")
+            detail["order_no"] = result.order_no
+        if isinstance(command, RequestReview | RequestReReview):
+            organ = (command.review_organ if isinstance(command, RequestReview)
+                     else command.re_review_organ)
+            facts = await self._activity(PetitionRegistry.resolve_unit, UnitLookup(code=organ),
+                                         f"look up {organ}")
+            st.units[facts.code] = facts
+        if Effect.BOOK_HEARING in row.effects and isinstance(command, ScheduleHearing):
+            detail["hearing_no"] = await self._activity(HearingDesk.schedule_hearing,
+                HearingBooking(workflow_id=st.workflow_id, petition_id=st.petition_id, seq=seq,
+                               hearing_no=len(st.hearings) + 1, venue=command.venue,
+                               starts_at=command.starts_at,
+                               duration_minutes=command.duration_minutes,
+                               officers=command.officers), f"book hearing at {command.venue}")
+        if Effect.RECORD_HEARING in row.effects and isinstance(command, RecordHearing):
+            await self._activity(HearingDesk.record_hearing_outcome, HearingRecordInput(
+                workflow_id=st.workflow_id, petition_id=st.petition_id, seq=seq,
+                hearing_no=command.hearing_no, outcome=command.outcome,
+                summary=command.summary), f"record hearing no. {command.hearing_no}")
+        if Effect.FILE_ASSISTANCE in row.effects and isinstance(command, RequestAssistance):
+            detail["application_no"] = await self._activity(
+                AssistanceDesk.file_assistance_application, AssistanceApplicationInput(
+                    workflow_id=st.workflow_id, petition_id=st.petition_id, seq=seq,
+                    application_no=len(st.assistance) + 1, kind=command.kind,
+                    amount_yuan=command.amount_yuan, persons=command.persons,
+                    reason=command.reason, requested_by=command.actor.id, requested_at=now),
+                "file assistance application")
+        if Effect.DECIDE_ASSISTANCE in row.effects and isinstance(command, DecideAssistance):
+            app = next(a for a in st.assistance if a.application_no == command.application_no)
+            decided = await self._activity(AssistanceDesk.decide_assistance,
+                                           self._decision(command, app),
+                                           f"decide assistance application {app.application_no}")
+            detail["approved_amount_yuan"] = str(decided.approved_amount_yuan)
+        return detail
+
+    def _apply(self, action: Action, command: Command, detail: dict[str, Any]) -> None:
+        """What an action changes besides the stage and the clocks."""
+        st = self._case
+        if isinstance(command, Accept):
+            st.responsible_unit = st.holding_unit
+        elif isinstance(command, Transfer):
+            st.transferred_from.append(st.holding_unit)
+            st.holding_unit = command.to_unit
+        elif isinstance(command, RejectTransfer) and st.transferred_from:
+            st.holding_unit = st.transferred_from.pop()
+        elif isinstance(command, Assign):
+            st.handler_id = command.handler_id
+        elif isinstance(command, ContractToLeader):
+            st.leader_id = command.leader_id
+        elif isinstance(command, RequestExtension):
+            st.pending_extension = PendingExtension(days=command.days, reason=command.reason,
+                                                    requested_by=command.actor.id)
+        elif isinstance(command, ScheduleHearing):
+            st.hearings.append(Hearing(hearing_no=detail["hearing_no"], venue=command.venue,
+                                       starts_at=command.starts_at, officers=command.officers))
+        elif isinstance(command, RecordHearing):
+            for hearing in st.hearings:
+                if hearing.hearing_no == command.hearing_no:
+                    hearing.outcome = command.outcome
+        elif isinstance(command, RequestAssistance):
+            st.assistance.append(AssistanceFile(
+                application_no=detail["application_no"], amount_yuan=command.amount_yuan,
+                persons=command.persons))
+        elif isinstance(command, Rate):
+            st.satisfaction = command.satisfaction
+        elif isinstance(command, RequestReview):
+            st.review_organ = command.review_organ
+        elif isinstance(command, RequestReReview):
+            st.re_review_organ = command.re_review_organ
+        elif isinstance(command, AddNote):
+            st.notes += 1
+        elif isinstance(command, RepeatVisit):
+            st.repeat_visits += 1
+
+    async def _effects_after(self, row: Transition, command: Command, now: datetime) -> None:
+        st = self._case
+        if isinstance(command, DecideAssistance):
+            await self._disburse(command)
+        if Effect.TERMINATION_REGISTRY in row.effects:
+            await self._activity(PetitionRegistry.enter_termination_registry, TerminationInput(
+                petition_id=st.petition_id, registration_no=st.registration_no,
+                concluded_at=now, unit=command.actor.unit), "enter the termination registry")
+        if Effect.NOTICE_PETITIONER in row.effects:
+            await self._notify_petitioner(row.action, now)
+        if Effect.NOTICE_RECEIVING_UNIT in row.effects:
+            await self._notify("unit", st.holding_unit, row.action, now)
+        if Effect.NOTICE_REVIEW_ORGAN in row.effects:
+            organ = st.re_review_organ if row.action is Action.REQUEST_RE_REVIEW else st.review_organ
+            await self._notify("unit", organ or st.holding_unit, row.action, now)
+        if Effect.NOTICE_LEADER in row.effects and st.leader_id:
+            await self._notify("person", st.leader_id, row.action, now)
+
+    async def _decide_extension(self, command: DecideExtension) -> None:
+        st = self._case
+        pending, st.pending_extension = st.pending_extension, None
+        if not command.approved or pending is None:
+            return
+        days = command.days or pending.days
+        unit = st.profile.extension.max_period.unit
+        request = ClockRequest(name=ClockName.HANDLING, start=st.clocks[ClockName.HANDLING].due_at,
+                               unit=st.clocks[ClockName.HANDLING].unit,
+                               extend_by=Period(amount=days, unit=unit))
+        await self._install(await self._compute([request]), keep_started=True)
+        st.extension_used, st.extension_days = True, days
+
+    async def _disburse(self, command: DecideAssistance) -> None:
+        st = self._case
+        app = next(a for a in st.assistance if a.application_no == command.application_no)
+        if not command.approved:
+            app.status = "refused"
+            return
+        paid = await self._activity(AssistanceDesk.disburse_assistance, DisbursementInput(
+            workflow_id=st.workflow_id, petition_id=st.petition_id,
+            application_no=app.application_no), f"pay assistance application "
+            f"{app.application_no}")
+        app.status, app.payment_ref = "paid", paid.payment_ref
+        app.amount_yuan = paid.amount_yuan
+
+    # ------------------------------------------------------------------ clocks
+
+    def _clock_unit(self, name: ClockName) -> str:
+        st = self._case
+        if name is ClockName.REVIEW:
+            return st.review_organ or st.holding_unit
+        if name is ClockName.RE_REVIEW:
+            return st.re_review_organ or st.holding_unit
+        if name in (ClockName.ROUTING, ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION):
+            return st.holding_unit
+        return st.responsible_unit or st.holding_unit
+
+    async def _start_clocks(self, names: list[ClockName], now: datetime) -> None:
+        wanted = [n for n in names if n in self._case.profile.clocks]
+        if wanted:
+            requests = [ClockRequest(name=n, start=now, unit=self._clock_unit(n)) for n in wanted]
+            await self._install(await self._compute(requests))
+
+    async def _renew_clocks(self, names: tuple[ClockName, ...], now: datetime) -> None:
+        """A progress reply inside a recurring clock's last period buys one more period."""
+        renewals = []
+        for name in names:
+            clock = self._case.clocks.get(name)
+            policy = self._case.profile.clock(name)
+            if clock is None or policy is None or policy.repeat_every is None:
+                continue
+            window = policy.repeat_every
+            if clock.level > 0 or now >= clock.due_at - timedelta(hours=window.nominal_hours()):
+                renewals.append(ClockRequest(name=name, start=clock.due_at, unit=clock.unit,
+                                             renew=True))
+        if renewals:
+            await self._install(await self._compute(renewals))
+
+    async def _compute(self, requests: list[ClockRequest]) -> list[Any]:
+        return await workflow.execute_local_activity_method(
+            DeadlineCalculator.compute_deadlines,
+            ComputeDeadlinesInput(profile=self._case.profile, clocks=requests),
+            start_to_close_timeout=timedelta(seconds=10), retry_policy=RETRY,
+            summary="compute deadlines: " + ", ".join(r.name for r in requests),
+        )
+
+    async def _install(self, computed: list[Any], keep_started: bool = False) -> None:
+        for c in computed:
+            old = self._case.clocks.get(c.name)
+            started = old.started_at if keep_started and old else c.started_at
+            self._case.clocks[c.name] = Clock(
+                name=c.name, kind=c.kind, article=c.article, period=c.period,
+                started_at=started, due_at=c.due_at, reminder_at=c.reminder_at,
+                level2_at=c.level2_at, unit=c.unit)
+        self._clocks_changed = True
+
+    def _stop_clocks(self, names: tuple[ClockName, ...], now: datetime) -> None:
+        for name in names:
+            if self._case.clocks.pop(name, None) is not None:
+                self._clocks_changed = True
+
+    def _pause_clocks(self, names: tuple[ClockName, ...], now: datetime) -> None:
+        for name in names:
+            clock = self._case.clocks.get(name)
+            if clock is not None and clock.paused_at is None:
+                clock.paused_at = now
+                self._clocks_changed = True
+
+    def _resume_clocks(self, names: tuple[ClockName, ...], now: datetime) -> None:
+        """Time spent paused (a re-review hearing) is not counted: shift the clock on."""
+        for name in names:
+            clock = self._case.clocks.get(name)
+            if clock is None or clock.paused_at is None:
+                continue
+            paused = now - clock.paused_at
+            clock.due_at += paused
+            clock.reminder_at = clock.reminder_at + paused if clock.reminder_at else None
+            clock.level2_at = clock.level2_at + paused if clock.level2_at else None
+            clock.paused_at = None
+            self._clocks_changed = True
+
+    def _clock_events(self) -> list[tuple[datetime, ClockName, str]]:
+        events = []
+        for c in self._case.clocks.values():
+            if c.paused_at is not None:
+                continue
+            if c.kind is ClockKind.WINDOW:
+                events.append((c.due_at, c.name, "lapse"))
+            elif not c.reminded and c.reminder_at and c.level == 0:
+                events.append((c.reminder_at, c.name, "reminder"))
+            elif c.level == 0:
+                events.append((c.due_at, c.name, "level 1 escalation"))
+            elif c.level == 1 and c.level2_at:
+                events.append((c.level2_at, c.name, "level 2 escalation"))
+        return sorted(events)
+
+    async def _wait_for_next_clock_event(self) -> None:
+        self._clocks_changed = False
+        events = self._clock_events()
+
+        def woken() -> bool:
+            return self._clocks_changed or self._should_continue_as_new()
+
+        if not events:
+            await workflow.wait_condition(woken)
+            return
+        at, name, what = events[0]
+        clock = self._case.clocks[name]
+        timeout = max(at - workflow.now(), timedelta(0))
+        try:
+            await workflow.wait_condition(
+                woken, timeout=timeout,
+                timeout_summary=f"{name} deadline ({clock.article}, {clock.period}): "
+                                f"{what} at {_beijing(at)}")
+        except TimeoutError:
+            pass
+
+    async def _fire_due_clock_events(self) -> None:
+        now = workflow.now()
+        for at, name, what in self._clock_events():
+            if at > now or self._case.stage is Stage.CLOSED:
+                break
+            clock = self._case.clocks.get(name)
+            if clock is None:
+                continue
+            if what == "lapse":
+                await self._lapse(clock)
+            elif what == "reminder":
+                clock.reminded = True
+                await self._notify("unit", clock.unit, "reminder", now, about=clock)
+            else:
+                await self._escalate(clock, now)
+        self._publish()
+
+    async def _lapse(self, clock: Clock) -> None:
+        st = self._case
+        st.clocks.pop(clock.name, None)
+        action = LAPSE_ACTIONS.get(clock.name)
+        if action is not None:
+            await self._execute(TABLE[action], SystemCommand(actor=SYSTEM_ACTOR))
+
+    async def _escalate(self, clock: Clock, now: datetime) -> None:
+        st = self._case
+        clock.level += 1
+        st.was_overdue = True
+        st.max_escalation_level = max(st.max_escalation_level, clock.level)
+        await self._activity(EscalationDesk.escalate, EscalationInput(
+            workflow_id=st.workflow_id, petition_id=st.petition_id,
+            registration_no=st.registration_no, clock=clock.name, level=clock.level,
+            unit=clock.unit, due_at=clock.due_at, at=now),
+            f"escalate {clock.name} deadline to level {clock.level}")
+
+    # ---------------------------------------------------------- records, notices
+
+    async def _record(self, action: Action, actor: Actor, from_stage: Stage | None,
+                      now: datetime, detail: dict[str, Any], compact: bool = False) -> None:
+        st = self._case
+        st.seq += 1
+        entry = TimelineEntry(seq=st.seq, at=now, action=action, actor=actor,
+                              from_stage=from_stage, to_stage=st.stage,
+                              summary=_summary(action, detail))
+        st.timeline.append(entry)
+        if compact:
+            _compact_notes(st)
+        await self._activity(PetitionRegistry.record_transition, TransitionRecord(
+            workflow_id=st.workflow_id, petition_id=st.petition_id, seq=st.seq, action=action,
+            actor=actor, at=now, from_stage=from_stage, to_stage=st.stage, detail=detail,
+            read_model=self._read_model(now)), f"record {action}")
+
+    async def _record_refusal(self, action: Action, command: Command, message: str) -> None:
+        st, now = self._case, workflow.now()
+        st.refused_actions += 1
+        st.timeline.append(TimelineEntry(seq=st.seq, at=now, action=action, actor=command.actor,
+                                         from_stage=st.stage, to_stage=st.stage, accepted=False,
+                                         refusal=message))
+        _compact_notes(st)
+        await self._activity(PetitionRegistry.record_transition, TransitionRecord(
+            workflow_id=st.workflow_id, petition_id=st.petition_id, seq=st.seq, action=action,
+            actor=command.actor, at=now, from_stage=st.stage, to_stage=st.stage,
+            accepted=False, refusal=message, detail={"refusal_no": st.refused_actions}),
+            f"record refused {action}")
+
+    def _read_model(self, now: datetime) -> dict[str, Any]:
+        st = self._case
+        values: dict[str, Any] = {
+            "stage": st.stage.value, "outcome": st.outcome.value if st.outcome else None,
+            "holding_unit": st.holding_unit, "responsible_unit": st.responsible_unit,
+            "handler_id": st.handler_id, "leader_id": st.leader_id,
+            "next_deadline": _iso(self._next_deadline()), "overdue": self._overdue(),
+            "was_overdue": st.was_overdue, "escalation_level": self._escalation_level(),
+            "extension_days": st.extension_days,
+            "satisfaction": st.satisfaction.value if st.satisfaction else None,
+            "repeat_visits": st.repeat_visits,
+            "reviewed": st.review_organ is not None,
+        }
+        for name, column in ((ClockName.ACCEPTANCE, "acceptance_due"),
+                             (ClockName.ROUTING, "acceptance_due"),
+                             (ClockName.HANDLING, "handling_due"),
+                             (ClockName.SETTLEMENT, "handling_due")):
+            if name in st.clocks:
+                values[column] = _iso(st.clocks[name].due_at)
+        if st.stage is Stage.IN_HANDLING and st.timeline[-1].action is Action.ACCEPT:
+            values["accepted_at"] = _iso(now)
+        if st.stage is Stage.REPLIED and st.timeline[-1].action is Action.REPLY:
+            values["replied_at"] = _iso(now)
+        if st.stage is Stage.CLOSED:
+            values["closed_at"] = _iso(now)
+        return values
+
+    async def _notify_petitioner(self, action: Action | str, now: datetime) -> None:
+        await self._notify("petitioner", self._case.registration_no, action, now)
+
+    async def _notify(self, kind: str, recipient: str, action: Action | str, now: datetime,
+                      about: Clock | None = None) -> None:
+        st = self._case
+        what = f"{about.name} deadline {_beijing(about.due_at)}" if about else str(action)
+        key = f"{st.workflow_id}:{st.seq}:notice:{kind}:{recipient}:{action}"
+        if about is not None:
+            key += f":{about.name}:{about.due_at.isoformat()}"
+        await self._activity(NoticeDesk.send_notice, NoticeInput(
+            idempotency_key=key, petition_id=st.petition_id, recipient_kind=kind,
+            recipient_ref=recipient, template=str(action),
+            body=f"Case {st.registration_no}: {what} (stage {st.stage}).", at=now),
+            f"notice to {kind}: {action}")
+
+    async def _activity(self, method: Callable[..., Any], arg: Any, summary: str) -> Any:
+        return await workflow.execute_activity_method(
+            method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY,
+            summary=summary)
+
+    # ------------------------------------------------------ visibility, history
+
+    def _next_deadline(self) -> datetime | None:
+        dues = [c.due_at for c in self._case.clocks.values() if c.paused_at is None]
+        return min(dues, default=None)
+
+    def _overdue(self) -> bool:
+        now = workflow.now()
+        return any(c.overdue(now) for c in self._case.clocks.values())
+
+    def _escalation_level(self) -> int:
+        return max((c.level for c in self._case.clocks.values()), default=0)
+
+    def _publish(self) -> None:
+        st = self._case
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.PETITION_STAGE.value_set(st.stage.value),
+            sa.REGISTRATION_NO.value_set(st.registration_no),
+            sa.RESPONSIBLE_UNIT.value_set(st.responsible_unit or st.holding_unit),
+            sa.CHANNEL.value_set(st.channel.value),
+            sa.CATEGORY.value_set(st.category.value),
+            sa.OVERDUE.value_set(self._overdue()),
+            sa.ESCALATION_LEVEL.value_set(self._escalation_level()),
+            sa.LAW_RELATED.value_set(st.law_related),
+        ]
+        nearest = self._next_deadline()
+        updates.append(sa.NEXT_DEADLINE.value_set(nearest) if nearest
+                       else sa.NEXT_DEADLINE.value_unset())
+        updates.append(sa.OUTCOME.value_set(st.outcome.value) if st.outcome
+                       else sa.OUTCOME.value_unset())
+        workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        st, now = self._case, workflow.now()
+        lines = [f"**{st.registration_no}** — stage **{st.stage}**"
+                 + (f", outcome **{st.outcome}**" if st.outcome else ""),
+                 f"Held by {st.holding_unit}; responsible unit {st.responsible_unit or '—'}."]
+        for c in sorted(st.clocks.values(), key=lambda c: c.due_at):
+            state = ("paused" if c.paused_at else "OVERDUE" if c.overdue(now) else "running")
+            level = f", escalated to level {c.level}" if c.level else ""
+            lines.append(f"- {c.name} ({c.period}, {c.article}) at {c.unit}: due "
+                         f"{_beijing(c.due_at)} — {state}{level}")
+        if not st.clocks:
+            lines.append("No deadline is running.")
+        return "\n".join(lines)
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return self._state is not None and self._state.stage is not Stage.CLOSED and (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > CONTINUE_AS_NEW_AFTER_EVENTS)
+
+    def _continue_as_new(self) -> None:
+        st = self._case
+        st.runs += 1
+        intake = self._intake.model_copy(update={"attachments": [
+            a.model_copy(update={"content_b64": None}) for a in self._intake.attachments]})
+        workflow.continue_as_new(PetitionStart(intake=intake, registration_no=st.registration_no,
+                                               carried=st))
+
+
+_ACTION_RULES: dict[Action, Callable[[PetitionWorkflow, Command], Refusal | None]] = {
+    Action.DECLINE: PetitionWorkflow._rule_decline,
+    Action.TRANSFER: PetitionWorkflow._rule_transfer,
+    Action.REJECT_TRANSFER: PetitionWorkflow._rule_reject_transfer,
+    Action.REQUEST_EXTENSION: PetitionWorkflow._rule_request_extension,
+    Action.DECIDE_EXTENSION: PetitionWorkflow._rule_decide_extension,
+    Action.RECORD_HEARING: PetitionWorkflow._rule_record_hearing,
+    Action.DECIDE_ASSISTANCE: PetitionWorkflow._rule_decide_assistance,
+    Action.REQUEST_REVIEW: PetitionWorkflow._rule_request_review,
+    Action.REQUEST_RE_REVIEW: PetitionWorkflow._rule_request_re_review,
+}
+
+
+def _business_refusal(err: ActivityError) -> str | None:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return cause.message
+    return None
+
+
+def _compact_notes(st: CaseState) -> None:
+    """Keep every transition, but only the latest notes, visits and refusals, listed."""
+    minor = [i for i, e in enumerate(st.timeline)
+             if not e.accepted or e.action in (Action.ADD_NOTE, Action.REPEAT_VISIT)]
+    excess = len(minor) - TIMELINE_NOTES_KEPT
+    if excess > 0:
+        drop = set(minor[:excess])
+        st.timeline = [e for i, e in enumerate(st.timeline) if i not in drop]
+
+
+def _summary(action: Action, detail: dict[str, Any]) -> str:
+    keys = ("to_unit", "organ", "reason", "handler_id", "leader_id", "days", "venue",
+            "outcome", "satisfaction", "order_no", "approved_amount_yuan", "channel")
+    parts = [f"{k}={detail[k]}" for k in keys if detail.get(k) not in (None, "")]
+    return f"{action}: " + ", ".join(parts) if parts else str(action)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
