@@ -1,0 +1,27 @@
+# Developer entry points. The venv is (re)built only when pyproject.toml changes: the stamp
+# file records the last successful install, so `make test` is quick on every later run.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := workflows activities starter domain devstack $(wildcard worker.py)
+
+.PHONY: dev test lint
+
+dev: $(STAMP)
+	$(BIN)/petition dev
+
+# No pipes or `|| true` here: pytest's exit status (5 = no tests collected) must reach make.
+test: $(STAMP)
+	$(BIN)/python -m devstack.prepare
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy $(PACKAGES)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@

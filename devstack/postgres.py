@@ -1,0 +1,104 @@
+"""PostgreSQL for development and tests: an embedded server (pgserver) unless the operator
+gives a DATABASE_URL, plus a helper to create the throwaway databases tests run against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS) including the trailing NUL;
+# stay under the smaller one. Postgres names its socket `<dir>/.s.PGSQL.5432`.
+_MAX_SOCKET_PATH = 103
+_SOCKET_NAME = ".s.PGSQL.5432"
+
+
+def project_data_dir() -> Path:
+    """`<repo root>/.data`, the git-ignored home of local state (databases, outbox)."""
+    data = PROJECT_ROOT / ".data"
+    data.mkdir(parents=True, exist_ok=True)
+    return data
+
+
+def embedded_postgres() -> PostgresServer:
+    """The project's pgserver instance, started if it is not running.
+
+    It is left running when this process exits (cleanup_mode=None) so the dev command,
+    the worker and the tests share one server instead of racing to start and stop it.
+    """
+    # Imported here: pgserver pulls in psutil/platformdirs and warns at import time, a cost
+    # nobody who passes DATABASE_URL (production, CI with a real server) should pay.
+    from pgserver.postgres_server import get_server
+
+    return get_server(_embedded_data_dir(), cleanup_mode=None)
+
+
+def database_url(explicit: str | None = None, database: str = "postgres") -> str:
+    """An asyncpg SQLAlchemy URL: `explicit` (normalised) if given, else the embedded server's.
+
+    An explicit URL wins as a whole, including the database it names: the operator chose it.
+    """
+    if explicit:
+        return _as_asyncpg(explicit)
+    server = embedded_postgres()
+    return _as_asyncpg(server.get_uri(database))
+
+
+async def ensure_database(url: str, name: str, *, recreate: bool = False) -> str:
+    """Create database `name` on the server `url` points at (dropped first if `recreate`).
+
+    Connects to the database named in `url` as a maintenance connection, and returns the
+    URL of `name` on the same server.
+    """
+    engine = create_async_engine(_as_asyncpg(url), isolation_level="AUTOCOMMIT")
+    quoted = engine.dialect.identifier_preparer.quote(name)
+    try:
+        # CREATE/DROP DATABASE cannot run inside a transaction, hence AUTOCOMMIT.
+        async with engine.connect() as conn:
+            if recreate:
+                # FORCE ends sessions a previous, crashed test run may have left behind.
+                await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            exists = await conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not exists:
+                await conn.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        await engine.dispose()
+    return make_url(_as_asyncpg(url)).set(database=name).render_as_string(hide_password=False)
+
+
+def _embedded_data_dir() -> Path:
+    preferred = PROJECT_ROOT / ".data" / "pg"
+    if len(str(preferred / _SOCKET_NAME)) <= _MAX_SOCKET_PATH:
+        return project_data_dir() / "pg"
+    # Deep checkouts would overflow the socket path; a short per-project dir under /tmp
+    # (keyed by the project path, so two checkouts never share a cluster) avoids that.
+    digest = hashlib.sha256(str(PROJECT_ROOT).encode()).hexdigest()[:12]
+    # Literal /tmp rather than $TMPDIR, which can itself be long (macOS).
+    fallback = Path("/tmp") / f"petition-flow-{digest}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback / "pg"
+
+
+def _as_asyncpg(url: str) -> str:
+    for prefix in (
+        "postgresql+asyncpg://",
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+        "postgresql://",
+        "postgres://",
+    ):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"Not a PostgreSQL URL: {make_url(url).render_as_string()}")

@@ -1,0 +1,83 @@
+"""Local Temporal servers: the persistent dev server behind `petition dev`, and the
+time-skipping test server the tests use to run months of petition deadlines in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from temporalio.converter import DataConverter
+from temporalio.testing import WorkflowEnvironment
+
+from devstack.postgres import project_data_dir
+from devstack.temporal_cli import resolve_temporal_cli, resolve_test_server
+from domain.search_attributes import ALL_KEYS
+
+DEV_PORT = 7233
+DEV_UI_PORT = 8233
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for tests running side by side).
+
+    There is a small race between closing this socket and the server binding the port;
+    acceptable for tests, which is the only place ports are picked this way.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def start_dev_server(
+    *,
+    db_filename: str | None,
+    port: int | None = None,
+    ui: bool = True,
+    ui_port: int | None = None,
+    data_converter: DataConverter = DataConverter.default,
+) -> WorkflowEnvironment:
+    """Start a Temporal CLI dev server with the petition search attributes registered.
+
+    With a `db_filename` the server keeps its state in that SQLite file, so open petitions
+    survive a restart; None keeps everything in memory. Re-registering the same search
+    attributes against an existing file is accepted by the CLI, so restarts are safe.
+    """
+    # Resolving may build the CLI with Go (minutes); keep the event loop responsive meanwhile.
+    cli = await asyncio.to_thread(resolve_temporal_cli)
+    if db_filename is not None:
+        Path(db_filename).parent.mkdir(parents=True, exist_ok=True)
+    return await WorkflowEnvironment.start_local(
+        data_converter=data_converter,
+        port=port,
+        ui=ui,
+        ui_port=ui_port,
+        search_attributes=ALL_KEYS,
+        dev_server_existing_path=cli,
+        dev_server_database_filename=db_filename,
+    )
+
+
+async def start_project_dev_server(
+    data_converter: DataConverter = DataConverter.default,
+) -> WorkflowEnvironment:
+    """The server `petition dev` runs: well-known ports, state in `<project>/.data/temporal.db`."""
+    return await start_dev_server(
+        db_filename=str(project_data_dir() / "temporal.db"),
+        port=DEV_PORT,
+        ui=True,
+        ui_port=DEV_UI_PORT,
+        data_converter=data_converter,
+    )
+
+
+async def start_time_skipping(
+    data_converter: DataConverter = DataConverter.default,
+) -> WorkflowEnvironment:
+    """Start the Java time-skipping test server (provisioned from Maven Central if needed)."""
+    launcher = await asyncio.to_thread(resolve_test_server)
+    return await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter,
+        test_server_existing_path=launcher,
+    )

@@ -1,0 +1,131 @@
+"""The production docker-compose.yml: valid Compose, and consistent with the code.
+
+`docker compose config -q` is the authority when the Compose plugin is installed; without
+it the file is checked against the Compose Specification JSON schema, vendored as
+devstack/compose-spec.json (compose-spec/compose-spec, schema/compose-spec.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.common import SearchAttributeIndexedValueType as IndexedType
+
+from domain.search_attributes import ALL_KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SCHEMA_FILE = ROOT / "devstack" / "compose-spec.json"
+
+# `temporal operator search-attribute create --type` spells the SDK's types like this.
+CLI_TYPE_NAMES = {
+    IndexedType.TEXT: "Text",
+    IndexedType.KEYWORD: "Keyword",
+    IndexedType.INT: "Int",
+    IndexedType.DOUBLE: "Double",
+    IndexedType.BOOL: "Bool",
+    IndexedType.DATETIME: "Datetime",
+    IndexedType.KEYWORD_LIST: "KeywordList",
+}
+
+
+def _load_compose() -> dict[str, Any]:
+    try:
+        import yaml
+    except ImportError:  # a hard failure, not a skip: the check must not silently vanish
+        pytest.fail("PyYAML is required to check docker-compose.yml (add it to the dev extra)")
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def _schema_errors(document: dict[str, Any]) -> list[str]:
+    try:
+        import jsonschema
+    except ImportError:
+        pytest.fail("jsonschema is required to check docker-compose.yml (add it to the dev extra)")
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA_FILE.read_text()))
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
+
+
+def _compose_plugin_available() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def _services() -> dict[str, Any]:
+    services = _load_compose()["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def test_compose_file_is_valid() -> None:
+    if _compose_plugin_available():
+        result = subprocess.run(
+            ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+            # The file requires a password on purpose; any value will do for validation.
+            env={**os.environ, "POSTGRES_PASSWORD": "validation-only"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    else:
+        assert _schema_errors(_load_compose()) == []
+
+
+def test_schema_fallback_rejects_a_broken_file() -> None:
+    # Guards the fallback itself: a validator that accepted anything would make the check
+    # above pass vacuously.
+    broken = {"services": {"worker": {"imagee": "petition-flow", "ports": "8080"}}}
+    assert len(_schema_errors(broken)) >= 2
+
+
+def test_search_attributes_match_the_domain_keys() -> None:
+    service = _services()["temporal-search-attributes"]
+    pairs = service["environment"]["PETITION_SEARCH_ATTRIBUTES"].split()
+    declared = dict(pair.split("=", 1) for pair in pairs)
+    expected = {key.name: CLI_TYPE_NAMES[key.indexed_value_type] for key in ALL_KEYS}
+    assert declared == expected
+    assert len(pairs) == len(declared), "a search attribute is listed twice"
+
+
+def test_services_and_start_order() -> None:
+    services = _services()
+    assert set(services) == {
+        "postgresql",
+        "temporal",
+        "temporal-search-attributes",
+        "temporal-ui",
+        "migrate",
+        "worker",
+    }
+    assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
+    assert services["temporal"]["environment"]["DB"] == "postgres12"
+    assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+
+    worker = services["worker"]
+    assert worker["build"]["dockerfile"] == "Dockerfile"
+    assert (ROOT / worker["build"]["dockerfile"]).is_file()
+    assert worker["command"] == ["python", "worker.py"]
+    assert worker["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert worker["environment"]["DATABASE_URL"].endswith("@postgresql:5432/petitionflow")
+    # The worker must not start before its schema and its search attributes exist.
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert (
+        worker["depends_on"]["temporal-search-attributes"]["condition"]
+        == "service_completed_successfully"
+    )
