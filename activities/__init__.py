@@ -1,0 +1,67 @@
+"""Activity desks, built once with their dependencies and handed to the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.assistance import AssistanceDesk
+from activities.common import Clock, utc_now
+from activities.deadlines import DeadlineCalculator
+from activities.escalation import EscalationDesk
+from activities.hearings import HearingDesk
+from activities.notices import NoticeDesk
+from activities.registry import PetitionRegistry
+from activities.transfers import TransferDesk
+from domain.calendar import WorkingCalendar
+
+
+@dataclass
+class ActivityDesks:
+    registry: PetitionRegistry
+    deadlines: DeadlineCalculator
+    transfers: TransferDesk
+    hearings: HearingDesk
+    assistance: AssistanceDesk
+    escalation: EscalationDesk
+    notices: NoticeDesk
+    extra: list[Callable[..., Any]] = field(default_factory=list)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.registry.register_petition,
+            self.registry.record_transition,
+            self.registry.resolve_unit,
+            self.registry.enter_termination_registry,
+            self.deadlines.compute_deadlines,
+            self.transfers.issue_transfer_order,
+            self.hearings.schedule_hearing,
+            self.hearings.record_hearing_outcome,
+            self.assistance.file_assistance_application,
+            self.assistance.decide_assistance,
+            self.assistance.disburse_assistance,
+            self.escalation.escalate,
+            self.notices.send_notice,
+            *self.extra,
+        ]
+
+
+def build_desks(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    calendar: WorkingCalendar | None = None,
+    clock: Clock = utc_now,
+    after_payment_written: Callable[[str], None] | None = None,
+) -> ActivityDesks:
+    return ActivityDesks(
+        registry=PetitionRegistry(sessions, clock),
+        deadlines=DeadlineCalculator(calendar or WorkingCalendar()),
+        transfers=TransferDesk(sessions),
+        hearings=HearingDesk(sessions),
+        assistance=AssistanceDesk(sessions, clock, after_payment_written),
+        escalation=EscalationDesk(sessions),
+        notices=NoticeDesk(sessions),
+    )

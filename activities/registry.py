@@ -124,7 +124,8 @@ class PetitionRegistry:
             category=intake.category, law_related=intake.law_related, profile=intake.profile,
             persons=intake.persons, matter_key=key,
             petitioner=intake.petitioner.model_dump(mode="json"), subject=intake.subject,
-            content=intake.content, stage=Stage.REGISTERED, received_at=intake.received_at,
+            content=intake.content, stage=Stage.REGISTERED,
+            attachments=[a.model_dump(mode="json") for a in intake.attachments], received_at=intake.received_at,
             registered_at=command.registered_at, repeat_of=earlier,
         )
         session.add(row)
@@ -211,7 +212,8 @@ class PetitionRegistry:
 
 READ_MODEL_COLUMNS = frozenset(
     c.name for c in Petition.__table__.columns
-) - {"id", "intake_id", "workflow_id", "registration_no", "petitioner", "content", "matter_key"}
+) - {"id", "intake_id", "workflow_id", "registration_no", "petitioner", "content", "matter_key",
+     "attachments"}
 
 
 def _read_model_values(values: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,9 @@ import asyncio
 import socket
 from pathlib import Path
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
@@ -77,7 +80,22 @@ async def start_time_skipping(
 ) -> WorkflowEnvironment:
     """Start the Java time-skipping test server (provisioned from Maven Central if needed)."""
     launcher = await asyncio.to_thread(resolve_test_server)
-    return await WorkflowEnvironment.start_time_skipping(
+    env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter,
         test_server_existing_path=launcher,
+    )
+    # The Java test server refuses upserts of unknown keys, like a real server would.
+    await register_search_attributes(env.client)
+    return env
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Register the petition search attributes (idempotent for the same types)."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_KEYS
+            },
+        )
     )

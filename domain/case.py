@@ -136,6 +136,7 @@ class CaseState(BaseModel):
     repeat_visits: int = 0
     notes: int = 0
     refused_actions: int = 0
+    last_progress_reply_at: datetime | None = None
     was_overdue: bool = False
     max_escalation_level: int = 0
     repeat_of: str | None = None

@@ -145,7 +145,8 @@ TRANSITIONS: tuple[Transition, ...] = (
          description="matter for litigation, arbitration, review or discipline: leaves the track"),
     _row(Action.TRANSFER, Transfer, {R}, R, STAFF, UnitRule.HOLDING, "Art. 22-23",
          starts=(ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION),
-         stops=(ClockName.ROUTING, ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION),
+         stops=(ClockName.ROUTING, ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION,
+                ClockName.PROCEDURAL_REPLY),
          effects=(Effect.TRANSFER_ORDER, Effect.NOTICE_RECEIVING_UNIT, Effect.NOTICE_PETITIONER),
          description="transfer work order; the receiving unit's acceptance clock starts anew"),
     _row(Action.REJECT_TRANSFER, RejectTransfer, {R}, R, STAFF, UnitRule.HOLDING, "Art. 23",
@@ -177,7 +178,7 @@ TRANSITIONS: tuple[Transition, ...] = (
          description="approval within the cap (leader above the threshold), then payment once"),
     _row(Action.PROGRESS_REPLY, ProgressReply, {R, H}, None, STAFF, UnitRule.CASE_UNIT,
          "Procuratorate rule: every letter gets a reply",
-         stops=(ClockName.PROCEDURAL_REPLY,), renews=(ClockName.SETTLEMENT,),
+         stops=(ClockName.PROCEDURAL_REPLY,), renews=(ClockName.PROGRESS_REPLY,),
          effects=(Effect.NOTICE_PETITIONER,),
          description="procedural or progress reply to the petitioner"),
     _row(Action.REPLY, Reply, {H}, RP, STAFF, UnitRule.RESPONSIBLE, "Art. 34",
@@ -219,6 +220,10 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 
 TABLE: dict[Action, Transition] = {t.action: t for t in TRANSITIONS}
+
+# A deadline met by a progress reply in its final period hands over to a recurring
+# clock instead of going overdue: the procuratorate's 3 months, then monthly progress.
+SUCCESSOR_CLOCKS: dict[ClockName, ClockName] = {ClockName.SETTLEMENT: ClockName.PROGRESS_REPLY}
 
 # The window clock whose lapse drives a system transition.
 LAPSE_ACTIONS: dict[ClockName, Action] = {

@@ -8,6 +8,7 @@ refused). Deadlines are durable timers over absolute times kept in state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.lifecycle import (
         LAPSE_ACTIONS,
+        SUCCESSOR_CLOCKS,
         TABLE,
         Effect,
         GuardContext,
@@ -118,6 +120,8 @@ class PetitionWorkflow:
         self._intake: PetitionIntake = start.intake
         self._state: CaseState | None = start.carried
         self._attached_to: str | None = None
+        # Registered and its entry clocks installed: only then may actions be taken.
+        self._ready = start.carried is not None
         self._lock = asyncio.Lock()
         self._clocks_changed = False
 
@@ -143,7 +147,7 @@ class PetitionWorkflow:
     def _case(self) -> CaseState:
         if self._state is None:
             raise ApplicationError("the petition is still being registered; try again shortly",
-                                   type=REFUSED)
+                                   type=REFUSED, non_retryable=True)
         return self._state
 
     async def _register(self, start: PetitionStart) -> None:
@@ -175,6 +179,7 @@ class PetitionWorkflow:
         await self._record(Action.REGISTER, clerk, None, now, {"channel": intake.channel})
         await self._notify_petitioner(Action.REGISTER, now)
         self._publish()
+        self._ready = True
         if registration.concluded_case is not None:
             await self._decline_concluded(registration.concluded_case)
 
@@ -233,8 +238,7 @@ class PetitionWorkflow:
     @workflow.update
     async def wait_registered(self) -> PetitionStatus:
         """Answers once the registration activity has run: the intake client's receipt."""
-        await workflow.wait_condition(
-            lambda: self._state is not None or self._attached_to is not None)
+        await workflow.wait_condition(lambda: self._ready or self._attached_to is not None)
         return self.status()
 
     # One Update and one Signal per action, both named as in DOMAIN.md.
@@ -517,6 +521,9 @@ class PetitionWorkflow:
     # ----------------------------------------------------------- guard and rules
 
     def _validate(self, action: Action, command: Command) -> None:
+        if not self._ready:
+            raise ApplicationError("the petition is still being registered; try again shortly",
+                                   type=REFUSED, non_retryable=True)
         refusal = self._refusal(action, command)
         if refusal is not None:
             raise ApplicationError(str(refusal), type=REFUSED, non_retryable=True)
@@ -646,7 +653,7 @@ class PetitionWorkflow:
         return self.status()
 
     async def _act_on_signal(self, action: Action, command: Command) -> None:
-        await workflow.wait_condition(lambda: self._state is not None)
+        await workflow.wait_condition(lambda: self._ready)
         try:
             await self._act(action, command)
         except ApplicationError as refused:
@@ -768,6 +775,8 @@ class PetitionWorkflow:
             st.review_organ = command.review_organ
         elif isinstance(command, RequestReReview):
             st.re_review_organ = command.re_review_organ
+        elif isinstance(command, ProgressReply):
+            st.last_progress_reply_at = workflow.now()
         elif isinstance(command, AddNote):
             st.notes += 1
         elif isinstance(command, RepeatVisit):
@@ -921,13 +930,11 @@ class PetitionWorkflow:
         at, name, what = events[0]
         clock = self._case.clocks[name]
         timeout = max(at - workflow.now(), timedelta(0))
-        try:
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 woken, timeout=timeout,
                 timeout_summary=f"{name} deadline ({clock.article}, {clock.period}): "
                                 f"{what} at {_beijing(at)}")
-        except TimeoutError:
-            pass
 
     async def _fire_due_clock_events(self) -> None:
         now = workflow.now()
@@ -942,9 +949,24 @@ class PetitionWorkflow:
             elif what == "reminder":
                 clock.reminded = True
                 await self._notify("unit", clock.unit, "reminder", now, about=clock)
-            else:
+            elif not await self._hand_over(clock, now):
                 await self._escalate(clock, now)
         self._publish()
+
+    async def _hand_over(self, clock: Clock, now: datetime) -> bool:
+        """At its expiry, a clock met by a recent progress reply passes to its successor."""
+        st = self._case
+        successor = SUCCESSOR_CLOCKS.get(clock.name)
+        policy = st.profile.clock(successor) if successor else None
+        if successor is None or policy is None or clock.level > 0:
+            return False
+        last = st.last_progress_reply_at
+        window = timedelta(hours=policy.period.nominal_hours())
+        if last is None or last < clock.due_at - window:
+            return False
+        st.clocks.pop(clock.name)
+        await self._start_clocks([successor], clock.due_at)
+        return True
 
     async def _lapse(self, clock: Clock) -> None:
         st = self._case

@@ -104,6 +104,7 @@ class Petition(Base):
     petitioner: Mapped[dict[str, Any]] = mapped_column(JSONB)  # personal data
     subject: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
     stage: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 02:37:07.903723
+Create Date: 2026-11-21 02:40:21.378128
 """
 
 from collections.abc import Sequence
@@ -39,6 +39,12 @@ def upgrade() -> None:
         sa.Column("petitioner", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
+        sa.Column(
+            "attachments",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default="[]",
+            nullable=False,
+        ),
         sa.Column("stage", sa.String(length=32), nullable=False),
         sa.Column("outcome", sa.String(length=32), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -85,6 +91,20 @@ def upgrade() -> None:
         sa.Column("year", sa.Integer(), nullable=False),
         sa.Column("last_seq", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("unit_code", "year"),
+    )
+    op.create_table(
+        "registration_numbers",
+        sa.Column("intake_id", sa.String(length=64), nullable=False),
+        sa.Column("registration_no", sa.String(length=64), nullable=False),
+        sa.Column("unit_code", sa.String(length=64), nullable=False),
+        sa.Column(
+            "allocated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("intake_id"),
+        sa.UniqueConstraint("registration_no"),
     )
     op.create_table(
         "units",
@@ -338,6 +358,7 @@ def downgrade() -> None:
     op.drop_table("escalations")
     op.drop_table("assistance_applications")
     op.drop_table("units")
+    op.drop_table("registration_numbers")
     op.drop_table("registration_counters")
     op.drop_index("ix_petitions_unit_stage", table_name="petitions")
     op.drop_index("ix_petitions_registered_at", table_name="petitions")

@@ -1,0 +1,119 @@
+"""Taking an action on a petition: validate the payload, send it as an Update or a Signal.
+
+A refusal by the workflow's validator leaves no trace in the workflow history, so
+the audit trail gets its refused row from here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from domain.case import PetitionStatus
+from domain.lifecycle import TABLE
+from domain.models import Action, Actor, Command
+from domain.persistence.tables import Petition, PetitionEvent
+from starter.errors import describe_validation
+from workflows.petition import PetitionWorkflow
+
+PERSON_ACTIONS = tuple(t.action for t in TABLE.values() if not t.system)
+
+
+class ActionError(ValueError):
+    """The action was malformed or refused: nothing changed."""
+
+
+def update_for(action: Action) -> Any:
+    """The workflow's Update method for `action` (by reference, never by string)."""
+    return getattr(PetitionWorkflow, action.value)
+
+
+def signal_for(action: Action) -> Any:
+    return getattr(PetitionWorkflow, f"{action.value}_signal")
+
+
+def parse_actor(text: str) -> Actor:
+    """`id:role:unit`, e.g. `qs-h1:handler:QS-HRSS`."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ActionError("--actor must be ID:ROLE:UNIT, e.g. qs-h1:handler:QS-HRSS")
+    try:
+        return Actor(id=parts[0], role=parts[1], unit=parts[2])  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ActionError(f"--actor: {describe_validation(err)}") from None
+
+
+def build_command(action_name: str, actor: Actor, data: str | None) -> tuple[Action, Command]:
+    try:
+        action = Action(action_name)
+    except ValueError:
+        raise ActionError(f"unknown action {action_name!r}; one of: "
+                          f"{', '.join(a.value for a in PERSON_ACTIONS)}") from None
+    if action not in PERSON_ACTIONS:
+        raise ActionError(f"{action} is taken by the workflow's clocks, not by a person")
+    try:
+        payload = json.loads(data) if data else {}
+    except json.JSONDecodeError as err:
+        raise ActionError(f"--data is not valid JSON: {err.msg}") from None
+    if not isinstance(payload, dict):
+        raise ActionError("--data must be a JSON object")
+    payload.setdefault("request_id", uuid.uuid4().hex)
+    try:
+        command = TABLE[action].command.model_validate({**payload, "actor": actor})
+    except ValidationError as err:
+        raise ActionError(f"{action}: {describe_validation(err)}") from None
+    return action, command
+
+
+async def resolve_workflow_id(sessions: async_sessionmaker[AsyncSession], ref: str) -> str:
+    """A workflow id or a registration number."""
+    if ref.startswith("petition-"):
+        return ref
+    async with sessions() as session:
+        found = await session.scalar(
+            select(Petition.workflow_id).where(Petition.registration_no == ref))
+    if found is None:
+        raise ActionError(f"no petition with registration number {ref!r}")
+    return found
+
+
+async def take_action(client: Client, sessions: async_sessionmaker[AsyncSession],
+                      workflow_id: str, action: Action, command: Command,
+                      *, as_signal: bool = False) -> PetitionStatus | None:
+    handle = client.get_workflow_handle(workflow_id)
+    if as_signal:
+        await handle.signal(signal_for(action), command)
+        return None
+    try:
+        return await handle.execute_update(update_for(action), command,
+                                           id=command.request_id, result_type=PetitionStatus)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(err)
+        await record_refused(sessions, workflow_id, action, command, message)
+        raise ActionError(message) from None
+
+
+async def record_refused(sessions: async_sessionmaker[AsyncSession], workflow_id: str,
+                         action: Action, command: Command, message: str) -> None:
+    key = f"{workflow_id}:client-refused:{command.request_id or uuid.uuid4().hex}"
+    async with sessions() as session:
+        petition_id = await session.scalar(
+            select(Petition.id).where(Petition.workflow_id == workflow_id))
+        if await session.scalar(select(PetitionEvent.id).where(
+                PetitionEvent.idempotency_key == key)) is not None:
+            return
+        session.add(PetitionEvent(
+            petition_id=petition_id, workflow_id=workflow_id, idempotency_key=key, seq=None,
+            action=action.value, actor_id=command.actor.id, actor_role=command.actor.role,
+            actor_unit=command.actor.unit, accepted=False, refusal=message,
+            detail={"via": "update"}, at=datetime.now(UTC)))
+        await session.commit()

@@ -1,0 +1,151 @@
+"""`petition`: the command line for intake systems, handlers and operators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import BaseModel
+from temporalio.exceptions import ApplicationError
+
+from starter.actions import ActionError, build_command, parse_actor, resolve_workflow_id, take_action
+from starter.intake import IntakeError, read_intake, submit
+from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async, runtime
+
+T = TypeVar("T")
+
+
+def _run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (IntakeError, ActionError) as err:
+        _fail(str(err))
+    except ApplicationError as err:
+        _fail(err.message)
+    raise AssertionError("unreachable")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _print(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+@click.group()
+def main() -> None:
+    """Petition Flow: public petition work (信访) as durable Temporal workflows."""
+
+
+@main.command("migrate")
+def migrate_cmd() -> None:
+    """Bring the database schema to the newest Alembic revision."""
+
+    async def go() -> None:
+        async with runtime() as rt:
+            await migrate_async(rt.engine.url.render_as_string(hide_password=False))
+
+    _run(go())
+    click.echo("database schema is current")
+
+
+@main.command("load-directory")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                default=SAMPLE_DIRECTORY)
+def load_directory_cmd(file: Path) -> None:
+    """Load (upsert) the organisation directory from a TOML file."""
+
+    async def go() -> int:
+        async with runtime() as rt:
+            return await load_directory_file(rt.sessions, file)
+
+    try:
+        count = _run(go())
+    except ValueError as err:
+        _fail(f"{file}: {err}")
+    click.echo(f"loaded {count} units from {file}")
+
+
+@main.command("submit")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def submit_cmd(file: Path) -> None:
+    """Register a petition from an intake JSON file; prints its registration number."""
+    try:
+        intake = read_intake(file)
+    except IntakeError as err:
+        _fail(str(err))
+
+    async def go() -> dict[str, Any]:
+        async with runtime() as rt:
+            status = await submit(await rt.client(), rt.sessions, intake,
+                                  task_queue=rt.settings.task_queue)
+        return {"registration_no": status.registration_no, "workflow_id": status.workflow_id,
+                "stage": status.stage, "attached_to": status.attached_to}
+
+    _print(_run(go()))
+
+
+@main.command("act")
+@click.argument("petition")
+@click.argument("action")
+@click.option("--actor", required=True, help="ID:ROLE:UNIT, e.g. qs-h1:handler:QS-HRSS")
+@click.option("--data", default=None, help="the action's payload as a JSON object")
+@click.option("--signal", "as_signal", is_flag=True, help="fire and forget (a Signal)")
+def act_cmd(petition: str, action: str, actor: str, data: str | None, as_signal: bool) -> None:
+    """Take ACTION on PETITION (workflow id or registration number)."""
+    try:
+        chosen, command = build_command(action, parse_actor(actor), data)
+    except ActionError as err:
+        _fail(str(err))
+
+    async def go() -> Any:
+        async with runtime() as rt:
+            workflow_id = await resolve_workflow_id(rt.sessions, petition)
+            return await take_action(await rt.client(), rt.sessions, workflow_id, chosen,
+                                     command, as_signal=as_signal)
+
+    result = _run(go())
+    _print(result if result is not None else {"signalled": chosen.value})
+
+
+@main.command("show")
+@click.argument("petition")
+def show_cmd(petition: str) -> None:
+    """Status, timeline and audit trail of PETITION."""
+    from starter.queries import show_petition
+
+    async def go() -> dict[str, Any]:
+        async with runtime() as rt:
+            workflow_id = await resolve_workflow_id(rt.sessions, petition)
+            return await show_petition(await rt.client(), rt.sessions, workflow_id)
+
+    _print(_run(go()))
+
+
+@main.command("diagram")
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def diagram_cmd(image: Path | None) -> None:
+    """The lifecycle table as a Mermaid state diagram."""
+    from starter.diagram import mermaid, render_image
+
+    source = mermaid()
+    click.echo(source)
+    if image is not None and not render_image(source, image):
+        click.echo("note: mermaid-cli (mmdc) is not installed; no image drawn", err=True)
+
+
+@main.command("dev")
+def dev_cmd() -> None:
+    """Bring up the embedded stack and submit sample petitions (Ctrl-C stops it)."""
+    from starter.dev import run_dev
+
+    asyncio.run(run_dev())

@@ -1,0 +1,53 @@
+"""`petition dev`: the whole embedded stack in one foreground process.
+
+PostgreSQL (pgserver, `.data/pg`), migrations, the sample directory, the Temporal
+dev server with its Web UI (state in `.data/temporal.db`), the worker, and a
+handful of sample petitions. Ctrl-C stops everything; state survives for next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from devstack.temporal_server import DEV_UI_PORT, start_project_dev_server
+from domain.persistence.tables import Unit
+from starter.intake import read_intake, submit
+from starter.runtime import SAMPLE_DIRECTORY, SAMPLE_INTAKES, load_directory_file, migrate_async, runtime
+from worker import data_converter, run_worker
+
+
+async def _submit_samples(rt, client, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    for path in sorted(folder.glob("*.json")):
+        status = await submit(client, rt.sessions, read_intake(path),
+                              task_queue=rt.settings.task_queue)
+        print(f"  {status.registration_no:<24} {status.stage or 'attached'}  {path.name}")
+
+
+async def run_dev(samples: Path = SAMPLE_INTAKES) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with runtime() as rt:
+        print("PostgreSQL:", rt.engine.url.render_as_string(hide_password=True))
+        await migrate_async(rt.engine.url.render_as_string(hide_password=False))
+        async with rt.sessions() as session:
+            units = await session.scalar(select(func.count()).select_from(Unit))
+        if not units:
+            print("directory:", await load_directory_file(rt.sessions, SAMPLE_DIRECTORY), "units")
+        print("starting the Temporal dev server (the first run may build the CLI) ...")
+        env = await start_project_dev_server(data_converter=data_converter())
+        async with env:
+            worker = asyncio.create_task(run_worker(rt.settings, rt.sessions, env.client, stop))
+            await asyncio.sleep(1)
+            print("sample petitions:")
+            await _submit_samples(rt, env.client, samples)
+            print(f"\nWeb UI: http://localhost:{DEV_UI_PORT}  (Ctrl-C stops the stack)")
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop.wait()
+            await worker

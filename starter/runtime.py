@@ -1,0 +1,67 @@
+"""What CLI commands share: settings, database, Temporal client, built lazily."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from domain.persistence.directory import load_directory, read_directory
+from domain.persistence.engine import create_engine, resolve_database_url, session_maker
+from domain.settings import PROJECT_ROOT, Settings, get_settings
+
+SAMPLE_DIRECTORY = PROJECT_ROOT / "domain" / "directory" / "sample.toml"
+SAMPLE_INTAKES = PROJECT_ROOT / "starter" / "samples"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    _client: Client | None = None
+
+    async def client(self) -> Client:
+        if self._client is None:
+            from worker import connect
+
+            self._client = await connect(self.settings)
+        return self._client
+
+
+@asynccontextmanager
+async def runtime(settings: Settings | None = None) -> AsyncIterator[Runtime]:
+    settings = settings or get_settings()
+    engine = create_engine(resolve_database_url(settings), pool_size=2)
+    try:
+        yield Runtime(settings, engine, session_maker(engine))
+    finally:
+        await engine.dispose()
+
+
+def migrate(url: str, revision: str = "head", *, downgrade: bool = False) -> None:
+    """Run Alembic programmatically (it runs its own event loop, hence a thread)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    (command.downgrade if downgrade else command.upgrade)(config, revision)
+
+
+async def migrate_async(url: str, revision: str = "head", *, downgrade: bool = False) -> None:
+    await asyncio.to_thread(migrate, url, revision, downgrade=downgrade)
+
+
+async def load_directory_file(sessions: async_sessionmaker[AsyncSession], path: Path) -> int:
+    directory = read_directory(path)
+    async with sessions() as session:
+        await load_directory(session, directory)
+        await session.commit()
+    return len(directory.units)

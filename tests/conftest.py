@@ -1,0 +1,154 @@
+"""Session-scoped real infrastructure: PostgreSQL, the Temporal dev server, the
+time-skipping test server. Each test gets a fresh task queue and unique intake ids."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import ActivityDesks, build_desks
+from devstack.postgres import database_url, ensure_database
+from devstack.temporal_server import free_port, start_dev_server, start_time_skipping
+from domain.case import PetitionStart, PetitionStatus
+from domain.models import PetitionIntake
+from domain.persistence.engine import create_engine, session_maker
+from starter.intake import workflow_id_for
+from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
+from worker import build_worker, data_converter
+from workflows.petition import PetitionWorkflow
+
+TEST_DATABASE = "petitionflow_test"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def db_url() -> str:
+    """A fresh, migrated test database on DATABASE_URL's server or the embedded one."""
+    base = database_url(os.environ.get("DATABASE_URL"))
+    url = await ensure_database(base, TEST_DATABASE, recreate=True)
+    await migrate_async(url)
+    return url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db_url, pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    maker = session_maker(engine)
+    await load_directory_file(maker, SAMPLE_DIRECTORY)
+    return maker
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal CLI dev server (with its UI, for the browser test)."""
+    with tempfile.TemporaryDirectory(prefix="petitionflow-temporal-") as tmp:
+        env = await start_dev_server(db_filename=str(Path(tmp) / "temporal.db"), ui=True,
+                                     ui_port=free_port(), data_converter=data_converter())
+        async with env:
+            yield env
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Java time-skipping test server: statutory months in seconds."""
+    env = await start_time_skipping(data_converter=data_converter())
+    async with env:
+        yield env
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"petitions-test-{uuid.uuid4().hex[:10]}"
+
+
+RunningWorker = Callable[..., Any]
+
+
+@pytest.fixture
+def running_worker(sessions: async_sessionmaker[AsyncSession], task_queue: str) -> RunningWorker:
+    """`async with running_worker(client) as desks:` runs the real worker on this test's queue."""
+
+    @asynccontextmanager
+    async def run(client: Client, desks: ActivityDesks | None = None) -> AsyncIterator[
+            ActivityDesks]:
+        desks = desks or build_desks(sessions)
+        worker: Worker = build_worker(client, desks, task_queue=task_queue)
+        async with worker:
+            yield desks
+
+    return run
+
+
+class Petitions:
+    """Starts petitions for one test and terminates the still-open ones afterwards: on the
+    time-skipping server an abandoned workflow's timers would hold virtual time still."""
+
+    def __init__(self, task_queue: str):
+        self.task_queue = task_queue
+        self._handles: list[WorkflowHandle[Any, Any]] = []
+
+    async def start(self, env: WorkflowEnvironment, intake: PetitionIntake | None = None,
+                    **overrides: Any) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
+        intake = intake or make_intake(**overrides)
+        handle = await env.client.start_workflow(
+            PetitionWorkflow.run, PetitionStart(intake=intake),
+            id=workflow_id_for(intake.intake_id), task_queue=self.task_queue)
+        self._handles.append(handle)
+        await handle.execute_update(PetitionWorkflow.wait_registered)
+        return handle
+
+    def track(self, handle: WorkflowHandle[Any, Any]) -> None:
+        self._handles.append(handle)
+
+    async def close(self) -> None:
+        for handle in self._handles:
+            with contextlib.suppress(RPCError):
+                await handle.terminate(reason="test finished")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def petitions(task_queue: str) -> AsyncIterator[Petitions]:
+    tracker = Petitions(task_queue)
+    yield tracker
+    await tracker.close()
+
+
+def make_intake(**overrides: Any) -> PetitionIntake:
+    """A valid intake with a unique id and a unique petitioner (so no repeat matching)."""
+    unique = uuid.uuid4().hex
+    digits = str(int(unique[:12], 16))[:17].rjust(17, "1")
+    base: dict[str, Any] = {
+        "intake_id": f"T-{unique[:20]}",
+        "channel": "visit",
+        "category": "wage_arrears",
+        "unit": "QS-XFJ",
+        "received_at": datetime.now().astimezone().isoformat(),
+        "petitioner": {"name": "测试人", "id_number": digits + "X", "phone": "13800000000"},
+        "subject": f"拖欠工资 wage arrears {unique[:6]}",
+        "content": "某公司拖欠工资三个月。The company has not paid wages for three months.",
+    }
+    base.update(overrides)
+    return PetitionIntake.model_validate(base)
+
+
+ONE_DAY = timedelta(days=1)

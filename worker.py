@@ -1,0 +1,113 @@
+"""The petitions worker: PetitionWorkflow and its activities on task queue `petitions`.
+
+Run `python worker.py`; SIGINT/SIGTERM finish in-flight tasks and stop cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import ActivityDesks, build_desks
+from activities.notices import FileGateway, OutboxDrainer
+from domain.persistence.engine import (
+    create_engine,
+    require_current_schema,
+    resolve_database_url,
+    session_maker,
+)
+from domain.settings import Settings, get_settings
+from workflows.petition import PetitionWorkflow
+
+log = logging.getLogger("petitionflow.worker")
+
+# Pure, deterministic modules the workflow imports: passing them through the sandbox
+# saves re-importing pydantic models for every workflow run.
+PASSTHROUGH = ("domain", "activities", "pydantic", "pydantic_core", "sqlalchemy", "holidays")
+
+
+def data_converter() -> DataConverter:
+    return pydantic_data_converter
+
+
+async def connect(settings: Settings, converter: DataConverter | None = None) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=converter or data_converter())
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH))
+
+
+def build_worker(
+    client: Client,
+    desks: ActivityDesks,
+    *,
+    task_queue: str,
+    settings: Settings | None = None,
+    workflows: Sequence[type[Any]] = (PetitionWorkflow,),
+) -> Worker:
+    settings = settings or get_settings()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(workflows),
+        activities=desks.all(),
+        workflow_runner=workflow_runner(),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                     client: Client, stop: asyncio.Event) -> None:
+    desks = build_desks(sessions)
+    drainer = OutboxDrainer(sessions, FileGateway(settings.notice_outbox_dir))
+    worker = build_worker(client, desks, task_queue=settings.task_queue, settings=settings)
+    async with worker:
+        drain = asyncio.create_task(drainer.run(stop))
+        log.info("worker polling task queue %r", settings.task_queue)
+        await stop.wait()
+        log.info("shutting down: finishing in-flight tasks")
+        await drain
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
+    await require_current_schema(engine)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_worker(settings, session_maker(engine), client, stop)
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # the operator needs one clear line, not a traceback
+        from domain.persistence.engine import SchemaNotMigratedError
+
+        if isinstance(exc, SchemaNotMigratedError):
+            raise SystemExit(f"worker refused to start: {exc}") from None
+        raise
