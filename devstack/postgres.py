@@ -102,3 +102,14 @@ def _as_asyncpg(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError(f"Not a PostgreSQL URL: {make_url(url).render_as_string()}")
+
+
+async def drop_database(url: str, name: str) -> None:
+    """Drop database `name` on the server `url` points at, ending its sessions."""
+    engine = create_async_engine(_as_asyncpg(url), isolation_level="AUTOCOMMIT")
+    quoted = engine.dialect.identifier_preparer.quote(name)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    finally:
+        await engine.dispose()

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import ActivityDesks, build_desks
-from devstack.postgres import database_url, ensure_database
+from devstack.postgres import database_url, drop_database, ensure_database
 from devstack.temporal_server import free_port, start_dev_server, start_time_skipping
 from domain.case import PetitionStart, PetitionStatus
 from domain.models import PetitionIntake
@@ -32,16 +32,18 @@ from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
 
-TEST_DATABASE = "petitionflow_test"
+# One database per test session, so runs side by side never drop each other's data.
+TEST_DATABASE = f"petitionflow_test_{os.getpid()}"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def db_url() -> str:
+async def db_url() -> AsyncIterator[str]:
     """A fresh, migrated test database on DATABASE_URL's server or the embedded one."""
     base = database_url(os.environ.get("DATABASE_URL"))
     url = await ensure_database(base, TEST_DATABASE, recreate=True)
     await migrate_async(url)
-    return url
+    yield url
+    await drop_database(base, TEST_DATABASE)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
