@@ -14,8 +14,9 @@ same rule in the procedure laws):
 * if the last day of a calendar-day or month period is not a working day, the
   period may roll on to the end of the next working day (期间届满的最后一日是
   节假日的，以节假日后的第一日为期间届满的日期); the caller decides.
-* a period in hours is exact (start + N hours); it exists so tests and
-  benchmarks can run a case in minutes.
+* a period in hours, minutes or seconds is exact (start + N units); these
+  exist so tests, benchmarks and the demonstration profile (`demo`) can run a
+  case in minutes.
 
 Holiday data come from the `holidays` package. It only knows the make-up
 working days of years for which the State Council schedule has been published
@@ -47,6 +48,16 @@ class PeriodUnit(StrEnum):
     WORKING_DAYS = "working_days"
     MONTHS = "months"
     HOURS = "hours"
+    MINUTES = "minutes"
+    SECONDS = "seconds"
+
+
+# Units counted exactly on the clock, with no calendar: start + N units.
+EXACT_UNITS = frozenset({PeriodUnit.HOURS, PeriodUnit.MINUTES, PeriodUnit.SECONDS})
+
+
+def _exact(period: PeriodLike) -> timedelta:
+    return timedelta(**{period.unit.value: period.amount})
 
 
 class PeriodLike(Protocol):
@@ -165,8 +176,8 @@ def deadline_for(
     """When a period that starts at `start` ends, as an aware UTC datetime."""
     _require_aware(start, "start")
     _require_positive(period)
-    if period.unit is PeriodUnit.HOURS:
-        return start.astimezone(UTC) + timedelta(hours=period.amount)
+    if period.unit in EXACT_UNITS:
+        return start.astimezone(UTC) + _exact(period)
     return _period_end(_local(start).date(), period, calendar, roll_to_working_day)
 
 
@@ -185,8 +196,8 @@ def extend_deadline(
     """
     _require_aware(due, "due")
     _require_positive(period)
-    if period.unit is PeriodUnit.HOURS:
-        return due.astimezone(UTC) + timedelta(hours=period.amount)
+    if period.unit in EXACT_UNITS:
+        return due.astimezone(UTC) + _exact(period)
     return _period_end(_day_ended_by(due), period, calendar, roll_to_working_day)
 
 
@@ -201,8 +212,8 @@ def subtract(instant: datetime, period: PeriodLike, *, calendar: WorkingCalendar
     _require_aware(instant, "instant")
     _require_positive(period)
     local = _local(instant)
-    if period.unit is PeriodUnit.HOURS:
-        return instant.astimezone(UTC) - timedelta(hours=period.amount)
+    if period.unit in EXACT_UNITS:
+        return instant.astimezone(UTC) - _exact(period)
     if period.unit is PeriodUnit.DAYS:
         day = local.date() - timedelta(days=period.amount)
     elif period.unit is PeriodUnit.MONTHS:

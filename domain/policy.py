@@ -65,6 +65,8 @@ WINDOW_CLOCKS = frozenset(
 # Rough length of one unit in hours, only to catch a reminder longer than its period.
 _NOMINAL_HOURS = {
     PeriodUnit.HOURS: 1.0,
+    PeriodUnit.MINUTES: 1 / 60,
+    PeriodUnit.SECONDS: 1 / 3600,
     PeriodUnit.DAYS: 24.0,
     PeriodUnit.WORKING_DAYS: 24.0 * 7 / 5,
     PeriodUnit.MONTHS: 24.0 * 30,
@@ -90,6 +92,8 @@ class Period(_Strict):
             PeriodUnit.WORKING_DAYS: "working day",
             PeriodUnit.MONTHS: "month",
             PeriodUnit.HOURS: "hour",
+            PeriodUnit.MINUTES: "minute",
+            PeriodUnit.SECONDS: "second",
         }[self.unit]
         return f"{self.amount} {noun}{'' if self.amount == 1 else 's'}"
 
