@@ -46,7 +46,7 @@ def parse_actor(text: str) -> Actor:
     if len(parts) != 3:
         raise ActionError("--actor must be ID:ROLE:UNIT, e.g. qs-h1:handler:QS-HRSS")
     try:
-        return Actor(id=parts[0], role=parts[1], unit=parts[2])  # type: ignore[arg-type]
+        return Actor.model_validate({"id": parts[0], "role": parts[1], "unit": parts[2]})
     except ValidationError as err:
         raise ActionError(f"--actor: {describe_validation(err)}") from None
 

@@ -13,7 +13,13 @@ import click
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from starter.actions import ActionError, build_command, parse_actor, resolve_workflow_id, take_action
+from starter.actions import (
+    ActionError,
+    build_command,
+    parse_actor,
+    resolve_workflow_id,
+    take_action,
+)
 from starter.intake import IntakeError, read_intake, submit
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async, runtime
 

@@ -13,16 +13,24 @@ import signal
 from pathlib import Path
 
 from sqlalchemy import func, select
+from temporalio.client import Client
 
 from devstack.temporal_server import DEV_UI_PORT, start_project_dev_server
 from domain.persistence.tables import Unit
 from starter.intake import read_intake, submit
-from starter.runtime import SAMPLE_DIRECTORY, SAMPLE_INTAKES, load_directory_file, migrate_async, runtime
+from starter.runtime import (
+    SAMPLE_DIRECTORY,
+    SAMPLE_INTAKES,
+    Runtime,
+    load_directory_file,
+    migrate_async,
+    runtime,
+)
 from worker import data_converter, run_worker
 
 
-async def _submit_samples(rt, client, folder: Path) -> None:  # type: ignore[no-untyped-def]
-    for path in sorted(folder.glob("*.json")):
+async def _submit_samples(rt: Runtime, client: Client, folder: Path) -> None:
+    for path in sorted(folder.glob("*.json")):  # noqa: ASYNC240 - a handful of small files
         status = await submit(client, rt.sessions, read_intake(path),
                               task_queue=rt.settings.task_queue)
         print(f"  {status.registration_no:<24} {status.stage or 'attached'}  {path.name}")

@@ -34,8 +34,8 @@ def mermaid() -> str:
     outcomes = sorted({_target(t) for t in TRANSITIONS if t.to_stage is Stage.CLOSED})
     for outcome in outcomes:
         lines.append(f"    {outcome} --> [*]")
-    for stage, actions in in_place.items():
-        lines.append(f"    note right of {stage}\n        {'<br/>'.join(actions)}\n    end note")
+    for name, actions in in_place.items():
+        lines.append(f"    note right of {name}\n        {'<br/>'.join(actions)}\n    end note")
     return "\n".join(lines) + "\n"
 
 

@@ -36,8 +36,8 @@ def _write(tmp_path: Path, payload: dict) -> Path:
     return path
 
 
-async def _eventually(check, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _eventually(check, within: float = 15.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await check()
         if result or asyncio.get_running_loop().time() > deadline:
