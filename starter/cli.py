@@ -155,3 +155,8 @@ def dev_cmd() -> None:
     from starter.dev import run_dev
 
     asyncio.run(run_dev())
+
+
+from starter.legacy_import import import_command  # noqa: E402 - registered last, on purpose
+
+main.add_command(import_command)

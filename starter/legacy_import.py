@@ -1,0 +1,960 @@
+"""`petition import FILE.csv`: historical petitions into the system of record, all or nothing.
+
+Every row is validated (pydantic, in chunks) and streamed into a temporary staging
+table with COPY (asyncpg `copy_records_to_table`) inside ONE transaction; only when
+every row passed are they moved with `INSERT ... SELECT` into `petitions`,
+`registration_numbers`, `petition_events` (one `legacy_import` audit row each) and
+`termination_registry` (cases concluded after re-review), and the per-unit
+registration counters are moved past the imported numbers. A bad row anywhere
+rolls everything back: the report lists each bad row by its line in the file.
+
+Open cases then start their workflows (`PetitionStart.carried`) with clocks whose
+absolute due times are computed from the ORIGINAL start times under the case's
+deadline profile, exactly as the workflow would have computed them. Re-running the
+same file after a crash is safe: rows already imported unchanged (same intake id and
+registration number) are skipped, and an open case whose workflow already exists is
+left alone.
+
+CSV columns (UTF-8, header row required, column order free, empty cell = not given;
+times ISO 8601 WITH a time zone, e.g. `2024-03-05T09:30:00+08:00`):
+
+| column | required | meaning |
+|---|---|---|
+| registration_no | yes | the legacy registration number (unique) |
+| intake_id | yes | the intake system's id (unique); workflow id `petition-<intake_id>` |
+| unit | yes | unit code that registered it (must be in the directory) |
+| holding_unit | no | unit holding it now (default: `unit`) |
+| responsible_unit | from in_handling on | unit that accepted it (default: holding_unit) |
+| handler_id | no | handler person id |
+| channel | yes | visit, letter, hotline_12345, hotline_12309, hotline_12368, online, video |
+| category | yes | one of domain.models.Category (wage_arrears, ...) |
+| received_at | yes | when the intake received it |
+| registered_at | no | registration time (default: received_at) |
+| transferred_at | no | when `holding_unit` received a transfer (registered stage only) |
+| stage | yes | registered, in_handling, replied, under_review, review_replied, ... closed |
+| outcome | closed only | resolved, not_accepted, diverted, withdrawn, concluded |
+| accepted_at | from in_handling on | acceptance decision |
+| replied_at | from replied on | delivery of the handling opinion |
+| review_organ, review_requested_at | from under_review on | review request |
+| review_replied_at | from review_replied on | delivery of the review opinion |
+| re_review_organ, re_review_requested_at | under_re_review / concluded | re-review request |
+| closed_at | closed only | when it closed |
+| extension_days | no | approved extension of the handling period (default 0) |
+| satisfaction | no | satisfied, basically_satisfied, unsatisfied (after a reply) |
+| petitioner_name, petitioner_id_number | yes | personal data (18-character ID number) |
+| petitioner_phone, petitioner_address | no | personal data |
+| persons | no | joint petition size (default 1) |
+| subject | yes | short subject |
+| content | no | letter text (default: the subject) |
+| respondent | no | whom the grievance is about (part of the repeat-matter key) |
+| law_related | no | true/false (default false) |
+| profile | no | deadline profile (default: the registering unit's profile) |
+
+A clock whose reminder time has already passed at import is imported as reminded
+(the legacy system's business); a deadline already passed escalates as soon as the
+workflow starts, as it would for any overdue case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from domain import search_attributes as sa
+from domain.calendar import EXACT_UNITS, SHANGHAI, WorkingCalendar
+from domain.case import CaseState, Clock, PetitionStart, TimelineEntry, UnitFacts
+from domain.models import (
+    Action,
+    Actor,
+    Category,
+    Channel,
+    ClockName,
+    Code,
+    LongText,
+    Outcome,
+    PetitionIntake,
+    Role,
+    Satisfaction,
+    ShortText,
+    Stage,
+)
+from domain.persistence.tables import Unit
+from domain.policy import (
+    DeadlineProfile,
+    Period,
+    available_profiles,
+    load_profile,
+)
+
+CHUNK_ROWS = 20_000
+MAX_ERRORS_KEPT = 1_000
+WORKFLOW_STARTS_IN_FLIGHT = 64
+IMPORT_ACTOR_ID = "legacy-import"
+
+IntakeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")]
+IdNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9-]{5,20}$")]
+
+# Stages in lifecycle order, to say which milestones a record must carry.
+_ORDER = {s: i for i, s in enumerate((Stage.REGISTERED, Stage.IN_HANDLING, Stage.REPLIED,
+                                      Stage.UNDER_REVIEW, Stage.REVIEW_REPLIED,
+                                      Stage.UNDER_RE_REVIEW))}
+_AFTER_REPLY_OUTCOMES = {Outcome.RESOLVED, Outcome.CONCLUDED}
+
+
+class LegacyRecord(BaseModel):
+    """One CSV row. Unknown columns are refused at the header, before any row is read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registration_no: Code
+    intake_id: IntakeId
+    unit: Code
+    holding_unit: Code | None = None
+    responsible_unit: Code | None = None
+    handler_id: Code | None = None
+    channel: Channel
+    category: Category
+    received_at: AwareDatetime
+    registered_at: AwareDatetime | None = None
+    transferred_at: AwareDatetime | None = None
+    stage: Stage
+    outcome: Outcome | None = None
+    accepted_at: AwareDatetime | None = None
+    replied_at: AwareDatetime | None = None
+    review_organ: Code | None = None
+    review_requested_at: AwareDatetime | None = None
+    review_replied_at: AwareDatetime | None = None
+    re_review_organ: Code | None = None
+    re_review_requested_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+    extension_days: int = Field(default=0, ge=0, le=366)
+    satisfaction: Satisfaction | None = None
+    petitioner_name: ShortText
+    petitioner_id_number: IdNumber
+    petitioner_phone: Phone | None = None
+    petitioner_address: ShortText | None = None
+    persons: int = Field(default=1, ge=1, le=10_000)
+    subject: ShortText
+    content: LongText | None = None
+    respondent: ShortText | None = None
+    law_related: bool = False
+    profile: Code | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> LegacyRecord:
+        problems = _inconsistencies(self, info.context or {})
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def registered(self) -> datetime:
+        return self.registered_at or self.received_at
+
+    @property
+    def holding(self) -> str:
+        return self.holding_unit or self.unit
+
+
+COLUMNS: tuple[str, ...] = tuple(LegacyRecord.model_fields)
+REQUIRED_COLUMNS = frozenset(n for n, f in LegacyRecord.model_fields.items() if f.is_required())
+
+
+def _inconsistencies(r: LegacyRecord, context: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    closed = r.stage is Stage.CLOSED
+    if closed != (r.outcome is not None):
+        problems.append("outcome is required for a closed case and only for one")
+    if closed != (r.closed_at is not None):
+        problems.append("closed_at is required for a closed case and only for one")
+    reached = _ORDER.get(r.stage, -1)
+    after_reply = closed and r.outcome in _AFTER_REPLY_OUTCOMES
+    needs = {
+        "accepted_at": reached >= _ORDER[Stage.IN_HANDLING] or after_reply,
+        "replied_at": reached >= _ORDER[Stage.REPLIED] or after_reply,
+        "review_requested_at": reached >= _ORDER[Stage.UNDER_REVIEW],
+        "review_organ": reached >= _ORDER[Stage.UNDER_REVIEW],
+        "review_replied_at": reached >= _ORDER[Stage.REVIEW_REPLIED],
+        "re_review_requested_at": reached >= _ORDER[Stage.UNDER_RE_REVIEW]
+        or r.outcome is Outcome.CONCLUDED,
+        "re_review_organ": reached >= _ORDER[Stage.UNDER_RE_REVIEW]
+        or r.outcome is Outcome.CONCLUDED,
+    }
+    problems += [f"{name} is required in stage {r.stage}"
+                 + (f" ({r.outcome})" if r.outcome else "")
+                 for name, needed in needs.items() if needed and getattr(r, name) is None]
+    if r.satisfaction is not None and r.replied_at is None:
+        problems.append("satisfaction needs replied_at: a petitioner rates a reply")
+    if r.transferred_at is not None and (r.stage is not Stage.REGISTERED
+                                         or r.holding == r.unit):
+        problems.append("transferred_at is only for a registered case held by another unit")
+    order = ("received_at", "registered_at", "transferred_at", "accepted_at", "replied_at",
+             "review_requested_at", "review_replied_at", "re_review_requested_at", "closed_at")
+    times = [(n, getattr(r, n)) for n in order if getattr(r, n) is not None]
+    for (a, ta), (b, tb) in zip(times, times[1:], strict=False):
+        if tb < ta:
+            problems.append(f"{b} ({tb.isoformat()}) is before {a} ({ta.isoformat()})")
+    profiles = context.get("profiles")
+    if r.profile is not None and profiles is not None and r.profile not in profiles:
+        problems.append(f"unknown profile {r.profile!r}; available: {', '.join(sorted(profiles))}")
+    units = context.get("units")
+    if units is not None:
+        for name in ("unit", "holding_unit", "responsible_unit", "review_organ",
+                     "re_review_organ"):
+            code = getattr(r, name)
+            if code is not None and code not in units:
+                problems.append(f"{name}: unknown unit {code!r} (not in the directory)")
+    return problems
+
+
+_ROWS = TypeAdapter(list[LegacyRecord])
+
+
+# ----------------------------------------------------------------------- results
+
+
+@dataclass
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    imported: int = 0
+    already_imported: int = 0
+    open_cases: int = 0
+    workflows_started: int = 0
+    workflows_existing: int = 0
+    workflow_failures: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0 and not self.workflow_failures
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (missing, not CSV, bad header): nothing imported."""
+
+
+# ------------------------------------------------------------------ deadlines
+
+
+@dataclass(frozen=True)
+class _Directory:
+    units: dict[str, UnitFacts]
+    profiles_by_unit: dict[str, str]
+
+
+class _Deadlines:
+    """Clock due times from the profile, memoised: for day-counted periods a due time
+    depends only on the local start date, so a million rows need a few thousand sums."""
+
+    def __init__(self, calendar: WorkingCalendar):
+        self._calendar = calendar
+        self._memo: dict[tuple[str, ClockName, Any], tuple[datetime, ...] | None] = {}
+
+    def clock(self, profile: DeadlineProfile, name: ClockName, start: datetime, unit: str,
+              *, extend_days: int = 0, now: datetime | None = None) -> Clock | None:
+        policy = profile.clock(name)
+        if policy is None:
+            return None
+        exact = policy.period.unit in EXACT_UNITS
+        key_start = start if exact else start.astimezone(SHANGHAI).date()
+        key = (profile.name, name, (key_start, extend_days))
+        times = self._memo.get(key)
+        if times is None:
+            times = self._memo[key] = self._compute(profile, name, start, extend_days)
+        assert times is not None
+        due, reminder, level2 = times
+        return Clock(name=name, kind=policy.kind, article=policy.article,
+                     period=str(policy.period), started_at=start, due_at=due,
+                     reminder_at=reminder, level2_at=level2, unit=unit,
+                     reminded=bool(now and reminder and reminder <= now))
+
+    def _compute(self, profile: DeadlineProfile, name: ClockName, start: datetime,
+                 extend_days: int) -> tuple[datetime, ...]:
+        cal = self._calendar
+        due = profile.deadline(name, start, cal)
+        assert due is not None
+        if extend_days:
+            # The same rule the workflow applies on decide_extension (may raise ValueError).
+            unit = profile.extension.max_period.unit
+            due = profile.extended_deadline(name, due, Period(amount=extend_days, unit=unit), cal)
+        return (due, profile.reminder_at(name, due, cal), profile.level2_at(name, due, cal))
+
+    def due(self, profile: DeadlineProfile, name: ClockName, start: datetime,
+            extend_days: int = 0) -> datetime | None:
+        c = self.clock(profile, name, start, "", extend_days=extend_days)
+        return c.due_at if c else None
+
+
+def open_clocks(r: LegacyRecord, profile: DeadlineProfile, directory: _Directory,
+                deadlines: _Deadlines, now: datetime) -> dict[ClockName, Clock]:
+    """The clocks running in the record's stage, started at their original times, bound to
+    the units the workflow would bind them to (see PetitionWorkflow._clock_unit)."""
+    responsible = r.responsible_unit or r.holding
+    wanted: list[tuple[ClockName, datetime, str, int]] = []
+    if r.stage is Stage.REGISTERED:
+        holder = directory.units.get(r.holding)
+        entry = (ClockName.ROUTING if holder is not None and holder.is_petition_bureau
+                 and r.transferred_at is None else ClockName.ACCEPTANCE)
+        since = r.transferred_at or r.registered
+        wanted += [(entry, since, r.holding, 0),
+                   (ClockName.PROCEDURAL_REPLY, r.registered, r.holding, 0),
+                   (ClockName.SETTLEMENT, r.registered, responsible, 0)]
+        if r.transferred_at is not None:
+            wanted.append((ClockName.TRANSFER_OBJECTION, r.transferred_at, r.holding, 0))
+    elif r.stage is Stage.IN_HANDLING:
+        assert r.accepted_at is not None
+        wanted += [(ClockName.HANDLING, r.accepted_at, responsible, r.extension_days),
+                   (ClockName.SETTLEMENT, r.registered, responsible, 0)]
+    elif r.stage is Stage.REPLIED:
+        assert r.replied_at is not None
+        wanted.append((ClockName.REVIEW_REQUEST, r.replied_at, responsible, 0))
+    elif r.stage is Stage.UNDER_REVIEW:
+        assert r.review_requested_at is not None and r.review_organ is not None
+        wanted.append((ClockName.REVIEW, r.review_requested_at, r.review_organ, 0))
+    elif r.stage is Stage.REVIEW_REPLIED:
+        assert r.review_replied_at is not None
+        wanted.append((ClockName.RE_REVIEW_REQUEST, r.review_replied_at, responsible, 0))
+    elif r.stage is Stage.UNDER_RE_REVIEW:
+        assert r.re_review_requested_at is not None and r.re_review_organ is not None
+        wanted.append((ClockName.RE_REVIEW, r.re_review_requested_at, r.re_review_organ, 0))
+    clocks: dict[ClockName, Clock] = {}
+    for name, start, unit, extend in wanted:
+        clock = deadlines.clock(profile, name, start, unit, extend_days=extend, now=now)
+        if clock is not None:
+            clocks[name] = clock
+    return clocks
+
+
+# -------------------------------------------------------------- staging rows
+
+STAGING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("line", "integer"), ("intake_id", "text"), ("workflow_id", "text"),
+    ("registration_no", "text"), ("registered_unit", "text"), ("holding_unit", "text"),
+    ("responsible_unit", "text"), ("handler_id", "text"), ("channel", "text"),
+    ("category", "text"), ("law_related", "boolean"), ("profile", "text"),
+    ("persons", "integer"), ("matter_key", "text"), ("petitioner_name", "text"),
+    ("petitioner_id_number", "text"), ("petitioner_phone", "text"),
+    ("petitioner_address", "text"), ("subject", "text"), ("content", "text"),
+    ("stage", "text"), ("outcome", "text"), ("received_at", "timestamptz"),
+    ("registered_at", "timestamptz"), ("accepted_at", "timestamptz"),
+    ("replied_at", "timestamptz"), ("closed_at", "timestamptz"),
+    ("acceptance_due", "timestamptz"), ("handling_due", "timestamptz"),
+    ("next_deadline", "timestamptz"), ("overdue", "boolean"), ("was_overdue", "boolean"),
+    ("extension_days", "integer"), ("satisfaction", "text"), ("reviewed", "boolean"),
+    ("last_seq", "integer"),
+)
+STAGING = "legacy_import_staging"
+
+
+def matter_key_of(r: LegacyRecord) -> str:
+    """The same formula as `domain.case.matter_key`, so live repeats find imported cases."""
+    about = (r.respondent or r.subject).strip().casefold()
+    raw = f"{r.petitioner_id_number.upper()}|{r.category}|{about}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def workflow_id_for(intake_id: str) -> str:
+    from starter.intake import workflow_id_for as live
+
+    return live(intake_id)
+
+
+@dataclass
+class _Prepared:
+    row: tuple[Any, ...]
+    clocks: dict[ClockName, Clock] | None  # set for open cases only
+
+
+def _milestones(r: LegacyRecord) -> list[tuple[Action, datetime, Stage | None, Stage]]:
+    steps: list[tuple[Action, datetime, Stage | None, Stage]] = [
+        (Action.REGISTER, r.registered, None, Stage.REGISTERED)]
+    if r.accepted_at:
+        steps.append((Action.ACCEPT, r.accepted_at, Stage.REGISTERED, Stage.IN_HANDLING))
+    if r.replied_at:
+        steps.append((Action.REPLY, r.replied_at, Stage.IN_HANDLING, Stage.REPLIED))
+    if r.review_requested_at:
+        steps.append((Action.REQUEST_REVIEW, r.review_requested_at, Stage.REPLIED,
+                      Stage.UNDER_REVIEW))
+    if r.review_replied_at:
+        steps.append((Action.REVIEW_OPINION, r.review_replied_at, Stage.UNDER_REVIEW,
+                      Stage.REVIEW_REPLIED))
+    if r.re_review_requested_at:
+        steps.append((Action.REQUEST_RE_REVIEW, r.re_review_requested_at,
+                      Stage.REVIEW_REPLIED, Stage.UNDER_RE_REVIEW))
+    return steps
+
+
+def prepare(line: int, r: LegacyRecord, directory: _Directory, deadlines: _Deadlines,
+            now: datetime) -> _Prepared:
+    """The staging row (and, for an open case, its clocks). ValueError: a bad extension."""
+    profile = load_profile(r.profile or directory.profiles_by_unit.get(r.unit, "national"))
+    holding = r.holding
+    responsible = r.responsible_unit or (holding if r.accepted_at else None)
+    holder = directory.units.get(holding)
+    entry = (ClockName.ROUTING if holder is not None and holder.is_petition_bureau
+             else ClockName.ACCEPTANCE)
+    acceptance_due = deadlines.due(profile, entry, r.registered)
+    handling_due = (deadlines.due(profile, ClockName.HANDLING, r.accepted_at, r.extension_days)
+                    if r.accepted_at else None)
+    was_overdue = bool(
+        (acceptance_due and (r.accepted_at or r.closed_at or now) > acceptance_due
+         and (r.accepted_at is not None or r.stage is Stage.REGISTERED))
+        or (handling_due and (r.replied_at or now) > handling_due
+            and (r.replied_at is not None or r.stage is Stage.IN_HANDLING)))
+    clocks = None
+    next_deadline, overdue = None, False
+    if r.stage is not Stage.CLOSED:
+        clocks = open_clocks(r, profile, directory, deadlines, now)
+        if ClockName.HANDLING in clocks:
+            handling_due = clocks[ClockName.HANDLING].due_at
+        next_deadline = min((c.due_at for c in clocks.values()), default=None)
+        overdue = any(c.overdue(now) for c in clocks.values())
+    milestones = len(_milestones(r)) + (1 if r.stage is Stage.CLOSED else 0)
+    return _Prepared(row=(
+        line, r.intake_id, workflow_id_for(r.intake_id), r.registration_no, r.unit, holding,
+        responsible, r.handler_id, r.channel.value, r.category.value, r.law_related,
+        profile.name, r.persons, matter_key_of(r), r.petitioner_name, r.petitioner_id_number,
+        r.petitioner_phone, r.petitioner_address, r.subject, r.content or r.subject,
+        r.stage.value, r.outcome.value if r.outcome else None, r.received_at, r.registered,
+        r.accepted_at, r.replied_at, r.closed_at, acceptance_due, handling_due, next_deadline,
+        overdue, was_overdue or overdue, r.extension_days,
+        r.satisfaction.value if r.satisfaction else None, r.review_requested_at is not None,
+        milestones,
+    ), clocks=clocks)
+
+
+# ---------------------------------------------------------------- reading
+
+
+_SURPLUS = "cells beyond the header"
+
+
+def _read_chunks(path: Path, chunk_rows: int) -> Iterator[list[tuple[int, dict[str, str]]]]:
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as err:
+        raise ImportFileError(f"{path}: {err.strerror}") from None
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ImportFileError(f"{path}: empty file (a header row is required)") from None
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise ImportFileError(f"{path}: line 1: {err}") from None
+        header = [h.strip() for h in header]
+        unknown = [h for h in header if h not in COLUMNS]
+        missing = sorted(REQUIRED_COLUMNS - set(header))
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if unknown or missing or duplicated:
+            parts = ([f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + (
+                [f"missing required column(s) {', '.join(missing)}"] if missing else []) + (
+                [f"repeated column(s) {', '.join(duplicated)}"] if duplicated else [])
+            raise ImportFileError(f"{path}: header (line 1): {'; '.join(parts)}")
+        chunk: list[tuple[int, dict[str, str]]] = []
+        width = len(header)
+        line = reader.line_num + 1  # where the next record starts (records may span lines)
+        try:
+            for values in reader:
+                if any(v.strip() for v in values):
+                    # Empty cells are absent, so the model's defaults apply; a surplus cell
+                    # becomes a field the model refuses, reported on its line.
+                    cells = {k: v for k, v in zip(header, values, strict=False) if v != ""}
+                    if len(values) > width:
+                        cells[_SURPLUS] = ",".join(values[width:])
+                    chunk.append((line, cells))
+                    if len(chunk) >= chunk_rows:
+                        yield chunk
+                        chunk = []
+                line = reader.line_num + 1
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise ImportFileError(f"{path}: line {line}: {err}") from None
+        if chunk:
+            yield chunk
+
+
+def _field_errors(err: ValidationError, lines: Sequence[int]) -> list[RowError]:
+    found = []
+    for e in err.errors(include_url=False):
+        loc = e["loc"]
+        index = loc[0] if loc and isinstance(loc[0], int) else 0
+        where = ".".join(str(p) for p in loc[1:])
+        message = e["msg"].removeprefix("Value error, ")
+        if where == _SURPLUS:
+            message, where = "more cells than header columns", ""
+        found.append(RowError(lines[index], f"{where}: {message}" if where else message))
+    return found
+
+
+def validate_chunk(chunk: list[tuple[int, dict[str, str]]],
+                   context: dict[str, Any]) -> tuple[list[LegacyRecord], list[RowError]]:
+    """Validate a chunk in one call into pydantic-core; on errors, the valid rows are still
+    returned (validated one by one) so later cross-row checks see them."""
+    lines = [line for line, _ in chunk]
+    raw = [values for _, values in chunk]
+    try:
+        return _ROWS.validate_python(raw, context=context), []
+    except ValidationError as err:
+        errors = _field_errors(err, lines)
+    bad = {e.line for e in errors}
+    good = [LegacyRecord.model_validate(v, context=context)
+            for line, v in chunk if line not in bad]
+    return good, errors
+
+
+# --------------------------------------------------------------- the import
+
+
+async def _load_directory(sessions: async_sessionmaker[AsyncSession]) -> _Directory:
+    async with sessions() as session:
+        rows = (await session.scalars(select(Unit))).all()
+    units = {u.code: UnitFacts(code=u.code, name=u.name, kind=u.kind, level=u.level,
+                               parent=u.parent_code, superior_bureau=u.superior_bureau_code,
+                               supervising_leader=u.supervising_leader_id, head=u.head_id)
+             for u in rows}
+    return _Directory(units=units, profiles_by_unit={u.code: u.profile for u in rows})
+
+
+class _Progress:
+    """rich.progress when wanted, else nothing (tests, benchmarks)."""
+
+    def __init__(self, enabled: bool):
+        self._bar: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=Console(stderr=True))
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def add(self, key: str, description: str, total: int | None) -> None:
+        if self._bar is not None:
+            self._tasks[key] = self._bar.add_task(description, total=total)
+
+    def advance(self, key: str, n: int) -> None:
+        if self._bar is not None and key in self._tasks:
+            self._bar.advance(self._tasks[key], n)
+
+    def finish(self, key: str, total: int) -> None:
+        if self._bar is not None and key in self._tasks:
+            self._bar.update(self._tasks[key], total=total, completed=total)
+
+
+@dataclass
+class _OpenCase:
+    line: int
+    record: LegacyRecord
+    clocks: dict[ClockName, Clock]
+    profile: str
+
+
+async def import_file(
+    path: Path, engine: AsyncEngine, *, client: Client | None, task_queue: str,
+    progress: bool = True, chunk_rows: int = CHUNK_ROWS, dry_run: bool = False,
+    now: datetime | None = None,
+) -> ImportResult:
+    """Validate and import `path`; start the workflows of its open cases on `task_queue`.
+
+    `client` may be None only for a dry run or a file without open cases.
+    """
+    from sqlalchemy.ext.asyncio import async_sessionmaker as maker
+
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    result = ImportResult()
+    directory = await _load_directory(maker(engine, expire_on_commit=False))
+    context = {"units": frozenset(directory.units), "profiles": frozenset(available_profiles())}
+    deadlines = _Deadlines(WorkingCalendar())
+    seen_intake: dict[str, int] = {}
+    seen_number: dict[str, int] = {}
+    open_cases: list[_OpenCase] = []
+    t_validate = t_copy = 0.0
+
+    def error(e: RowError) -> None:
+        result.error_count += 1
+        if len(result.errors) < MAX_ERRORS_KEPT:
+            result.errors.append(e)
+
+    async with engine.connect() as sa_conn:
+        raw = await sa_conn.get_raw_connection()
+        pg: Any = raw.driver_connection
+        transaction = pg.transaction()
+        await transaction.start()
+        try:
+            columns = ", ".join(f"{n} {t}" for n, t in STAGING_COLUMNS)
+            await pg.execute(f"CREATE TEMP TABLE {STAGING} ({columns}) ON COMMIT DROP")
+            with _Progress(progress) as bar:
+                bar.add("rows", f"validating and staging {path.name}", None)
+                for chunk in _read_chunks(path, chunk_rows):
+                    t0 = time.perf_counter()
+                    result.rows += len(chunk)
+                    records, errors = validate_chunk(chunk, context)
+                    for e in errors:
+                        error(e)
+                    bad = {e.line for e in errors}
+                    lines = [line for line, _ in chunk if line not in bad]
+                    rows: list[tuple[Any, ...]] = []
+                    for line, r in zip(lines, records, strict=True):
+                        first = seen_intake.setdefault(r.intake_id, line)
+                        if first != line:
+                            error(RowError(line, f"intake_id {r.intake_id!r} repeats line {first}"))
+                            continue
+                        first = seen_number.setdefault(r.registration_no, line)
+                        if first != line:
+                            error(RowError(line, f"registration_no {r.registration_no!r} "
+                                                 f"repeats line {first}"))
+                            continue
+                        try:
+                            prepared = prepare(line, r, directory, deadlines, now)
+                        except ValueError as err:
+                            error(RowError(line, str(err)))
+                            continue
+                        rows.append(prepared.row)
+                        if prepared.clocks is not None:
+                            open_cases.append(_OpenCase(line, r, prepared.clocks,
+                                                        prepared.row[11]))
+                    t1 = time.perf_counter()
+                    t_validate += t1 - t0
+                    if result.error_count == 0 and not dry_run:
+                        await pg.copy_records_to_table(
+                            STAGING, records=rows, columns=[n for n, _ in STAGING_COLUMNS])
+                    t_copy += time.perf_counter() - t1
+                    bar.advance("rows", len(chunk))
+                bar.finish("rows", result.rows)
+                result.timings["validate_s"] = t_validate
+                result.timings["copy_s"] = t_copy
+                if result.error_count or dry_run:
+                    await transaction.rollback()
+                    result.open_cases = len(open_cases)
+                    result.timings["total_s"] = time.perf_counter() - started
+                    return result
+                t2 = time.perf_counter()
+                bar.add("insert", "moving staged rows into the system of record", 1)
+                conflicts = await _conflicts(pg)
+                for e in conflicts:
+                    error(e)
+                if result.error_count:
+                    await transaction.rollback()
+                    result.timings["total_s"] = time.perf_counter() - started
+                    return result
+                result.already_imported, result.imported = await _move(pg, path.name)
+                ids = dict(await pg.fetch(
+                    f"SELECT s.line, p.id FROM {STAGING} s JOIN petitions p USING (intake_id) "
+                    "WHERE s.stage <> 'closed'"))
+                await transaction.commit()
+                bar.finish("insert", 1)
+                result.timings["insert_s"] = time.perf_counter() - t2
+                result.open_cases = len(open_cases)
+                if open_cases:
+                    if client is None:
+                        raise ImportFileError("open cases need a Temporal client to start them")
+                    t3 = time.perf_counter()
+                    bar.add("workflows", "starting workflows of open cases", len(open_cases))
+                    await _start_workflows(client, task_queue, open_cases, ids, directory,
+                                           result, now, lambda: bar.advance("workflows", 1))
+                    result.timings["workflows_s"] = time.perf_counter() - t3
+        except BaseException:
+            if not transaction._done:  # noqa: SLF001 - asyncpg exposes no public flag
+                await transaction.rollback()
+            raise
+    result.timings["total_s"] = time.perf_counter() - started
+    return result
+
+
+async def _conflicts(pg: Any) -> list[RowError]:
+    """Rows clashing with what the system of record already holds (a different petition
+    under the same intake id or registration number). Identical rows are a resumed import."""
+    await pg.execute(f"ANALYZE {STAGING}")
+    clashes = await pg.fetch(f"""
+        SELECT DISTINCT ON (line) line, message FROM (
+        SELECT s.line, 'intake_id ' || quote_literal(s.intake_id) ||
+               ' is already registered as ' || r.registration_no AS message
+        FROM {STAGING} s JOIN registration_numbers r ON r.intake_id = s.intake_id
+        WHERE r.registration_no <> s.registration_no
+        UNION ALL
+        SELECT s.line, 'registration_no ' || quote_literal(s.registration_no) ||
+               ' already belongs to intake ' || r.intake_id
+        FROM {STAGING} s JOIN registration_numbers r ON r.registration_no = s.registration_no
+        WHERE r.intake_id <> s.intake_id
+        UNION ALL
+        SELECT s.line, 'intake_id ' || quote_literal(s.intake_id) ||
+               ' is already a petition numbered ' || p.registration_no
+        FROM {STAGING} s JOIN petitions p ON p.intake_id = s.intake_id
+        WHERE p.registration_no <> s.registration_no
+        UNION ALL
+        SELECT s.line, 'registration_no ' || quote_literal(s.registration_no) ||
+               ' is already the petition of intake ' || p.intake_id
+        FROM {STAGING} s JOIN petitions p ON p.registration_no = s.registration_no
+        WHERE p.intake_id <> s.intake_id
+        ) clash ORDER BY line LIMIT {MAX_ERRORS_KEPT}""")
+    return [RowError(r["line"], r["message"]) for r in clashes]
+
+
+async def _move(pg: Any, source: str) -> tuple[int, int]:
+    """Staging -> system of record. Returns (already imported, newly imported)."""
+    await pg.execute(f"ALTER TABLE {STAGING} ADD COLUMN existing boolean NOT NULL DEFAULT false")
+    existing = await pg.execute(f"""
+        UPDATE {STAGING} s SET existing = true FROM petitions p
+        WHERE p.intake_id = s.intake_id AND p.registration_no = s.registration_no""")
+    already = int(existing.split()[-1])
+    inserted = await pg.execute(f"""
+        INSERT INTO petitions (intake_id, workflow_id, registration_no, registered_unit,
+            holding_unit, responsible_unit, handler_id, channel, category, law_related, profile,
+            persons, matter_key, petitioner, subject, content, attachments, stage, outcome,
+            received_at, registered_at, accepted_at, replied_at, closed_at, acceptance_due,
+            handling_due, next_deadline, overdue, was_overdue, extension_days, satisfaction,
+            reviewed, last_seq)
+        SELECT intake_id, workflow_id, registration_no, registered_unit, holding_unit,
+            responsible_unit, handler_id, channel, category, law_related, profile, persons,
+            matter_key,
+            jsonb_build_object('name', petitioner_name, 'id_number', petitioner_id_number,
+                               'phone', petitioner_phone, 'address', petitioner_address),
+            subject, content, '[]'::jsonb, stage, outcome, received_at, registered_at,
+            accepted_at, replied_at, closed_at, acceptance_due, handling_due, next_deadline,
+            overdue, was_overdue, extension_days, satisfaction, reviewed, last_seq
+        FROM {STAGING} WHERE NOT existing ORDER BY line""")
+    await pg.execute(f"""
+        INSERT INTO registration_numbers (intake_id, registration_no, unit_code, allocated_at)
+        SELECT intake_id, registration_no, registered_unit, registered_at
+        FROM {STAGING} WHERE NOT existing
+        ON CONFLICT (intake_id) DO NOTHING""")
+    await pg.execute(f"""
+        INSERT INTO petition_events (petition_id, workflow_id, idempotency_key, seq, action,
+            actor_id, actor_role, actor_unit, from_stage, to_stage, accepted, detail, at)
+        SELECT p.id, s.workflow_id, s.workflow_id || ':legacy-import', NULL, 'legacy_import',
+            '{IMPORT_ACTOR_ID}', 'system', s.registered_unit, NULL, s.stage, true,
+            jsonb_build_object('source', $1::text, 'line', s.line), now()
+        FROM {STAGING} s JOIN petitions p USING (intake_id) WHERE NOT s.existing""", source)
+    await pg.execute(f"""
+        INSERT INTO termination_registry (petition_id, matter_key, registration_no,
+            concluded_at, concluded_by_unit)
+        SELECT p.id, s.matter_key, s.registration_no, s.closed_at,
+               coalesce(s.responsible_unit, s.holding_unit)
+        FROM {STAGING} s JOIN petitions p USING (intake_id)
+        WHERE NOT s.existing AND s.outcome = 'concluded'
+        ON CONFLICT (petition_id) DO NOTHING""")
+    # Imported numbers in this system's own format move the unit's counter past them, so a
+    # live registration never draws a number an imported case already holds.
+    await pg.execute(f"""
+        INSERT INTO registration_counters (unit_code, year, last_seq)
+        SELECT registered_unit, split_part(tail, '-', 1)::int, max(split_part(tail, '-', 2)::int)
+        FROM (SELECT registered_unit,
+                     substr(registration_no, length(registered_unit) + 2) AS tail
+              FROM {STAGING}
+              WHERE left(registration_no, length(registered_unit) + 1) = registered_unit || '-'
+             ) t
+        WHERE tail ~ '^[0-9]{{4}}-[0-9]{{1,9}}$'
+        GROUP BY 1, 2
+        ON CONFLICT (unit_code, year)
+        DO UPDATE SET last_seq = GREATEST(registration_counters.last_seq, EXCLUDED.last_seq)""")
+    return already, int(inserted.split()[-1])
+
+
+# ------------------------------------------------------------ open cases
+
+
+def carried_state(case: _OpenCase, petition_id: int, directory: _Directory,
+                  now: datetime) -> CaseState:
+    r = case.record
+    responsible = r.responsible_unit or (r.holding if r.accepted_at else None)
+    wanted = {r.unit, r.holding, responsible, r.review_organ, r.re_review_organ}
+    actor = Actor(id=IMPORT_ACTOR_ID, role=Role.SYSTEM, unit=r.unit)
+    timeline = [TimelineEntry(seq=i, at=at, action=action, actor=actor, from_stage=src,
+                              to_stage=dst, summary=f"{action}: imported from the legacy record")
+                for i, (action, at, src, dst) in enumerate(_milestones(r), start=1)]
+    return CaseState(
+        workflow_id=workflow_id_for(r.intake_id), petition_id=petition_id,
+        registration_no=r.registration_no, profile=load_profile(case.profile),
+        channel=r.channel, category=r.category, law_related=r.law_related,
+        registered_unit=r.unit, holding_unit=r.holding, responsible_unit=responsible,
+        transferred_from=[r.unit] if r.holding != r.unit else [],
+        review_organ=r.review_organ, re_review_organ=r.re_review_organ,
+        handler_id=r.handler_id,
+        units={c: directory.units[c] for c in wanted if c in directory.units},
+        stage=r.stage, clocks=case.clocks, seq=len(timeline),
+        extension_used=r.extension_days > 0, extension_days=r.extension_days,
+        satisfaction=r.satisfaction,
+        was_overdue=any(c.overdue(now) for c in case.clocks.values()),
+        timeline=timeline,
+    )
+
+
+def intake_of(r: LegacyRecord, profile: str) -> PetitionIntake:
+    return PetitionIntake.model_validate({
+        "intake_id": r.intake_id, "channel": r.channel, "category": r.category,
+        "unit": r.unit, "received_at": r.received_at,
+        "petitioner": {"name": r.petitioner_name, "id_number": r.petitioner_id_number,
+                       "phone": r.petitioner_phone, "address": r.petitioner_address},
+        "persons": r.persons, "subject": r.subject, "content": r.content or r.subject,
+        "respondent": r.respondent, "law_related": r.law_related, "profile": profile,
+    })
+
+
+def _search_attributes(state: CaseState) -> TypedSearchAttributes:
+    """Set at start: a carried case publishes nothing until its next event, and supervisors
+    must see imported cases at once."""
+    now = datetime.now(UTC)
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(sa.PETITION_STAGE, state.stage.value),
+        SearchAttributePair(sa.REGISTRATION_NO, state.registration_no),
+        SearchAttributePair(sa.RESPONSIBLE_UNIT, state.responsible_unit or state.holding_unit),
+        SearchAttributePair(sa.CHANNEL, state.channel.value),
+        SearchAttributePair(sa.CATEGORY, state.category.value),
+        SearchAttributePair(sa.OVERDUE, any(c.overdue(now) for c in state.clocks.values())),
+        SearchAttributePair(sa.ESCALATION_LEVEL, 0),
+        SearchAttributePair(sa.LAW_RELATED, state.law_related),
+    ]
+    dues = [c.due_at for c in state.clocks.values() if c.paused_at is None]
+    if dues:
+        pairs.append(SearchAttributePair(sa.NEXT_DEADLINE, min(dues)))
+    return TypedSearchAttributes(pairs)
+
+
+async def _start_workflows(client: Client, task_queue: str, cases: list[_OpenCase],
+                           ids: dict[int, int], directory: _Directory, result: ImportResult,
+                           now: datetime, advance: Any) -> None:
+    from starter.intake import static_summary
+    from workflows.petition import PetitionWorkflow
+
+    gate = asyncio.Semaphore(WORKFLOW_STARTS_IN_FLIGHT)
+
+    async def start(case: _OpenCase) -> None:
+        async with gate:
+            state = carried_state(case, ids[case.line], directory, now)
+            intake = intake_of(case.record, case.profile)
+            try:
+                handle = await client.start_workflow(
+                    PetitionWorkflow.run,
+                    PetitionStart(intake=intake, registration_no=state.registration_no,
+                                  carried=state),
+                    id=state.workflow_id, task_queue=task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    search_attributes=_search_attributes(state),
+                    static_summary=static_summary(intake, state.registration_no),
+                    static_details=f"Imported from a legacy record ({state.stage}); deadlines "
+                                   f"under profile `{case.profile}` from the original times.",
+                )
+                del handle  # started now, or already running from an earlier run
+                result.workflows_started += 1
+            except WorkflowAlreadyStartedError:
+                result.workflows_existing += 1  # closed already: it has moved on since
+            except Exception as err:  # noqa: BLE001 - reported, and a re-run finishes the job
+                result.workflow_failures.append(f"line {case.line}: {err}")
+            advance()
+
+    await asyncio.gather(*(start(c) for c in cases))
+
+
+def describe_columns() -> str:
+    return ", ".join(f"{c}{'*' if c in REQUIRED_COLUMNS else ''}" for c in COLUMNS)
+
+
+
+# ------------------------------------------------------------------ the command
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="validate every row, import nothing")
+@click.option("--no-progress", is_flag=True, help="no progress bar (logs, CI)")
+def import_command(file: Path, dry_run: bool, no_progress: bool) -> None:
+    """Import historical petitions from a CSV FILE, all or nothing; open cases resume their
+    deadlines. Columns (* required): see `starter/legacy_import.py`."""
+    from starter.runtime import runtime
+
+    async def go() -> ImportResult:
+        async with runtime() as rt:
+            # Connect first: an unreachable server must stop the import before it writes.
+            client = None if dry_run else await rt.client()
+            return await import_file(file, rt.engine, client=client,
+                                     task_queue=rt.settings.task_queue,
+                                     progress=not no_progress, dry_run=dry_run)
+
+    try:
+        result = asyncio.run(go())
+    except ImportFileError as err:
+        click.echo(f"error: {err}; nothing was imported", err=True)
+        sys.exit(2)
+    if result.error_count:
+        for e in result.errors:
+            click.echo(f"{file}: {e}", err=True)
+        hidden = result.error_count - len(result.errors)
+        if hidden:
+            click.echo(f"... and {hidden} more", err=True)
+        click.echo(f"error: {result.error_count} bad row(s) of {result.rows}; "
+                   "nothing was imported", err=True)
+        sys.exit(2)
+    summary = {"rows": result.rows, "imported": result.imported,
+               "already_imported": result.already_imported, "open_cases": result.open_cases,
+               "workflows_started": result.workflows_started,
+               "workflows_already_closed": result.workflows_existing, "dry_run": dry_run,
+               "seconds": {k: round(v, 2) for k, v in result.timings.items()}}
+    click.echo(json.dumps(summary, indent=2))
+    if result.workflow_failures:
+        for failure in result.workflow_failures[:50]:
+            click.echo(f"workflow not started: {failure}", err=True)
+        click.echo(f"error: records imported, but {len(result.workflow_failures)} open case(s) "
+                   "have no workflow yet: run the same import again to start them", err=True)
+        sys.exit(3)

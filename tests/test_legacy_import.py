@@ -1,0 +1,216 @@
+"""Issue 7, item 4: `petition import FILE.csv` — COPY into the system of record, all or
+nothing, and open cases resuming their ORIGINAL deadlines as running workflows."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from domain.calendar import WorkingCalendar
+from domain.case import matter_key
+from domain.models import Actor, ClockName, PetitionIntake, Reply, Role, Stage
+from domain.persistence.tables import (
+    Petition,
+    PetitionEvent,
+    RegistrationCounter,
+    RegistrationNumber,
+    TerminationEntry,
+)
+from domain.policy import load_profile
+from domain.search_attributes import PETITION_STAGE
+from starter.legacy_import import COLUMNS, LegacyRecord, import_file, matter_key_of
+from tests.cli import petition
+from workflows.petition import PetitionWorkflow
+
+HANDLER = Actor(id="qs-hrss-h1", role=Role.HANDLER, unit="QS-HRSS")
+
+
+def _row(**overrides: Any) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:10]
+    received = datetime(2023, 3, 6, 9, 30, tzinfo=UTC)
+    base = {
+        "registration_no": f"LEG-{tag}", "intake_id": f"L-{tag}", "unit": "QS-XFJ",
+        "channel": "letter", "category": "wage_arrears", "received_at": received.isoformat(),
+        "stage": "closed", "outcome": "resolved", "responsible_unit": "QS-HRSS",
+        "holding_unit": "QS-HRSS", "accepted_at": (received + timedelta(days=5)).isoformat(),
+        "replied_at": (received + timedelta(days=40)).isoformat(),
+        "closed_at": (received + timedelta(days=72)).isoformat(), "satisfaction": "satisfied",
+        "petitioner_name": "王某", "petitioner_id_number": str(10**16 + int(tag[:8], 16))[:17]
+        + "X", "subject": f"拖欠工资 {tag}", "content": "多行\n内容, with a comma",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def _write(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
+    path = tmp_path / f"legacy-{uuid.uuid4().hex[:6]}.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    return path
+
+
+async def _count(sessions, model, column, values) -> int:  # type: ignore[no-untyped-def]
+    async with sessions() as session:
+        return int(await session.scalar(
+            select(func.count()).select_from(model).where(column.in_(values))) or 0)
+
+
+async def test_small_csv_imports_closed_history_into_the_system_of_record(
+        engine, sessions, tmp_path):
+    year = 2023
+    concluded = _row(outcome="concluded", review_organ="QS-XFJ",
+                     review_requested_at="2023-04-20T08:00:00+08:00",
+                     review_replied_at="2023-05-10T08:00:00+08:00",
+                     re_review_organ="YZ-XFJ", re_review_requested_at="2023-05-20T08:00:00+08:00",
+                     closed_at="2023-06-15T08:00:00+08:00")
+    own_format = _row(registration_no=f"QS-XFJ-{year}-900001", stage="closed",
+                      outcome="not_accepted", accepted_at=None, replied_at=None,
+                      satisfaction=None, responsible_unit=None, holding_unit=None,
+                      closed_at="2023-03-10T08:00:00+08:00")
+    rows = [_row(), concluded, own_format]
+    result = await import_file(_write(tmp_path, rows), engine, client=None,
+                               task_queue="unused", progress=False)
+    assert result.error_count == 0, result.errors
+    assert (result.rows, result.imported, result.open_cases) == (3, 3, 0)
+
+    intake_ids = [r["intake_id"] for r in rows]
+    async with sessions() as session:
+        stored = {p.intake_id: p for p in await session.scalars(
+            select(Petition).where(Petition.intake_id.in_(intake_ids)))}
+        counter = await session.get(RegistrationCounter, ("QS-XFJ", year))
+        events = (await session.scalars(select(PetitionEvent).where(
+            PetitionEvent.workflow_id.in_([f"petition-{i}" for i in intake_ids])))).all()
+    first = stored[rows[0]["intake_id"]]
+    assert first.stage == "closed" and first.outcome == "resolved"
+    assert first.satisfaction == "satisfied" and first.responsible_unit == "QS-HRSS"
+    assert first.petitioner["name"] == "王某" and first.content == "多行\n内容, with a comma"
+    assert first.workflow_id == f"petition-{rows[0]['intake_id']}"
+    # The historical acceptance deadline is the profile's, from the original registration.
+    assert first.acceptance_due == load_profile("national").deadline(
+        ClockName.ROUTING, datetime.fromisoformat(rows[0]["received_at"]), WorkingCalendar())
+    assert stored[concluded["intake_id"]].reviewed is True
+    assert sorted(e.action for e in events) == ["legacy_import"] * 3
+    assert await _count(sessions, TerminationEntry, TerminationEntry.registration_no,
+                        [concluded["registration_no"]]) == 1
+    assert await _count(sessions, RegistrationNumber, RegistrationNumber.intake_id,
+                        intake_ids) == 3
+    # A live registration can never draw a number an imported case already holds.
+    assert counter is not None and counter.last_seq >= 900001
+
+    again = await import_file(_write(tmp_path, rows), engine, client=None,
+                              task_queue="unused", progress=False)
+    assert (again.error_count, again.imported, again.already_imported) == (0, 0, 3)
+    assert await _count(sessions, Petition, Petition.intake_id, intake_ids) == 3
+
+
+async def test_bad_rows_are_reported_by_line_and_nothing_is_imported(
+        db_url, sessions, dev_env, task_queue, tmp_path):
+    good = _row()
+    clash = _row()
+    rows = [
+        good,                                                   # line 2 (content spans 2 lines)
+        _row(received_at="2023-03-06T09:30:00"),                # line 4: no time zone
+        _row(unit="NO-SUCH-UNIT"),                              # line 6: not in the directory
+        _row(outcome=None),                                     # line 8: closed, no outcome
+        _row(intake_id=good["intake_id"]),                      # line 10: repeats line 2
+        _row(stage="replied", outcome=None, closed_at=None,
+             replied_at="2023-03-01T00:00:00+08:00"),           # line 12: reply before intake
+        clash,                                                  # line 14: fine
+        _row(channel="pigeon", petitioner_id_number="123"),     # line 16: two problems
+    ]
+    path = _write(tmp_path, rows)
+    result = await petition("import", str(path), "--no-progress", db_url=db_url,
+                            address=dev_env.client.service_client.config.target_host,
+                            task_queue=task_queue)
+    assert result.code == 2, result.err
+    bad_lines = sorted({int(line.split(": line ")[1].split(":")[0])
+                        for line in result.err.splitlines() if ": line " in line})
+    assert bad_lines == [4, 6, 8, 10, 12, 16]
+    assert "repeats line 2" in result.err and "unknown unit 'NO-SUCH-UNIT'" in result.err
+    assert "received_at" in result.err and "channel" in result.err
+    assert "nothing was imported" in result.err
+    assert await _count(sessions, Petition, Petition.intake_id,
+                        [good["intake_id"], clash["intake_id"]]) == 0
+    assert await _count(sessions, RegistrationNumber, RegistrationNumber.intake_id,
+                        [good["intake_id"], clash["intake_id"]]) == 0
+
+
+async def test_clash_with_an_existing_petition_imports_nothing(engine, sessions, tmp_path):
+    existing = _row()
+    assert (await import_file(_write(tmp_path, [existing]), engine, client=None,
+                              task_queue="unused", progress=False)).error_count == 0
+    fresh = _row()
+    stolen = _row(registration_no=existing["registration_no"])
+    result = await import_file(_write(tmp_path, [fresh, stolen]), engine, client=None,
+                               task_queue="unused", progress=False)
+    assert [(e.line, existing["intake_id"] in e.message) for e in result.errors] == [(4, True)]
+    assert await _count(sessions, Petition, Petition.intake_id,
+                        [fresh["intake_id"], stolen["intake_id"]]) == 0
+
+
+async def test_open_cases_start_workflows_with_their_original_deadlines(
+        engine, sessions, dev_env, running_worker, petitions, task_queue, tmp_path):
+    now = datetime.now(UTC)
+    accepted = now - timedelta(days=10)
+    registered = now - timedelta(days=3)
+    in_handling = _row(stage="in_handling", outcome=None, closed_at=None, replied_at=None,
+                       satisfaction=None, received_at=(accepted - timedelta(days=2)).isoformat(),
+                       accepted_at=accepted.isoformat(), extension_days="20")
+    fresh = _row(stage="registered", outcome=None, closed_at=None, replied_at=None,
+                 satisfaction=None, accepted_at=None, responsible_unit=None,
+                 holding_unit=None, received_at=registered.isoformat())
+    result = await import_file(_write(tmp_path, [in_handling, fresh]), engine,
+                               client=dev_env.client, task_queue=task_queue, progress=False)
+    assert result.error_count == 0, result.errors
+    assert (result.open_cases, result.workflows_started) == (2, 2)
+
+    profile, calendar = load_profile("national"), WorkingCalendar()
+    handling_due = profile.deadline(ClockName.HANDLING, accepted, calendar)
+    assert handling_due is not None
+    from domain.policy import Period, PeriodUnit
+
+    extended = profile.extended_deadline(ClockName.HANDLING, handling_due,
+                                         Period(amount=20, unit=PeriodUnit.DAYS), calendar)
+    routing_due = profile.deadline(ClockName.ROUTING, registered, calendar)
+    async with running_worker(dev_env.client):
+        handling = dev_env.client.get_workflow_handle_for(
+            PetitionWorkflow.run, f"petition-{in_handling['intake_id']}")
+        routing = dev_env.client.get_workflow_handle_for(
+            PetitionWorkflow.run, f"petition-{fresh['intake_id']}")
+        petitions.track(handling)
+        petitions.track(routing)
+        status = await handling.query(PetitionWorkflow.status)
+        assert status.stage is Stage.IN_HANDLING and status.extension_days == 20
+        assert {c.name: c.due_at for c in status.clocks} == {ClockName.HANDLING: extended}
+        fresh_status = await routing.query(PetitionWorkflow.status)
+        assert {c.name: c.due_at for c in fresh_status.clocks} == {ClockName.ROUTING: routing_due}
+        described = await routing.describe()
+        assert described.typed_search_attributes.get(PETITION_STAGE) == "registered"
+
+        # The resumed case is live: the responsible unit replies, the review window starts.
+        replied = await handling.execute_update(
+            PetitionWorkflow.reply, Reply(actor=HANDLER, opinion="工资已支付 wages paid"))
+        assert replied.stage is Stage.REPLIED
+        assert [c.name for c in replied.clocks] == [ClockName.REVIEW_REQUEST]
+    async with sessions() as session:
+        row = await session.scalar(select(Petition).where(
+            Petition.intake_id == in_handling["intake_id"]))
+    assert row is not None and row.stage == "replied" and row.replied_at is not None
+
+
+def test_matter_key_matches_live_registrations():
+    row = LegacyRecord.model_validate(_row(respondent="某建筑公司"))
+    intake = PetitionIntake.model_validate({
+        "intake_id": row.intake_id, "channel": row.channel, "category": row.category,
+        "unit": row.unit, "received_at": row.received_at, "subject": row.subject,
+        "content": "x", "respondent": row.respondent,
+        "petitioner": {"name": row.petitioner_name, "id_number": row.petitioner_id_number}})
+    assert matter_key_of(row) == matter_key(intake)
