@@ -12,7 +12,7 @@ from activities.assistance import AssistanceDesk
 from activities.common import Clock, utc_now
 from activities.deadlines import DeadlineCalculator
 from activities.escalation import EscalationDesk
-from activities.hearings import HearingDesk
+from activities.hearings import HEARING_RULES, HearingDesk, HearingRules
 from activities.notices import NoticeDesk
 from activities.registry import PetitionRegistry
 from activities.transfers import TransferDesk
@@ -55,12 +55,14 @@ def build_desks(
     calendar: WorkingCalendar | None = None,
     clock: Clock = utc_now,
     after_payment_written: Callable[[str], None] | None = None,
+    hearing_rules: HearingRules = HEARING_RULES,
 ) -> ActivityDesks:
+    calendar = calendar or WorkingCalendar()
     return ActivityDesks(
         registry=PetitionRegistry(sessions, clock),
-        deadlines=DeadlineCalculator(calendar or WorkingCalendar()),
+        deadlines=DeadlineCalculator(calendar),
         transfers=TransferDesk(sessions),
-        hearings=HearingDesk(sessions),
+        hearings=HearingDesk(sessions, calendar, hearing_rules, clock),
         assistance=AssistanceDesk(sessions, clock, after_payment_written),
         escalation=EscalationDesk(sessions),
         notices=NoticeDesk(sessions),

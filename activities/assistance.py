@@ -6,10 +6,18 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.common import Clock, find_by_key, refuse, utc_now, write_once
+from activities.common import (
+    Clock,
+    find_by_key,
+    integrity_refusal,
+    refuse,
+    utc_now,
+    write_once,
+)
 from domain.case import (
     AssistanceApplicationInput,
     AssistanceDecisionInput,
@@ -18,7 +26,13 @@ from domain.case import (
     DisbursementResult,
 )
 from domain.models import Role
-from domain.persistence.tables import AssistanceApplication, AssistancePayment
+from domain.persistence.engine import unit_of_work
+from domain.persistence.tables import AssistanceApplication, AssistancePayment, Petition
+from domain.policy import load_profile
+
+
+def payment_key(workflow_id: str, application_no: int) -> str:
+    return f"{workflow_id}:assistance:{application_no}:payment"
 
 
 def check_decision(decision: AssistanceDecisionInput, requested: Decimal) -> Decimal | None:
@@ -28,11 +42,15 @@ def check_decision(decision: AssistanceDecisionInput, requested: Decimal) -> Dec
         return None
     amount = decision.amount_yuan or requested
     role = decision.decided_by.role
+    if amount > requested:
+        raise refuse("assistance:amount", f"{amount} yuan is more than the {requested} yuan "
+                     "applied for")
     if decision.exception_approved and role is not Role.LEADER:
         raise refuse("assistance:exception", "only a leader may approve an exception to the cap")
     if amount > decision.cap_yuan and not decision.exception_approved:
         raise refuse("assistance:cap", f"{amount} yuan exceeds the cap of {decision.cap_yuan} "
-                     "yuan (36 x the average monthly wage) without an approved exception")
+                     "yuan (the previous year's average monthly wage times the profile's "
+                     "multiplier) without an approved exception")
     if amount > decision.leader_threshold_yuan and role is not Role.LEADER:
         raise refuse("assistance:leader", f"{amount} yuan is above the "
                      f"{decision.leader_threshold_yuan} yuan threshold: a leader must decide")
@@ -71,32 +89,52 @@ class AssistanceDesk:
                                 lambda row: row.application_no)
 
     @activity.defn
-    async def decide_assistance(self, decision: AssistanceDecisionInput) -> AssistanceDecisionResult:
-        async with self._sessions() as session:
+    async def decide_assistance(
+        self, decision: AssistanceDecisionInput
+    ) -> AssistanceDecisionResult:
+        async with unit_of_work(self._sessions) as session:
             app = await self._application(session, decision.petition_id, decision.application_no)
             outcome = "approved" if decision.approved else "refused"
             if app.status != "requested":
-                if app.status in (outcome, "paid") and app.decided_by == decision.decided_by.id:
+                same = app.status == outcome or (outcome == "approved" and app.status == "paid")
+                if same and app.decided_by == decision.decided_by.id:
                     return _result(app)  # the same decision, retried
-                raise refuse("assistance", f"application {app.application_no} is already {app.status}")
+                raise refuse("assistance",
+                             f"application {app.application_no} is already {app.status}")
             amount = check_decision(decision, app.amount_yuan)
             app.status, app.approved_amount_yuan = outcome, amount
             app.exception_approved = decision.exception_approved
+            app.cap_yuan = decision.cap_yuan
             app.decided_by, app.decided_at = decision.decided_by.id, decision.decided_at
             await session.commit()
             return _result(app)
 
     @activity.defn
     async def disburse_assistance(self, payment: DisbursementInput) -> DisbursementResult:
-        key = f"{payment.workflow_id}:assistance:{payment.application_no}:payment"
-        async with self._sessions() as session:
+        """Pay an approved application once: the ledger's unique key is the guarantee.
+
+        A retry (after a crash between the commit and the answer) finds the payment and
+        returns it; a concurrent attempt waits on the application's row lock and then
+        finds it too. The cap is checked again here, against the cap recorded with the
+        decision: a payment above it needs the approved exception on record.
+        """
+        key = payment_key(payment.workflow_id, payment.application_no)
+        async with unit_of_work(self._sessions) as session:
             paid = await find_by_key(session, AssistancePayment, key)
             if paid is not None:
                 return _paid(paid)
             app = await self._application(session, payment.petition_id, payment.application_no)
+            paid = await find_by_key(session, AssistancePayment, key)  # under the row lock
+            if paid is not None:
+                return _paid(paid)
             if app.status != "approved" or app.approved_amount_yuan is None:
                 raise refuse("assistance", f"application {app.application_no} is {app.status}, "
                              "not approved for payment")
+            cap = app.cap_yuan if app.cap_yuan is not None else await self._profile_cap(
+                session, payment.petition_id)
+            if app.approved_amount_yuan > cap and not app.exception_approved:
+                raise refuse("assistance:cap", f"{app.approved_amount_yuan} yuan exceeds the cap "
+                             f"of {cap} yuan without an approved exception: not paid")
             row = AssistancePayment(
                 idempotency_key=key, application_id=app.id, petition_id=payment.petition_id,
                 amount_yuan=app.approved_amount_yuan, persons=app.persons,
@@ -105,10 +143,19 @@ class AssistanceDesk:
             )
             session.add(row)
             app.status = "paid"
-            await session.commit()
+            try:
+                await session.commit()
+            except IntegrityError as err:
+                raise integrity_refusal(err, f"payment {key}") from None
         if self._after_payment_written is not None:
             self._after_payment_written(key)
         return _paid(row)
+
+    async def _profile_cap(self, session: AsyncSession, petition_id: int) -> Decimal:
+        profile = await session.scalar(select(Petition.profile).where(Petition.id == petition_id))
+        if profile is None:
+            raise refuse("assistance", f"no petition {petition_id}")
+        return load_profile(profile).assistance.cap_yuan
 
     async def _application(
         self, session: AsyncSession, petition_id: int, number: int

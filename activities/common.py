@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
@@ -14,6 +14,10 @@ from temporalio.exceptions import ApplicationError
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
+
+# PostgreSQL SQLSTATEs of class 23, integrity constraint violation.
+UNIQUE_VIOLATION = "23505"
+FOREIGN_KEY_VIOLATION = "23503"
 
 
 def utc_now() -> datetime:
@@ -24,6 +28,30 @@ def refuse(rule: str, message: str) -> ApplicationError:
     """A business refusal: retrying cannot change the answer, so it is non-retryable."""
     return ApplicationError(f"refused [{rule}]: {message}", type="BusinessRefusal",
                             non_retryable=True)
+
+
+def sqlstate(err: IntegrityError) -> str | None:
+    return getattr(err.orig, "sqlstate", None)
+
+
+def integrity_refusal(err: IntegrityError, what: str) -> ApplicationError:
+    """An integrity violation that is not our own earlier write: the same write would fail
+    the same way on every retry, so it is a refusal naming the constraint, not a retry."""
+    cause = getattr(err.orig, "__cause__", None)
+    constraint = getattr(cause, "constraint_name", None) or "a constraint"
+    detail = getattr(cause, "detail", None) or str(err.orig).splitlines()[0]
+    if sqlstate(err) == FOREIGN_KEY_VIOLATION:
+        return refuse("integrity", f"{what} refers to something that does not exist "
+                      f"({constraint}): {detail}")
+    if sqlstate(err) == UNIQUE_VIOLATION:
+        return refuse("integrity", f"{what} conflicts with an existing record "
+                      f"({constraint}): {detail}")
+    return refuse("integrity", f"{what} breaks {constraint}: {detail}")
+
+
+async def advisory_lock(session: AsyncSession, name: str) -> None:
+    """A transaction-scoped lock on a name: serialises writers on one business key."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": name})
 
 
 async def find_by_key(session: AsyncSession, model: type[T], key: str) -> T | None:
@@ -41,20 +69,22 @@ async def write_once(
     """Return the earlier write for `key` if there is one, else make it and commit.
 
     A concurrent duplicate loses on the unique key, rolls back and reads the winner.
+    Any other integrity violation (a missing petition or unit, a clash on another
+    unique column, a check constraint) would recur on every retry: it is refused.
     """
-    for _ in range(2):
-        async with sessions() as session:
-            existing = await find_by_key(session, model, key)
-            if existing is not None:
-                return found(existing)
-            try:
-                result = await write(session)
-                await session.commit()
-                return result
-            except IntegrityError:
-                await session.rollback()
     async with sessions() as session:
         existing = await find_by_key(session, model, key)
-        if existing is None:
-            raise RuntimeError(f"write for {key} conflicted but no row is there")
-        return found(existing)
+        if existing is not None:
+            return found(existing)
+        try:
+            result = await write(session)
+            await session.commit()
+            return result
+        except IntegrityError as err:
+            await session.rollback()
+            violation = err
+    async with sessions() as session:
+        existing = await find_by_key(session, model, key)
+        if existing is not None:
+            return found(existing)
+    raise integrity_refusal(violation, f"{model.__tablename__} write {key}")

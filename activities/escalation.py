@@ -3,15 +3,26 @@ superior petition bureau (督办). Recipients come from the organisation directo
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.common import refuse, write_once
 from domain.case import EscalationInput, EscalationResult, UnitFacts
 from domain.persistence.directory import unit_facts
-from domain.persistence.tables import Escalation, Notice
+from domain.persistence.tables import Escalation, Notice, Petition
 
 MAX_DIRECTORY_DEPTH = 10
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def _beijing(at: datetime) -> str:
+    return f"{at.astimezone(BEIJING):%Y-%m-%d %H:%M} (Beijing time)"
 
 
 async def _ancestors(session: AsyncSession, code: str) -> list[UnitFacts]:
@@ -35,6 +46,9 @@ async def escalation_target(
     A unit without its own supervising leader or superior bureau inherits its
     parent's: a township's case goes to the county leader who supervises it.
     """
+    if level not in (1, 2):
+        raise refuse("escalation", f"escalation level {level}: only 1 (leader) and 2 "
+                     "(superior bureau) exist")
     chain = await _ancestors(session, unit)
     if not chain:
         raise refuse("directory", f"unknown unit {unit!r}")
@@ -50,6 +64,25 @@ async def escalation_target(
     raise refuse("directory", f"no level-{level} escalation target above unit {unit!r}")
 
 
+async def escalation_recipient(
+    session: AsyncSession, unit: str, level: int
+) -> tuple[str | None, str | None]:
+    """Like `escalation_target`, but an overdue case must reach someone: a directory
+    gap at one level falls back to the other level, then to the unit's own head,
+    instead of failing the case."""
+    try:
+        return await escalation_target(session, unit, level)
+    except ApplicationError:
+        if level not in (1, 2):
+            raise
+    with contextlib.suppress(ApplicationError):
+        return await escalation_target(session, unit, 3 - level)
+    facts = await unit_facts(session, unit)
+    if facts is None:
+        raise refuse("directory", f"unknown unit {unit!r}")
+    return facts.head, facts.code
+
+
 class EscalationDesk:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self._sessions = sessions
@@ -60,7 +93,8 @@ class EscalationDesk:
                f"{escalation.due_at.isoformat()}")
 
         async def write(session: AsyncSession) -> EscalationResult:
-            person, unit = await escalation_target(session, escalation.unit, escalation.level)
+            person, unit = await escalation_recipient(session, escalation.unit,
+                                                      escalation.level)
             session.add(Escalation(
                 idempotency_key=key, petition_id=escalation.petition_id, clock=escalation.clock,
                 level=escalation.level, unit_code=escalation.unit, escalated_to_person=person,
@@ -72,10 +106,16 @@ class EscalationDesk:
                 recipient_kind="person" if person else "unit",
                 recipient_ref=person or unit or escalation.unit, template="escalation",
                 body=(f"Case {escalation.registration_no}: the {escalation.clock} deadline of "
-                      f"{escalation.unit} passed at {escalation.due_at:%Y-%m-%d %H:%M} UTC; "
+                      f"{escalation.unit} passed at {_beijing(escalation.due_at)}; "
                       f"escalated to the {what} (level {escalation.level})."),
                 created_at=escalation.at,
             ))
+            # The read model shows the case overdue now, not only at its next transition.
+            await session.execute(
+                update(Petition).where(Petition.id == escalation.petition_id)
+                .values(overdue=True, was_overdue=True,
+                        escalation_level=func.greatest(Petition.escalation_level,
+                                                       escalation.level)))
             await session.flush()
             return EscalationResult(level=escalation.level, escalated_to_person=person,
                                     escalated_to_unit=unit)

@@ -2,49 +2,109 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.common import find_by_key, refuse
+from activities.common import (
+    Clock,
+    advisory_lock,
+    find_by_key,
+    integrity_refusal,
+    refuse,
+    utc_now,
+)
+from domain.calendar import WorkingCalendar
 from domain.case import HearingBooking, HearingRecordInput
-from domain.persistence.tables import Hearing, Person
+from domain.persistence.engine import unit_of_work
+from domain.persistence.tables import Hearing, Notice, Person, Petition
 
 
-def _lock_key(kind: str, name: str) -> str:
-    return f"hearing:{kind}:{name}"
+@dataclass(frozen=True)
+class HearingRules:
+    """When hearings may sit: the one place to change the sitting hours."""
+
+    time_zone: ZoneInfo = ZoneInfo("Asia/Shanghai")
+    day_starts: time = time(8, 30)
+    day_ends: time = time(17, 30)
+    # Suggested free slots start on this grid, and are searched this many working days on.
+    slot_step: timedelta = timedelta(minutes=30)
+    search_working_days: int = 10
+
+
+HEARING_RULES = HearingRules()
+
+# Hearings that no longer hold their venue and officers.
+RELEASED = ("cancelled",)
+
+
+def venue_key(venue: str) -> str:
+    """`Room 3`, ` room  3 ` and `ROOM 3` are one room."""
+    return " ".join(venue.split()).casefold()
 
 
 class HearingDesk:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        calendar: WorkingCalendar | None = None,
+        rules: HearingRules = HEARING_RULES,
+        clock: Clock = utc_now,
+    ):
         self._sessions = sessions
+        self._clock = clock
+        self._calendar = calendar or WorkingCalendar()
+        self._rules = rules
 
     @activity.defn
     async def schedule_hearing(self, booking: HearingBooking) -> int:
+        """Book the hearing, or refuse naming the clash and the earliest slot that fits.
+
+        Without btree_gist an exclusion constraint is unavailable, so transaction-scoped
+        advisory locks on the venue and each officer make the overlap check and the
+        insert atomic; a retry (same key) finds its booking even after waiting on them.
+        """
         key = f"{booking.workflow_id}:{booking.seq}:hearing"
         ends_at = booking.starts_at + timedelta(minutes=booking.duration_minutes)
-        async with self._sessions() as session:
+        async with unit_of_work(self._sessions) as session:
             earlier = await find_by_key(session, Hearing, key)
             if earlier is not None:
                 return earlier.hearing_no
             await self._check_officers(session, booking.officers)
-            # Serialise bookings of the same venue and officers: without btree_gist an
-            # exclusion constraint is unavailable, so transaction-scoped advisory locks
-            # make the overlap check and the insert atomic.
-            for name in sorted([_lock_key("venue", booking.venue)]
-                               + [_lock_key("officer", o) for o in booking.officers]):
-                await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                                      {"k": name})
-            await self._check_free(session, booking, ends_at)
+            registration_no = await session.scalar(
+                select(Petition.registration_no).where(Petition.id == booking.petition_id))
+            if registration_no is None:
+                raise refuse("hearing", f"no petition {booking.petition_id}")
+            for name in sorted([f"hearing:venue:{venue_key(booking.venue)}"]
+                               + [f"hearing:officer:{o}" for o in booking.officers]):
+                await advisory_lock(session, name)
+            earlier = await find_by_key(session, Hearing, key)
+            if earlier is not None:  # a concurrent attempt of this very booking won
+                return earlier.hearing_no
+            problem = self._outside_hours(booking.starts_at, ends_at)
+            if problem is None:
+                problem = await self._clash(session, booking, booking.starts_at, ends_at)
+            if problem is not None:
+                raise refuse("hearing", problem + "; " + await self._suggestion(session, booking))
             session.add(Hearing(
                 idempotency_key=key, petition_id=booking.petition_id,
                 hearing_no=booking.hearing_no, venue=booking.venue,
                 starts_at=booking.starts_at, ends_at=ends_at, officers=booking.officers,
             ))
-            await session.commit()
+            self._notices(session, booking, key, registration_no, ends_at)
+            try:
+                await session.commit()
+            except IntegrityError as err:
+                raise integrity_refusal(err, f"hearing booking {key}") from None
         return booking.hearing_no
+
+    # ----------------------------------------------------------------- the rules
 
     async def _check_officers(self, session: AsyncSession, officers: list[str]) -> None:
         if len(set(officers)) != len(officers):
@@ -56,27 +116,100 @@ class HearingDesk:
         if missing:
             raise refuse("hearing", f"not registered hearing officers: {', '.join(missing)}")
 
-    async def _check_free(
-        self, session: AsyncSession, booking: HearingBooking, ends_at: datetime
-    ) -> None:
-        overlapping = (
-            select(Hearing)
-            .where(Hearing.starts_at < ends_at, Hearing.ends_at > booking.starts_at,
-                   Hearing.status == "scheduled")
-        )
-        for other in await session.scalars(overlapping):
-            if other.venue == booking.venue:
-                raise refuse("hearing", f"venue {booking.venue!r} is booked "
-                             f"{other.starts_at:%Y-%m-%d %H:%M}-{other.ends_at:%H:%M} UTC; "
-                             "choose another time or venue")
+    def _outside_hours(self, starts_at: datetime, ends_at: datetime) -> str | None:
+        rules, local = self._rules, starts_at.astimezone(self._rules.time_zone)
+        end_local = ends_at.astimezone(rules.time_zone)
+        when = self._span(starts_at, ends_at)
+        if not self._calendar.is_working_day(local.date()):
+            return f"{when} falls on {local:%A} {local:%Y-%m-%d}, not a working day"
+        if (local.time() < rules.day_starts or end_local.date() != local.date()
+                or end_local.time() > rules.day_ends):
+            return (f"{when} is outside the sitting hours {rules.day_starts:%H:%M}-"
+                    f"{rules.day_ends:%H:%M} ({rules.time_zone.key} time)")
+        return None
+
+    async def _clash(self, session: AsyncSession, booking: HearingBooking,
+                     starts_at: datetime, ends_at: datetime,
+                     others: Sequence[Hearing] | None = None) -> str | None:
+        if others is None:
+            others = await self._booked(session, starts_at, ends_at)
+        venue = venue_key(booking.venue)
+        for other in others:
+            if other.starts_at >= ends_at or other.ends_at <= starts_at:
+                continue
+            when = self._span(other.starts_at, other.ends_at)
+            if venue_key(other.venue) == venue:
+                return f"venue {booking.venue!r} is already booked {when}"
             busy = sorted(set(other.officers) & set(booking.officers))
             if busy:
-                raise refuse("hearing", f"hearing officer(s) {', '.join(busy)} already sit "
-                             f"{other.starts_at:%Y-%m-%d %H:%M}-{other.ends_at:%H:%M} UTC")
+                return f"hearing officer(s) {', '.join(busy)} already sit {when}"
+        return None
+
+    async def _booked(self, session: AsyncSession, start: datetime,
+                      end: datetime) -> Sequence[Hearing]:
+        return (await session.scalars(
+            select(Hearing)
+            .where(Hearing.starts_at < end, Hearing.ends_at > start,
+                   Hearing.status.not_in(RELEASED))
+            .order_by(Hearing.starts_at)
+        )).all()
+
+    async def _suggestion(self, session: AsyncSession, booking: HearingBooking) -> str:
+        """The earliest start on the slot grid, from the requested time on, that fits."""
+        rules = self._rules
+        duration = timedelta(minutes=booking.duration_minutes)
+        day = booking.starts_at.astimezone(rules.time_zone).date()
+        days = self._working_days_from(day, rules.search_working_days)
+        window_start = datetime.combine(days[0], rules.day_starts, rules.time_zone)
+        window_end = datetime.combine(days[-1], rules.day_ends, rules.time_zone)
+        others = await self._booked(session, window_start, window_end)
+        for d in days:
+            start = datetime.combine(d, rules.day_starts, rules.time_zone)
+            last = datetime.combine(d, rules.day_ends, rules.time_zone) - duration
+            while start <= last:
+                if (start >= booking.starts_at
+                        and self._outside_hours(start, start + duration) is None
+                        and await self._clash(session, booking, start, start + duration,
+                                              others) is None):
+                    return (f"the earliest free slot for this venue and these officers is "
+                            f"{self._span(start, start + duration)}")
+                start += rules.slot_step
+        return (f"no slot fits this venue and these officers within "
+                f"{rules.search_working_days} working days; choose another venue or officers")
+
+    def _working_days_from(self, day: date, count: int) -> list[date]:
+        days: list[date] = []
+        while len(days) < count:
+            day = self._calendar.next_working_day_on_or_after(day)
+            days.append(day)
+            day += timedelta(days=1)
+        return days
+
+    def _span(self, starts_at: datetime, ends_at: datetime) -> str:
+        zone = self._rules.time_zone
+        start, end = starts_at.astimezone(zone), ends_at.astimezone(zone)
+        return f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} ({zone.key} time)"
+
+    def _notices(self, session: AsyncSession, booking: HearingBooking, key: str,
+                 registration_no: str, ends_at: datetime) -> None:
+        """Notices to the parties, in the booking's own transaction (the outbox)."""
+        now = self._clock()
+        what = (f"Hearing no. {booking.hearing_no} on case {registration_no}: "
+                f"{self._span(booking.starts_at, ends_at)} at {booking.venue}.")
+        session.add(Notice(
+            idempotency_key=f"{key}:notice:petitioner", petition_id=booking.petition_id,
+            recipient_kind="petitioner", recipient_ref=registration_no,
+            template="hearing_scheduled", body=what, created_at=now))
+        for officer in booking.officers:
+            session.add(Notice(
+                idempotency_key=f"{key}:notice:officer:{officer}",
+                petition_id=booking.petition_id, recipient_kind="person",
+                recipient_ref=officer, template="hearing_scheduled", body=what,
+                created_at=now))
 
     @activity.defn
     async def record_hearing_outcome(self, record: HearingRecordInput) -> int:
-        async with self._sessions() as session:
+        async with unit_of_work(self._sessions) as session:
             hearing = await session.scalar(
                 select(Hearing).where(Hearing.petition_id == record.petition_id,
                                       Hearing.hearing_no == record.hearing_no)
@@ -86,6 +219,7 @@ class HearingDesk:
                 raise refuse("hearing", f"no hearing no. {record.hearing_no} on this case")
             if hearing.status == "held" and hearing.outcome != record.outcome:
                 raise refuse("hearing", f"hearing no. {record.hearing_no} already recorded")
-            hearing.status, hearing.outcome, hearing.summary = "held", record.outcome, record.summary
+            hearing.status, hearing.outcome = "held", record.outcome
+            hearing.summary = record.summary
             await session.commit()
             return hearing.hearing_no

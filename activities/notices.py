@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -67,38 +69,70 @@ class LogGateway:
         log.info("notice %s to %s: %s", notice.id, notice.recipient_kind, notice.template)
 
 
+def backoff(attempts: int, first: timedelta = timedelta(seconds=5),
+            longest: timedelta = timedelta(minutes=30)) -> timedelta:
+    """How long a notice rests after its `attempts`-th failed delivery: doubling, capped."""
+    return min(first * (2 ** max(attempts - 1, 0)), longest)
+
+
 class OutboxDrainer:
+    """Delivers each notice once and marks it; any number of drainers may run at once.
+
+    A notice is claimed with `FOR UPDATE SKIP LOCKED`, delivered and marked in its own
+    transaction, so racing drainers never take the same notice and a crash redelivers
+    at most the one notice in flight (the gateway is idempotent on the notice's key).
+    A failed delivery is counted and rests (`backoff`) so it cannot block the queue.
+    """
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], gateway: NoticeGateway,
-                 clock: Clock = utc_now):
+                 clock: Clock = utc_now, *, retry_after: Callable[[int], timedelta] = backoff,
+                 delivery_timeout: timedelta = timedelta(seconds=30)):
         self._sessions = sessions
         self._gateway = gateway
         self._clock = clock
+        self._retry_after = retry_after
+        self._timeout = delivery_timeout.total_seconds()
 
     async def drain_once(self, batch: int = 100) -> int:
-        """Deliver up to `batch` undelivered notices; several drainers may run at once."""
+        """Deliver up to `batch` due notices; returns how many were delivered."""
         delivered = 0
-        async with self._sessions() as session:
-            rows = (await session.scalars(
-                select(Notice).where(Notice.delivered_at.is_(None)).order_by(Notice.id)
-                .limit(batch).with_for_update(skip_locked=True)
-            )).all()
-            for row in rows:
-                try:
-                    await self._gateway.deliver(row)
-                except Exception as exc:  # a gateway failure must not stop the others
-                    row.attempts += 1
-                    row.last_error = str(exc)[:500]
-                    continue
-                row.attempts += 1
-                row.delivered_at = self._clock()
-                delivered += 1
-            await session.commit()
+        for _ in range(batch):
+            outcome = await self._deliver_next()
+            if outcome is None:
+                break
+            delivered += outcome
         return delivered
+
+    async def _deliver_next(self) -> int | None:
+        """1 delivered, 0 failed (and rescheduled), None when nothing is due."""
+        async with self._sessions() as session:
+            now = self._clock()
+            row = await session.scalar(
+                select(Notice)
+                .where(Notice.delivered_at.is_(None),
+                       or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= now))
+                .order_by(Notice.id).limit(1).with_for_update(skip_locked=True)
+            )
+            if row is None:
+                return None
+            row.attempts += 1
+            try:
+                await asyncio.wait_for(self._gateway.deliver(row), timeout=self._timeout)
+            except Exception as exc:  # a gateway failure must not stop the others
+                row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                row.next_attempt_at = self._clock() + self._retry_after(row.attempts)
+                log.warning("notice %s: delivery attempt %s failed: %s", row.id, row.attempts,
+                            row.last_error)
+                await session.commit()
+                return 0
+            row.delivered_at, row.last_error = self._clock(), None
+            await session.commit()
+            return 1
 
     async def run(self, stop: asyncio.Event, interval_seconds: float = 2.0) -> None:
         while not stop.is_set():
             try:
-                while await self.drain_once():
+                while await self.drain_once() and not stop.is_set():
                     pass
             except Exception:
                 log.exception("outbox drain failed; retrying")

@@ -8,10 +8,19 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.common import Clock, find_by_key, refuse, utc_now, write_once
+from activities.common import (
+    Clock,
+    advisory_lock,
+    find_by_key,
+    integrity_refusal,
+    refuse,
+    utc_now,
+    write_once,
+)
 from domain.case import (
     RegisterPetitionInput,
     Registration,
@@ -23,6 +32,7 @@ from domain.case import (
 )
 from domain.models import OPEN_STAGES, PetitionIntake, Stage
 from domain.persistence.directory import unit_facts
+from domain.persistence.engine import unit_of_work
 from domain.persistence.tables import (
     Petition,
     PetitionEvent,
@@ -38,7 +48,13 @@ BEIJING = ZoneInfo("Asia/Shanghai")  # registration years follow Beijing time
 async def allocate_registration_no(
     session: AsyncSession, intake_id: str, unit: str, received_at: datetime
 ) -> str:
-    """One number per intake, sequential per unit and year: `<unit>-<year>-<seq>`."""
+    """One number per intake, sequential per unit and year: `<unit>-<year>-<seq>`.
+
+    The lock on the intake makes a concurrent second call wait and then find the first
+    call's number; the counter row's own lock keeps the sequence free of gaps (a rolled
+    back allocation rolls its increment back too).
+    """
+    await advisory_lock(session, f"intake:{intake_id}")
     existing = await session.get(RegistrationNumber, intake_id)
     if existing is not None:
         return existing.registration_no
@@ -82,18 +98,36 @@ class PetitionRegistry:
 
     @activity.defn
     async def register_petition(self, command: RegisterPetitionInput) -> Registration:
+        """Registry row, registration number and repeat check, in one transaction.
+
+        Registrations on one matter are serialised (an advisory lock on the matter key),
+        so two intakes on the same matter arriving together cannot both open a case: the
+        second sees the first and attaches to it. A retry finds its own row by intake id
+        and answers exactly as the first attempt did.
+        """
         intake = command.intake
-        async with self._sessions() as session:
+        profile = load_profile(intake.profile)
+        key = matter_key(intake)
+        async with unit_of_work(self._sessions) as session:
             unit = await unit_facts(session, intake.unit)
             if unit is None:
                 raise refuse("directory", f"unknown unit {intake.unit!r}")
-            profile = load_profile(intake.profile)
+            await advisory_lock(session, f"matter:{key}")
             row = await session.scalar(
                 select(Petition).where(Petition.intake_id == intake.intake_id)
             )
             if row is None:
-                row = await self._insert(session, command, unit)
+                row = await self._insert(session, command, unit, key)
+                open_case = await self._open_case(session, row)
+                if open_case is not None:
+                    # Counted on the open case, not opened again: this row is closed at once
+                    # so it never shows as an open case in the read model.
+                    row.attached_to, row.stage = open_case, Stage.CLOSED
+                    row.closed_at = command.registered_at
                 await session.commit()
+            elif row.workflow_id != command.workflow_id:
+                raise refuse("registry", f"intake {intake.intake_id} is already registered "
+                             f"as {row.registration_no} by {row.workflow_id}")
             return Registration(
                 petition_id=row.id,
                 registration_no=row.registration_no,
@@ -101,21 +135,24 @@ class PetitionRegistry:
                 profile=profile,
                 repeat_of=row.repeat_of,
                 concluded_case=await self._concluded_case(session, row.matter_key),
-                attached_to_workflow=await self._open_case(session, row),
+                attached_to_workflow=row.attached_to,
             )
 
     async def _insert(
-        self, session: AsyncSession, command: RegisterPetitionInput, unit: UnitFacts
+        self, session: AsyncSession, command: RegisterPetitionInput, unit: UnitFacts, key: str
     ) -> Petition:
         intake = command.intake
-        number = command.registration_no or await allocate_registration_no(
+        # The number the intake client reserved, or a fresh one; never one it made up.
+        number = await allocate_registration_no(
             session, intake.intake_id, intake.unit, intake.received_at
         )
-        key = matter_key(intake)
+        if command.registration_no is not None and command.registration_no != number:
+            raise refuse("registry", f"registration number {command.registration_no} was not "
+                         f"reserved for intake {intake.intake_id} (it holds {number})")
         earlier = await session.scalar(
             select(Petition.registration_no)
             .where(Petition.matter_key == key)
-            .order_by(Petition.registered_at.desc())
+            .order_by(Petition.registered_at.desc(), Petition.id.desc())
             .limit(1)
         )
         row = Petition(
@@ -125,11 +162,16 @@ class PetitionRegistry:
             persons=intake.persons, matter_key=key,
             petitioner=intake.petitioner.model_dump(mode="json"), subject=intake.subject,
             content=intake.content, stage=Stage.REGISTERED,
-            attachments=[a.model_dump(mode="json") for a in intake.attachments], received_at=intake.received_at,
-            registered_at=command.registered_at, repeat_of=earlier,
+            attachments=[a.model_dump(mode="json") for a in intake.attachments],
+            received_at=intake.received_at, registered_at=command.registered_at,
+            repeat_of=earlier,
         )
         session.add(row)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError as err:
+            # The workflow id is unique: another intake already registered under it.
+            raise integrity_refusal(err, f"registration of intake {intake.intake_id}") from None
         return row
 
     async def _concluded_case(self, session: AsyncSession, key: str) -> str | None:
@@ -171,9 +213,10 @@ class PetitionRegistry:
             )
             session.add(event)
             if record.accepted and record.read_model:
+                # Never let an older record overwrite a newer state.
                 await session.execute(
                     update(Petition)
-                    .where(Petition.id == record.petition_id)
+                    .where(Petition.id == record.petition_id, Petition.last_seq <= record.seq)
                     .values(**_read_model_values(record.read_model), last_seq=record.seq,
                             updated_at=func.now())
                 )
@@ -213,7 +256,7 @@ class PetitionRegistry:
 READ_MODEL_COLUMNS = frozenset(
     c.name for c in Petition.__table__.columns
 ) - {"id", "intake_id", "workflow_id", "registration_no", "petitioner", "content", "matter_key",
-     "attachments"}
+     "attachments", "attached_to", "last_seq", "updated_at"}
 
 
 def _read_model_values(values: dict[str, Any]) -> dict[str, Any]:

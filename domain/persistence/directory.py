@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.case import UnitFacts
 from domain.persistence.tables import Person, Unit
+from domain.policy import available_profiles
 
 UnitKind = Literal[
     "petition_bureau",
@@ -24,28 +26,32 @@ UnitKind = Literal[
     "township",
 ]
 Level = Literal["township", "county", "city", "province"]
+# The column widths of `units` and `people`: a longer value is refused before any write.
+DirectoryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DirectoryName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                 max_length=200)]
 
 
 class UnitEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str
-    name: str
+    code: DirectoryCode
+    name: DirectoryName
     kind: UnitKind
     level: Level
-    parent: str | None = None
-    superior_bureau: str | None = None
-    supervising_leader: str | None = None
-    head: str | None = None
-    profile: str = "national"
+    parent: DirectoryCode | None = None
+    superior_bureau: DirectoryCode | None = None
+    supervising_leader: DirectoryCode | None = None
+    head: DirectoryCode | None = None
+    profile: DirectoryCode = "national"
 
 
 class PersonEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str
-    name: str
-    unit: str
+    id: DirectoryCode
+    name: DirectoryName
+    unit: DirectoryCode
     role: Literal["handler", "unit_head", "leader", "intake_clerk", "supervisor"]
-    title: str | None = None
+    title: DirectoryName | None = None
     hearing_officer: bool = False
 
 
@@ -58,6 +64,11 @@ class Directory(BaseModel):
         """Every reference must resolve inside the file: a dangling parent is a typo."""
         codes = {u.code for u in self.units}
         ids = {p.id for p in self.people}
+        for kind, names in (("unit", [u.code for u in self.units]),
+                            ("person", [p.id for p in self.people])):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{kind} listed twice: {', '.join(twice)}")
         for unit in self.units:
             for ref in (unit.parent, unit.superior_bureau):
                 if ref is not None and ref not in codes:
@@ -68,6 +79,11 @@ class Directory(BaseModel):
         for p in self.people:
             if p.unit not in codes:
                 raise ValueError(f"person {p.id}: unknown unit {p.unit!r}")
+        profiles = set(available_profiles())
+        for unit in self.units:
+            if unit.profile not in profiles:
+                raise ValueError(f"unit {unit.code}: unknown deadline profile {unit.profile!r}; "
+                                 f"one of {', '.join(sorted(profiles))}")
 
 
 def read_directory(path: Path) -> Directory:
@@ -97,7 +113,17 @@ async def load_directory(session: AsyncSession, directory: Directory) -> None:
     """Upsert the directory in one transaction (the caller commits).
 
     Units are merged, never deleted: transfer orders and petitions refer to them.
+    A database refusal is a ValueError naming it; the caller's transaction then rolls
+    back whole, so a bad file changes nothing.
     """
+    try:
+        await _merge(session, directory)
+    except DBAPIError as err:
+        first = str(err.orig).splitlines()[0] if err.orig is not None else str(err)
+        raise ValueError(f"the database refused the directory: {first}") from None
+
+
+async def _merge(session: AsyncSession, directory: Directory) -> None:
     for u in _parents_first(directory.units):
         await session.merge(
             Unit(
@@ -114,6 +140,7 @@ async def load_directory(session: AsyncSession, directory: Directory) -> None:
                 is_hearing_officer=p.hearing_officer,
             )
         )
+    await session.flush()
 
 
 async def unit_facts(session: AsyncSession, code: str) -> UnitFacts | None:

@@ -63,7 +63,8 @@ async def require_current_schema(engine: AsyncEngine) -> None:
     head = alembic_head()
     async with engine.connect() as conn:
         exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
-        current = await conn.scalar(text("SELECT version_num FROM alembic_version")) if exists else None
+        current = (await conn.scalar(text("SELECT version_num FROM alembic_version"))
+                   if exists else None)
     if current != head:
         raise SchemaNotMigratedError(
             f"database schema is at {current or 'nothing'}, code expects {head}: "

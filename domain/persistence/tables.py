@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -123,6 +124,9 @@ class Petition(Base):
     repeat_visits: Mapped[int] = mapped_column(Integer, server_default="0")
     reviewed: Mapped[bool] = mapped_column(Boolean, server_default="false")
     repeat_of: Mapped[str | None] = mapped_column(String(64))  # registration no. of an earlier case
+    # A repeat visit on a matter that already has an open case: the workflow id of that
+    # case. Such a row is closed at registration; the visit is counted on the open case.
+    attached_to: Mapped[str | None] = mapped_column(String(128))
     last_seq: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime] = _now()
 
@@ -133,6 +137,7 @@ class Petition(Base):
         Index("ix_petitions_overdue", "overdue", postgresql_where="overdue"),
         Index("ix_petitions_registered_at", "registered_at"),
         Index("ix_petitions_next_deadline", "next_deadline"),
+        Index("ix_petitions_category_registered", "category", "registered_at"),
     )
 
 
@@ -157,6 +162,8 @@ class PetitionEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = _now()
 
+    # Append-only is enforced in the database too (migration 0002: a trigger refuses
+    # UPDATE and DELETE), so no code path can rewrite history.
     __table_args__ = (Index("ix_petition_events_workflow", "workflow_id", "at"),)
 
 
@@ -194,6 +201,9 @@ class Hearing(Base):
     __table_args__ = (
         UniqueConstraint("petition_id", "hearing_no"),
         Index("ix_hearings_venue_time", "venue", "starts_at"),
+        Index("ix_hearings_time", "starts_at", "ends_at"),
+        Index("ix_hearings_officers", "officers", postgresql_using="gin"),
+        CheckConstraint("ends_at > starts_at", name="ck_hearings_ends_after_start"),
     )
 
 
@@ -211,11 +221,16 @@ class AssistanceApplication(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="requested")
     approved_amount_yuan: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     exception_approved: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # The cap in force when the decision was taken, kept so the payment can check it again.
+    cap_yuan: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     decided_by: Mapped[str | None] = mapped_column(String(64))
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (UniqueConstraint("petition_id", "application_no"),)
+    __table_args__ = (
+        UniqueConstraint("petition_id", "application_no"),
+        CheckConstraint("amount_yuan > 0", name="ck_assistance_applications_amount_positive"),
+    )
 
 
 class AssistancePayment(Base):
@@ -233,6 +248,10 @@ class AssistancePayment(Base):
     payment_ref: Mapped[str] = mapped_column(String(64), unique=True)
     paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
+    __table_args__ = (
+        CheckConstraint("amount_yuan > 0", name="ck_assistance_payments_amount_positive"),
+    )
+
 
 class Escalation(Base):
     __tablename__ = "escalations"
@@ -246,6 +265,11 @@ class Escalation(Base):
     escalated_to_unit: Mapped[str | None] = mapped_column(String(64))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("level IN (1, 2)", name="ck_escalations_level"),
+        Index("ix_escalations_petition", "petition_id"),
+    )
 
 
 class Notice(Base):
@@ -263,9 +287,13 @@ class Notice(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # After a failed delivery the drainer backs off: a notice that keeps failing must not
+    # hold the head of the queue.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_notices_undelivered", "id", postgresql_where="delivered_at IS NULL"),
+        Index("ix_notices_due", "next_attempt_at", postgresql_where="delivered_at IS NULL"),
     )
 
 
