@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := workflows activities starter domain devstack $(wildcard worker.py)
+PACKAGES := workflows activities starter domain devstack reports $(wildcard worker.py)
 
 .PHONY: dev test lint
 

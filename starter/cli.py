@@ -160,3 +160,9 @@ def dev_cmd() -> None:
 from starter.legacy_import import import_command  # noqa: E402 - registered last, on purpose
 
 main.add_command(import_command)
+
+from starter.report_cmd import demo_cmd, report_cmd, views_cmd  # noqa: E402 - supervisor commands
+
+main.add_command(report_cmd)
+main.add_command(views_cmd)
+main.add_command(demo_cmd)
