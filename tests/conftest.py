@@ -60,14 +60,25 @@ async def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return maker
 
 
+@pytest.fixture(scope="session")
+def dev_ui_port() -> int:
+    return free_port()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal CLI dev server (with its UI, for the browser test)."""
     with tempfile.TemporaryDirectory(prefix="petitionflow-temporal-") as tmp:
         env = await start_dev_server(db_filename=str(Path(tmp) / "temporal.db"), ui=True,
-                                     ui_port=free_port(), data_converter=data_converter())
+                                     ui_port=dev_ui_port, data_converter=data_converter())
         async with env:
             yield env
+
+
+@pytest.fixture(scope="session")
+def dev_ui_url(dev_env: WorkflowEnvironment, dev_ui_port: int) -> str:
+    """The dev server's Web UI (started with `dev_env`)."""
+    return f"http://127.0.0.1:{dev_ui_port}"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
