@@ -139,7 +139,7 @@ class HearingDesk:
                 continue
             when = self._span(other.starts_at, other.ends_at)
             if venue_key(other.venue) == venue:
-                return f"venue {booking.venue!r} is already booked {when}"
+                return f"venue {other.venue!r} is already booked {when}"
             busy = sorted(set(other.officers) & set(booking.officers))
             if busy:
                 return f"hearing officer(s) {', '.join(busy)} already sit {when}"

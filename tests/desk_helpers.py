@@ -1,0 +1,56 @@
+"""Calling activity desks directly (inside a real activity context) against PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from activities import ActivityDesks
+from domain.calendar import WorkingCalendar
+from domain.case import RegisterPetitionInput, Registration
+from domain.models import PetitionIntake
+from starter.intake import workflow_id_for
+from tests.conftest import make_intake
+
+T = TypeVar("T")
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+async def run(fn: Any, *args: Any) -> Any:
+    """One activity attempt, with the activity context Temporal would give it."""
+    return await ActivityEnvironment().run(fn, *args)
+
+
+async def register(desks: ActivityDesks, intake: PetitionIntake | None = None,
+                   **overrides: Any) -> Registration:
+    intake = intake or make_intake(**overrides)
+    return await run(desks.registry.register_petition, RegisterPetitionInput(
+        workflow_id=workflow_id_for(intake.intake_id), intake=intake, registration_no=None,
+        registered_at=datetime.now(UTC)))
+
+
+async def count(sessions: async_sessionmaker[AsyncSession], model: type[Any],
+                *where: Any) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where))
+                   or 0)
+
+
+# Hearing dates far from anything other tests book: each call gets its own working day.
+_days = itertools.count()
+_CALENDAR = WorkingCalendar()
+
+
+def hearing_day() -> date:
+    day = date(2033, 3, 1) + timedelta(days=next(_days) * 3)
+    return _CALENDAR.next_working_day_on_or_after(day)
+
+
+def beijing(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), BEIJING)

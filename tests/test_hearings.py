@@ -1,0 +1,161 @@
+"""Issue 4: hearings are never double-booked (venue or officer), sit only in working hours on
+working days, and every refusal says why and which slot would fit (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import time, timedelta
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from activities import build_desks
+from activities.hearings import HearingDesk, HearingRules
+from domain.case import HearingBooking
+from domain.models import Accept, Actor, Role, ScheduleHearing
+from domain.persistence.tables import Hearing, PetitionEvent
+from tests.desk_helpers import beijing, count, hearing_day, register, run
+from workflows.petition import PetitionWorkflow
+
+HANDLER = Actor(id="qs-xfj-h1", role=Role.HANDLER, unit="QS-XFJ")
+
+
+@pytest.fixture
+def desks(sessions):
+    return build_desks(sessions)
+
+
+def venue() -> str:
+    return f"Qingshan hearing room {uuid.uuid4().hex[:6]}"
+
+
+async def book(desks, *, venue: str, starts_at, officers, minutes: int = 120,
+               desk: HearingDesk | None = None):
+    reg = await register(desks)
+    booking = HearingBooking(workflow_id=f"petition-{uuid.uuid4().hex[:10]}",
+                             petition_id=reg.petition_id, seq=3, hearing_no=1, venue=venue,
+                             starts_at=starts_at, duration_minutes=minutes, officers=officers)
+    return await run((desk or desks.hearings).schedule_hearing, booking)
+
+
+async def refusal(coro) -> str:
+    with pytest.raises(ApplicationError) as refused:
+        await coro
+    assert refused.value.non_retryable and refused.value.type == "BusinessRefusal"
+    return refused.value.message
+
+
+async def test_a_booked_venue_is_refused_naming_the_clash_and_the_next_free_slot(desks):
+    day, room = hearing_day(), venue()
+    await book(desks, venue=room, starts_at=beijing(day, 9), officers=["HO-03"])
+    # The same room however it is typed; other officers.
+    message = await refusal(book(desks, venue=f"  {room.upper()} ", starts_at=beijing(day, 10),
+                                 officers=["HO-04"]))
+    assert f"venue {room!r} is already booked {day:%Y-%m-%d} 09:00-11:00" in message
+    assert f"earliest free slot for this venue and these officers is {day:%Y-%m-%d} 11:00-13:00" \
+        in message, message
+    # Back to back is not a clash.
+    assert await book(desks, venue=room, starts_at=beijing(day, 11), officers=["HO-04"]) == 1
+
+
+async def test_a_busy_officer_is_refused_even_in_another_room(desks):
+    day = hearing_day()
+    await book(desks, venue=venue(), starts_at=beijing(day, 14), officers=["HO-05", "HO-06"])
+    message = await refusal(book(desks, venue=venue(), starts_at=beijing(day, 15),
+                                 officers=["HO-07", "HO-06"]))
+    assert f"hearing officer(s) HO-06 already sit {day:%Y-%m-%d} 14:00-16:00" in message
+    assert "earliest free slot" in message and "16:00-18:00" not in message  # past 17:30
+
+
+async def test_racing_bookings_of_one_slot_book_exactly_one(desks, sessions):
+    day, room = hearing_day(), venue()
+    results = await asyncio.gather(
+        *(book(desks, venue=room, starts_at=beijing(day, 9, 30), officers=[officer])
+          for officer in ("HO-01", "HO-02", "HO-08", "HO-04")),
+        return_exceptions=True)
+    booked = [r for r in results if r == 1]
+    refused = [r for r in results if isinstance(r, ApplicationError)]
+    assert len(booked) == 1 and len(refused) == 3, results
+    assert all("already booked" in r.message for r in refused)
+    assert await count(sessions, Hearing, Hearing.venue == room) == 1
+
+
+@pytest.mark.parametrize(("hour", "minute", "minutes", "expected"), [
+    (8, 0, 60, "outside the sitting hours 08:30-17:30 (Asia/Shanghai time)"),
+    (16, 30, 120, "outside the sitting hours 08:30-17:30"),
+    (23, 0, 120, "outside the sitting hours"),
+])
+async def test_outside_sitting_hours_is_refused(desks, hour, minute, minutes, expected):
+    day = hearing_day()
+    message = await refusal(book(desks, venue=venue(), starts_at=beijing(day, hour, minute),
+                                 officers=["HO-01"], minutes=minutes))
+    assert expected in message, message
+    assert "earliest free slot" in message
+
+
+async def test_a_non_working_day_is_refused_and_the_next_working_day_offered(desks):
+    calendar = desks.hearings._calendar
+    day = hearing_day()
+    while calendar.is_working_day(day):
+        day += timedelta(days=1)
+    message = await refusal(book(desks, venue=venue(), starts_at=beijing(day, 9),
+                                 officers=["HO-02"]))
+    assert f"falls on {day:%A} {day:%Y-%m-%d}, not a working day" in message
+    nxt = calendar.next_working_day_on_or_after(day)
+    assert f"earliest free slot for this venue and these officers is {nxt:%Y-%m-%d} 08:30" \
+        in message, message
+
+
+async def test_when_no_slot_fits_the_refusal_says_so(sessions, desks):
+    # Sitting hours are configuration: a one-day search and a room taken at noon leave no
+    # room for an eight-hour hearing.
+    desk = HearingDesk(sessions, rules=HearingRules(search_working_days=1))
+    day, room = hearing_day(), venue()
+    await book(desks, venue=room, starts_at=beijing(day, 12), officers=["HO-08"], minutes=60)
+    message = await refusal(book(desks, venue=room, starts_at=beijing(day, 8, 30),
+                                 officers=["HO-07"], minutes=480, desk=desk))
+    assert "already booked" in message
+    assert "no slot fits this venue and these officers within 1 working days" in message
+
+
+async def test_sitting_hours_are_configurable(sessions, desks):
+    desk = HearingDesk(sessions, rules=HearingRules(day_starts=time(9, 0), day_ends=time(12, 0)))
+    day = hearing_day()
+    message = await refusal(book(desks, venue=venue(), starts_at=beijing(day, 8, 30),
+                                 officers=["HO-01"], minutes=60, desk=desk))
+    assert "outside the sitting hours 09:00-12:00" in message
+
+
+@pytest.mark.parametrize(("officers", "expected"), [
+    (["HO-01", "HO-01"], "an officer is listed twice"),
+    (["HO-01", "qs-xfj-h1"], "not registered hearing officers: qs-xfj-h1"),
+])
+async def test_officers_must_be_registered_and_distinct(desks, officers, expected):
+    message = await refusal(book(desks, venue=venue(), starts_at=beijing(hearing_day(), 9),
+                                 officers=officers))
+    assert expected in message
+
+
+async def test_double_booking_through_the_workflow_is_refused_and_audited(
+        dev_env, running_worker, petitions, sessions):
+    day, room = hearing_day(), venue()
+    async with running_worker(dev_env.client):
+        first = await petitions.start(dev_env)
+        second = await petitions.start(dev_env)
+        for handle in (first, second):
+            await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
+        status = await first.execute_update(PetitionWorkflow.schedule_hearing, ScheduleHearing(
+            actor=HANDLER, venue=room, starts_at=beijing(day, 9), officers=["HO-02", "HO-03"]))
+        assert [h.hearing_no for h in status.hearings] == [1]
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await second.execute_update(PetitionWorkflow.schedule_hearing, ScheduleHearing(
+                actor=HANDLER, venue=f"Room {uuid.uuid4().hex[:4]}", starts_at=beijing(day, 10),
+                officers=["HO-03"]))
+        message = str(refused.value.cause)
+        assert f"hearing officer(s) HO-03 already sit {day:%Y-%m-%d} 09:00-11:00" in message
+        assert (await second.query(PetitionWorkflow.status)).hearings == []
+    assert await count(sessions, PetitionEvent, PetitionEvent.workflow_id == second.id,
+                       PetitionEvent.action == "schedule_hearing",
+                       PetitionEvent.accepted.is_(False)) == 1
