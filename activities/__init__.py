@@ -14,6 +14,7 @@ from activities.deadlines import DeadlineCalculator
 from activities.escalation import EscalationDesk
 from activities.hearings import HEARING_RULES, HearingDesk, HearingRules
 from activities.notices import NoticeDesk
+from activities.records import TransitionRecorder
 from activities.registry import PetitionRegistry
 from activities.transfers import TransferDesk
 from domain.calendar import WorkingCalendar
@@ -28,6 +29,7 @@ class ActivityDesks:
     assistance: AssistanceDesk
     escalation: EscalationDesk
     notices: NoticeDesk
+    records: TransitionRecorder
     extra: list[Callable[..., Any]] = field(default_factory=list)
 
     def all(self) -> list[Callable[..., Any]]:
@@ -45,6 +47,7 @@ class ActivityDesks:
             self.assistance.disburse_assistance,
             self.escalation.escalate,
             self.notices.send_notice,
+            self.records.record_transitions,
             *self.extra,
         ]
 
@@ -66,4 +69,5 @@ def build_desks(
         assistance=AssistanceDesk(sessions, clock, after_payment_written),
         escalation=EscalationDesk(sessions),
         notices=NoticeDesk(sessions),
+        records=TransitionRecorder(sessions),
     )

@@ -105,6 +105,29 @@ class PendingExtension(BaseModel):
     requested_by: str
 
 
+class TransitionRecord(BaseModel):
+    """One row of the audit trail and the read model's new state, written together."""
+
+    workflow_id: str
+    petition_id: int
+    seq: int
+    action: Action
+    actor: Actor
+    at: datetime
+    from_stage: Stage | None
+    to_stage: Stage | None
+    accepted: bool = True
+    refusal: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    read_model: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransitionBatch(BaseModel):
+    """Records written together: a case flooded with notes costs one activity per batch."""
+
+    records: list[TransitionRecord]
+
+
 class CaseState(BaseModel):
     workflow_id: str
     petition_id: int
@@ -143,6 +166,8 @@ class CaseState(BaseModel):
     concluded_case: str | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     runs: int = 1
+    # Audit records taken but not yet written; carried over by continue-as-new.
+    unrecorded: list[TransitionRecord] = Field(default_factory=list)
 
 
 class PetitionStart(BaseModel):
@@ -158,6 +183,7 @@ class ClockView(BaseModel):
     kind: ClockKind
     article: str
     period: str
+    started_at: datetime | None = None
     due_at: datetime
     overdue: bool
     paused: bool
@@ -233,23 +259,6 @@ class ComputedClock(BaseModel):
     reminder_at: datetime | None
     level2_at: datetime | None
     unit: str
-
-
-class TransitionRecord(BaseModel):
-    """One row of the audit trail and the read model's new state, written together."""
-
-    workflow_id: str
-    petition_id: int
-    seq: int
-    action: Action
-    actor: Actor
-    at: datetime
-    from_stage: Stage | None
-    to_stage: Stage | None
-    accepted: bool = True
-    refusal: str | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
-    read_model: dict[str, Any] = Field(default_factory=dict)
 
 
 class UnitLookup(BaseModel):

@@ -86,7 +86,13 @@ class Effect(StrEnum):
 
 
 ALL_CLOCKS = tuple(ClockName)
-ENTRY_CLOCKS = (ClockName.ROUTING, ClockName.ACCEPTANCE, ClockName.PROCEDURAL_REPLY)
+
+# The clock of the unit that receives a case (at registration, by transfer, or when a
+# transfer is returned). The table names it ACCEPTANCE; at a petition bureau it is the
+# routing clock instead (Art. 22: the bureau forwards or assigns; Art. 23: a competent
+# unit decides whether to accept). `clocks_to_start` makes that substitution.
+RECEIPT_CLOCKS = frozenset({ClockName.ROUTING, ClockName.ACCEPTANCE})
+ENTRY_CLOCKS = (ClockName.ACCEPTANCE, ClockName.PROCEDURAL_REPLY, ClockName.SETTLEMENT)
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class Transition:
     pauses: tuple[ClockName, ...] = ()
     resumes: tuple[ClockName, ...] = ()
     renews: tuple[ClockName, ...] = ()  # recurring clocks satisfied for one more period
+    extends: tuple[ClockName, ...] = ()  # running clocks extended by an approved decision
     effects: tuple[Effect, ...] = ()
     counts_as_note: bool = False  # compacted in the workflow timeline (notes, repeat visits)
     description: str = ""
@@ -150,10 +157,11 @@ TRANSITIONS: tuple[Transition, ...] = (
          effects=(Effect.TRANSFER_ORDER, Effect.NOTICE_RECEIVING_UNIT, Effect.NOTICE_PETITIONER),
          description="transfer work order; the receiving unit's acceptance clock starts anew"),
     _row(Action.REJECT_TRANSFER, RejectTransfer, {R}, R, STAFF, UnitRule.HOLDING, "Art. 23",
-         starts=(ClockName.ROUTING,),
+         starts=(ClockName.ACCEPTANCE,),
          stops=(ClockName.ACCEPTANCE, ClockName.TRANSFER_OBJECTION),
          effects=(Effect.NOTICE_RECEIVING_UNIT,),
-         description="the receiving unit objects within 5 working days; the case goes back"),
+         description="the receiving unit objects within 5 working days; the case goes back "
+                     "and the returning unit's clock starts anew"),
     _row(Action.ASSIGN, Assign, {R, H}, None, STAFF, UnitRule.CASE_UNIT, "Art. 33",
          description="a handler takes the case"),
     _row(Action.CONTRACT_TO_LEADER, ContractToLeader, {R, H}, None, HEADS, UnitRule.CASE_UNIT,
@@ -162,8 +170,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     _row(Action.REQUEST_EXTENSION, RequestExtension, {H}, None, STAFF, UnitRule.RESPONSIBLE,
          "Art. 34", description="the handler asks the unit head for more time"),
     _row(Action.DECIDE_EXTENSION, DecideExtension, {H}, None, frozenset({Role.UNIT_HEAD}),
-         UnitRule.RESPONSIBLE, "Art. 34", effects=(Effect.NOTICE_PETITIONER,),
-         description="at most once, at most the profile's limit; the reason goes to the petitioner"),
+         UnitRule.RESPONSIBLE, "Art. 34", extends=(ClockName.HANDLING,),
+         effects=(Effect.NOTICE_PETITIONER,),
+         description="at most once, at most the profile's limit; the reason goes to the "
+                     "petitioner"),
     _row(Action.SCHEDULE_HEARING, ScheduleHearing, {H, URR}, None, STAFF, UnitRule.CASE_UNIT,
          "Art. 34 / Art. 36", pauses=(ClockName.RE_REVIEW,), effects=(Effect.BOOK_HEARING,),
          description="public hearing with third-party officers; re-review time stops"),
@@ -221,14 +231,63 @@ TRANSITIONS: tuple[Transition, ...] = (
 
 TABLE: dict[Action, Transition] = {t.action: t for t in TRANSITIONS}
 
+# How a case enters the table: not a row (there is no stage before it), but the same kind
+# of record, so the clocks that registration starts are data like every other.
+REGISTRATION = Transition(
+    Action.REGISTER, SystemCommand, frozenset(), R, frozenset({Role.INTAKE_CLERK}),
+    UnitRule.NONE, "Art. 22", starts=ENTRY_CLOCKS, effects=(Effect.NOTICE_PETITIONER,),
+    description="recorded, registration number given, repeat check done")
+
+
+def clocks_to_start(row: Transition, receiving_is_petition_bureau: bool) -> list[ClockName]:
+    """The clocks `row` starts, with the receiving unit's clock made concrete.
+
+    The table writes ACCEPTANCE for "the clock of the unit that now holds the case"; a
+    petition bureau holding it routes it instead (Art. 22), a competent unit decides
+    whether to accept it (Art. 23). Clocks the case's profile lacks are dropped later.
+    """
+    receipt = ClockName.ROUTING if receiving_is_petition_bureau else ClockName.ACCEPTANCE
+    names: list[ClockName] = []
+    for name in row.starts:
+        concrete = receipt if name in RECEIPT_CLOCKS else name
+        if concrete not in names:
+            names.append(concrete)
+    return names
+
 # A deadline met by a progress reply in its final period hands over to a recurring
 # clock instead of going overdue: the procuratorate's 3 months, then monthly progress.
 SUCCESSOR_CLOCKS: dict[ClockName, ClockName] = {ClockName.SETTLEMENT: ClockName.PROGRESS_REPLY}
 
-# The window clock whose lapse drives a system transition.
+# The window clock whose lapse drives a system transition. A window not listed (the
+# transfer objection) simply closes: the transfer then stands.
 LAPSE_ACTIONS: dict[ClockName, Action] = {
     ClockName.REVIEW_REQUEST: Action.REVIEW_WINDOW_LAPSED,
     ClockName.RE_REVIEW_REQUEST: Action.RE_REVIEW_WINDOW_LAPSED,
+}
+
+# Plain words for supervisors (current details, timer summaries, notices).
+CLOCK_TITLES: dict[ClockName, str] = {
+    ClockName.ROUTING: "routing by the petition bureau",
+    ClockName.ACCEPTANCE: "decision on acceptance",
+    ClockName.TRANSFER_OBJECTION: "objection to the transfer",
+    ClockName.HANDLING: "handling opinion",
+    ClockName.REVIEW_REQUEST: "petitioner's request for review",
+    ClockName.REVIEW: "review opinion",
+    ClockName.RE_REVIEW_REQUEST: "petitioner's request for re-review",
+    ClockName.RE_REVIEW: "re-review opinion",
+    ClockName.PROCEDURAL_REPLY: "procedural reply",
+    ClockName.SETTLEMENT: "result or progress reply",
+    ClockName.PROGRESS_REPLY: "monthly progress reply",
+}
+
+STAGE_TITLES: dict[Stage, str] = {
+    Stage.REGISTERED: "registered, awaiting routing or a decision on acceptance",
+    Stage.IN_HANDLING: "in handling",
+    Stage.REPLIED: "replied; the petitioner may ask for review",
+    Stage.UNDER_REVIEW: "under review by the superior organ",
+    Stage.REVIEW_REPLIED: "review replied; the petitioner may ask for re-review",
+    Stage.UNDER_RE_REVIEW: "under re-review",
+    Stage.CLOSED: "closed",
 }
 
 
@@ -251,10 +310,18 @@ class GuardContext:
     review_organ: str | None = None
     re_review_organ: str | None = None
     extra_units: frozenset[str] = field(default_factory=frozenset)
+    # Leaders who answer for this case although they sit in another unit: the leader who
+    # took it on (领导包案) and the supervising leader of the unit holding it.
+    leaders: frozenset[str] = field(default_factory=frozenset)
+
+
+# A case's own leaders may act for the unit that holds or answers for it, never for the
+# reviewing organs above it.
+LEADER_UNIT_RULES = frozenset({UnitRule.HOLDING, UnitRule.RESPONSIBLE, UnitRule.CASE_UNIT})
 
 
 def _unit_ok(rule: UnitRule, unit: str, ctx: GuardContext) -> bool:
-    allowed = {
+    by_rule: dict[UnitRule, set[str | None]] = {
         UnitRule.HOLDING: {ctx.holding_unit},
         UnitRule.RESPONSIBLE: {ctx.responsible_unit},
         UnitRule.REVIEW_ORGAN: {ctx.review_organ},
@@ -262,8 +329,8 @@ def _unit_ok(rule: UnitRule, unit: str, ctx: GuardContext) -> bool:
         UnitRule.CASE_UNIT: {
             ctx.holding_unit, ctx.responsible_unit, ctx.review_organ, ctx.re_review_organ
         },
-    }[rule]
-    return unit in allowed
+    }
+    return unit in by_rule.get(rule, set())
 
 
 def check_guard(transition: Transition, command: Command, ctx: GuardContext) -> Refusal | None:
@@ -271,14 +338,16 @@ def check_guard(transition: Transition, command: Command, ctx: GuardContext) -> 
     actor = command.actor
     if ctx.stage not in transition.from_stages:
         allowed = ", ".join(sorted(s.value for s in transition.from_stages))
-        return Refusal(
-            "stage", f"{transition.action} is not allowed in stage {ctx.stage}; allowed in: {allowed}"
-        )
+        return Refusal("stage", f"{transition.action} is not allowed in stage {ctx.stage}; "
+                                f"allowed in: {allowed}")
     if actor.role not in transition.roles:
         roles = ", ".join(sorted(r.value for r in transition.roles))
         return Refusal("role", f"{transition.action} may be taken by {roles}, not {actor.role}")
     if actor.role in PETITIONER_SIDE or actor.role is Role.SYSTEM:
         return None  # not unit-bound: the petitioner's side acts from outside the units
+    if (actor.role is Role.LEADER and actor.id in ctx.leaders
+            and transition.unit_rule in LEADER_UNIT_RULES):
+        return None  # leaders sit in the petition bureaus, not in the units they supervise
     if transition.unit_rule is not UnitRule.NONE and not _unit_ok(
         transition.unit_rule, actor.unit, ctx
     ):
