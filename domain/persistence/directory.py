@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,9 +87,40 @@ class Directory(BaseModel):
 
 
 def read_directory(path: Path) -> Directory:
-    directory = Directory.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    """Parse and check a directory file; every problem is a one-line ValueError."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the file: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"not valid TOML: {err}") from None
+    try:
+        directory = Directory.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = _location(raw, first["loc"])
+        more = len(err.errors()) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ValueError(f"{where}: {first['msg']}{tail}") from None
     directory.check()
     return directory
+
+
+def _location(raw: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    """`units[12] (QS-T1).level` rather than `units.12.level`."""
+    parts: list[str] = []
+    node: Any = raw
+    for step in loc:
+        if isinstance(step, int) and isinstance(node, list):
+            parts[-1] += f"[{step}]"
+            node = node[step] if step < len(node) else None
+            name = node.get("code") or node.get("id") if isinstance(node, dict) else None
+            if name:
+                parts[-1] += f" ({name})"
+        else:
+            parts.append(str(step))
+            node = node.get(step) if isinstance(node, dict) else None
+    return ".".join(parts) or "(file)"
 
 
 def _parents_first(units: list[UnitEntry]) -> list[UnitEntry]:
