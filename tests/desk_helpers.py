@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -12,10 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities import ActivityDesks
+from devstack.postgres import database_url, drop_database, ensure_database
 from domain.calendar import WorkingCalendar
 from domain.case import RegisterPetitionInput, Registration
 from domain.models import PetitionIntake
+from domain.persistence.engine import create_engine, session_maker
 from starter.intake import workflow_id_for
+from starter.runtime import migrate_async
 from tests.conftest import make_intake
 
 T = TypeVar("T")
@@ -54,3 +61,23 @@ def hearing_day() -> date:
 
 def beijing(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), BEIJING)
+
+
+@asynccontextmanager
+async def scratch_database(
+    label: str, *, migrated: bool = True,
+) -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession]]]:
+    """A database of its own (migrated to head unless told otherwise), dropped afterwards."""
+    base = database_url(os.environ.get("DATABASE_URL"))
+    name = f"petitionflow_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = await ensure_database(base, name, recreate=True)
+    try:
+        if migrated:
+            await migrate_async(url)
+        engine = create_engine(url, pool_size=4)
+        try:
+            yield url, session_maker(engine)
+        finally:
+            await engine.dispose()
+    finally:
+        await drop_database(base, name)

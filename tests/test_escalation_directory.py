@@ -4,7 +4,6 @@ file and changes nothing (real PostgreSQL; a throwaway database for the loader).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,16 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import build_desks
 from activities.escalation import escalation_target
-from devstack.postgres import database_url, drop_database, ensure_database
 from domain.case import EscalationInput
 from domain.models import ClockName
 from domain.persistence.directory import Directory, load_directory, read_directory
-from domain.persistence.engine import create_engine, session_maker
 from domain.persistence.tables import Escalation, Notice, Person, Petition, Unit
-from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
+from starter.runtime import SAMPLE_DIRECTORY, load_directory_file
 from tests.cli import petition
 from tests.conftest import make_intake
-from tests.desk_helpers import register, run
+from tests.desk_helpers import register, run, scratch_database
 from workflows.petition import PetitionWorkflow
 
 # (unit, level) -> (person, unit) per the sample directory's own description: a township's
@@ -99,14 +96,8 @@ async def test_overdue_cases_two_levels_down_reach_the_right_leader_then_bureau(
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def scratch() -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession]]]:
     """An empty, migrated database of its own: what a bad file must not change."""
-    base = database_url(os.environ.get("DATABASE_URL"))
-    name = f"petitionflow_dir_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = await ensure_database(base, name, recreate=True)
-    await migrate_async(url)
-    engine = create_engine(url, pool_size=2)
-    yield url, session_maker(engine)
-    await engine.dispose()
-    await drop_database(base, name)
+    async with scratch_database("directory") as db:
+        yield db
 
 
 async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> list[tuple]:
