@@ -13,9 +13,11 @@ from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.common import integrity_refusal
 from activities.registry import _read_model_values
 from domain.case import TransitionBatch, TransitionRecord
 from domain.persistence.tables import Petition, PetitionEvent
@@ -46,9 +48,14 @@ class TransitionRecorder:
                 merged.update(record.read_model)  # in order: later states win
                 last_seq = record.seq
         async with self._sessions() as session:
-            await session.execute(
-                insert(PetitionEvent).values(rows)
-                .on_conflict_do_nothing(index_elements=["idempotency_key"]))
+            try:
+                await session.execute(
+                    insert(PetitionEvent).values(rows)
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"]))
+            except IntegrityError as err:
+                # Not a duplicate (those are skipped): a missing petition would fail the
+                # same way on every retry, so it is a refusal, not an endless retry.
+                raise integrity_refusal(err, "audit batch") from None
             if last_seq is not None:
                 # Never let an older batch overwrite a newer state.
                 await session.execute(

@@ -27,6 +27,7 @@ from domain.case import (
     RegisterPetitionInput,
     TerminationInput,
     TransferOrderInput,
+    TransitionBatch,
     TransitionRecord,
     UnitLookup,
 )
@@ -158,6 +159,34 @@ async def test_audit_row_for_a_missing_petition_is_a_refusal_not_a_retry(desks, 
         await run(desks.registry.record_transition, record)
     assert refused.value.non_retryable
     assert "does not exist" in refused.value.message and "petition_id" in refused.value.message
+
+
+async def test_record_transitions_batch_twice_writes_each_row_once(desks, sessions):
+    reg = await register(desks)
+    wf = f"petition-{uuid.uuid4().hex[:8]}"
+    records = [
+        TransitionRecord(workflow_id=wf, petition_id=reg.petition_id, seq=2,
+                         action=Action.ACCEPT, actor=HANDLER, at=NOW,
+                         from_stage=Stage.REGISTERED, to_stage=Stage.IN_HANDLING,
+                         read_model={"stage": "in_handling"}),
+        TransitionRecord(workflow_id=wf, petition_id=reg.petition_id, seq=2,
+                         action=Action.REPLY, actor=HANDLER, at=NOW, from_stage=Stage.IN_HANDLING,
+                         to_stage=Stage.IN_HANDLING, accepted=False, refusal="refused [x]: y",
+                         detail={"refusal_no": 1}),
+        TransitionRecord(workflow_id=wf, petition_id=reg.petition_id, seq=3,
+                         action=Action.ASSIGN, actor=HANDLER, at=NOW,
+                         from_stage=Stage.IN_HANDLING, to_stage=Stage.IN_HANDLING,
+                         read_model={"stage": "in_handling", "handler_id": HANDLER.id}),
+    ]
+    assert await twice(desks.records.record_transitions, TransitionBatch(records=records)) == 3
+    assert await count(sessions, PetitionEvent, PetitionEvent.workflow_id == wf) == 3
+    async with sessions() as session:
+        row = await session.get(Petition, reg.petition_id)
+        assert row is not None and row.handler_id == HANDLER.id and row.last_seq == 3
+    missing = records[0].model_copy(update={"petition_id": 2**40, "workflow_id": "petition-0"})
+    with pytest.raises(ApplicationError, match="does not exist") as refused:
+        await run(desks.records.record_transitions, TransitionBatch(records=[missing]))
+    assert refused.value.non_retryable
 
 
 async def test_termination_registry_twice_enters_once(desks, sessions):
