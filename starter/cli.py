@@ -13,6 +13,7 @@ import click
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
+from domain.models import Category, Stage
 from starter.actions import (
     ActionError,
     build_command,
@@ -21,6 +22,7 @@ from starter.actions import (
     take_action,
 )
 from starter.intake import IntakeError, read_intake, submit
+from starter.queries import QueryError
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async, runtime
 
 T = TypeVar("T")
@@ -29,7 +31,7 @@ T = TypeVar("T")
 def _run(coro: Awaitable[T]) -> T:
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (IntakeError, ActionError) as err:
+    except (IntakeError, ActionError, QueryError) as err:
         _fail(str(err))
     except ApplicationError as err:
         _fail(err.message)
@@ -135,6 +137,44 @@ def show_cmd(petition: str) -> None:
             return await show_petition(await rt.client(), rt.sessions, workflow_id)
 
     _print(_run(go()))
+
+
+@main.command("list")
+@click.option("--unit", default=None, help="registered at, held by or responsible: a unit code")
+@click.option("--stage", type=click.Choice([s.value for s in Stage]), default=None)
+@click.option("--overdue", is_flag=True, help="only open cases past a deadline")
+@click.option("--category", type=click.Choice([c.value for c in Category]), default=None)
+@click.option("--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="registered on or after this Beijing date, YYYY-MM-DD")
+@click.option("--to", "date_to", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="registered on or before this Beijing date, YYYY-MM-DD")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def list_cmd(unit: str | None, stage: str | None, overdue: bool, category: str | None,
+             date_from: Any, date_to: Any, limit: int, fmt: str) -> None:
+    """Petitions from the read model, newest first, filtered."""
+    from pydantic import ValidationError
+
+    from starter.queries import PetitionFilter, list_petitions, petition_table, print_table
+
+    try:
+        where = PetitionFilter(
+            unit=unit, stage=stage, overdue=overdue, category=category, limit=limit,
+            registered_from=date_from.date() if date_from else None,
+            registered_to=date_to.date() if date_to else None)
+    except ValidationError as err:
+        _fail(err.errors()[0]["msg"].removeprefix("Value error, "))
+
+    async def go() -> list[dict[str, Any]]:
+        async with runtime() as rt:
+            return await list_petitions(rt.sessions, where)
+
+    rows = _run(go())
+    if fmt == "json":
+        _print(rows)
+    else:
+        print_table(petition_table(rows))
 
 
 @main.command("diagram")
