@@ -923,10 +923,14 @@ class PetitionWorkflow:
         names = clocks_to_start(row, holder is not None and holder.is_petition_bureau)
         await self._start_named(names, now)
 
-    async def _start_named(self, names: list[ClockName], at: datetime) -> None:
+    async def _start_named(self, names: list[ClockName], at: datetime,
+                           runs_on: bool = False) -> None:
+        """Start `names` at `at`; `runs_on`: `at` is a previous clock's due time, and the
+        new period is chained to it (counted from that clock's last day)."""
         wanted = [n for n in names if n in self._case.profile.clocks]
         if wanted:
-            requests = [ClockRequest(name=n, start=at, unit=self._clock_unit(n)) for n in wanted]
+            requests = [ClockRequest(name=n, start=at, unit=self._clock_unit(n), renew=runs_on)
+                        for n in wanted]
             self._install(await self._compute(requests))
 
     async def _renew_clocks(self, names: tuple[ClockName, ...], now: datetime) -> None:
@@ -1080,7 +1084,7 @@ class PetitionWorkflow:
         if last is None or last < clock.due_at - window:
             return False
         st.clocks.pop(clock.name)
-        await self._start_named([successor], clock.due_at)
+        await self._start_named([successor], clock.due_at, runs_on=True)
         return True
 
     async def _lapse(self, clock: Clock) -> None:
