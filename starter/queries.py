@@ -24,7 +24,7 @@ from workflows.petition import PetitionWorkflow
 
 BEIJING = ZoneInfo("Asia/Shanghai")  # dates on the command line are Beijing dates
 MAX_LIST = 1000
-QUERY_TIMEOUT = timedelta(seconds=5)
+QUERY_TIMEOUT = timedelta(seconds=3)  # a healthy worker answers in milliseconds
 
 
 class QueryError(ValueError):
