@@ -2,7 +2,8 @@
 
 1. Generate the legacy CSV (default 1,000,000 rows, 1% still open).
 2. Baseline: the same parsing and validation, then SQLAlchemy ORM `session.add_all`
-   in batches of 1,000 (petition, registration number, audit row, termination entry),
+   in batches of 1,000 (petition, registration number, its history in the audit trail,
+   termination entry: exactly the rows the importer writes),
    on a sample (default the first 20,000 rows) in a fresh database.
 3. The COPY import of the same sample in a fresh database (equal-size comparison).
 4. The COPY import of every row into the bench database `petitionflow_bench`, which the
@@ -73,10 +74,12 @@ async def orm_import(path: Path, engine: AsyncEngine,
             await session.flush()
             session.add_all(PetitionEvent(
                 petition_id=p.id, workflow_id=p.workflow_id,
-                idempotency_key=f"{p.workflow_id}:legacy-import", action="legacy_import",
+                idempotency_key=f"{p.workflow_id}:{seq}:{action}", seq=seq, action=action,
                 actor_id="legacy-import", actor_role="system", actor_unit=p.registered_unit,
-                to_stage=p.stage, accepted=True, detail={"source": path.name, "line": row[0]},
-                at=now) for p, row in zip(petitions, rows, strict=True))
+                from_stage=src, to_stage=dst, accepted=True,
+                detail={"imported_from": path.name, "line": row[0]}, at=at)
+                for p, row in zip(petitions, rows, strict=True)
+                for seq, action, at, src, dst in _history(row))
             session.add_all(TerminationEntry(
                 petition_id=p.id, matter_key=p.matter_key, registration_no=p.registration_no,
                 concluded_at=p.closed_at, concluded_by_unit=p.responsible_unit or p.holding_unit)
@@ -104,6 +107,20 @@ def _petition(row: tuple[Any, ...]) -> Petition:
         next_deadline=v["next_deadline"], overdue=v["overdue"], was_overdue=v["was_overdue"],
         extension_days=v["extension_days"], satisfaction=v["satisfaction"],
         reviewed=v["reviewed"], last_seq=v["last_seq"])
+
+
+def _history(row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The same audit rows the importer's SQL writes (see `_MOVE_SQL`)."""
+    v = {name: row[i] for name, i in _COL.items()}
+    steps = [(1, "register", v["registered_at"], None, "registered"),
+             (2, "accept", v["accepted_at"], "registered", "in_handling"),
+             (3, "reply", v["replied_at"], "in_handling", "replied"),
+             (4, "request_review", v["review_requested_at"], "replied", "under_review"),
+             (5, "review_opinion", v["review_replied_at"], "under_review", "review_replied"),
+             (6, "request_re_review", v["re_review_requested_at"], "review_replied",
+              "under_re_review"),
+             (v["last_seq"], v["closing_action"], v["closed_at"], v["closing_from"], "closed")]
+    return [s for s in steps if s[2] is not None]
 
 
 def _head(source: Path, target: Path, rows: int) -> Path:

@@ -1,12 +1,16 @@
 """`petition import FILE.csv`: historical petitions into the system of record, all or nothing.
 
-Every row is validated (pydantic, in chunks) and streamed into a temporary staging
-table with COPY (asyncpg `copy_records_to_table`) inside ONE transaction; only when
-every row passed are they moved with `INSERT ... SELECT` into `petitions`,
-`registration_numbers`, `petition_events` (one `legacy_import` audit row each) and
-`termination_registry` (cases concluded after re-review), and the per-unit
-registration counters are moved past the imported numbers. A bad row anywhere
-rolls everything back: the report lists each bad row by its line in the file.
+Rows are read and validated (pydantic) chunk by chunk in a worker thread; each valid
+chunk is COPYed (asyncpg `copy_records_to_table`) into a temporary staging table and
+moved with one `INSERT ... SELECT` statement into `petitions`, `registration_numbers`,
+`petition_events` (the transitions each case went through -- register, accept, reply,
+review ..., closing -- at their original times, under the workflow's own idempotency
+keys, so reports and `petition show` see the history), `termination_registry` (cases
+concluded after re-review) and the per-unit registration counters (moved past the
+imported numbers). The database moves chunk k while the thread validates chunk k+1.
+Everything runs in ONE transaction: the first bad row stops all writing, the rest of
+the file is still validated so that every bad row is reported with its line number,
+and the transaction rolls back -- nothing is imported.
 
 Open cases then start their workflows (`PetitionStart.carried`) with clocks whose
 absolute due times are computed from the ORIGINAL start times under the case's
@@ -221,6 +225,15 @@ def _inconsistencies(r: LegacyRecord, context: dict[str, Any]) -> list[str]:
         if needed and value is None:
             problems.append(f"{name} is required in stage {r.stage}"
                             + (f" ({r.outcome})" if r.outcome else ""))
+    chain = (("accepted_at", r.accepted_at), ("replied_at", r.replied_at),
+             ("review_requested_at", r.review_requested_at),
+             ("review_replied_at", r.review_replied_at),
+             ("re_review_requested_at", r.re_review_requested_at))
+    for (earlier, at_earlier), (later, at_later) in zip(chain, chain[1:], strict=False):
+        if at_later is not None and at_earlier is None:
+            problems.append(f"{later} needs {earlier}: the lifecycle has no shortcut")
+    if r.outcome in (Outcome.NOT_ACCEPTED, Outcome.DIVERTED) and r.accepted_at is not None:
+        problems.append(f"a case {r.outcome} was never accepted: accepted_at must be empty")
     if r.satisfaction is not None and r.replied_at is None:
         problems.append("satisfaction needs replied_at: a petitioner rates a reply")
     if r.transferred_at is not None and (r.stage is not Stage.REGISTERED
@@ -418,7 +431,9 @@ STAGING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("acceptance_due", "timestamptz"), ("handling_due", "timestamptz"),
     ("next_deadline", "timestamptz"), ("overdue", "boolean"), ("was_overdue", "boolean"),
     ("extension_days", "integer"), ("satisfaction", "text"), ("reviewed", "boolean"),
-    ("last_seq", "integer"),
+    ("last_seq", "integer"), ("review_requested_at", "timestamptz"),
+    ("review_replied_at", "timestamptz"), ("re_review_requested_at", "timestamptz"),
+    ("closing_action", "text"), ("closing_from", "text"),
 )
 STAGING = "legacy_import_staging"
 _PROFILE_INDEX = [n for n, _ in STAGING_COLUMNS].index("profile")
@@ -481,7 +496,9 @@ def prepare(line: int, r: LegacyRecord, directory: _Directory, deadlines: _Deadl
             handling_due = clocks[ClockName.HANDLING].due_at
         next_deadline = min((c.due_at for c in clocks.values()), default=None)
         overdue = any(c.overdue(now) for c in clocks.values())
-    milestones = len(_milestones(r)) + (1 if r.stage is Stage.CLOSED else 0)
+    steps = _milestones(r)
+    closing = _closing_action(r) if r.stage is Stage.CLOSED else None
+    milestones = len(steps) + (1 if closing else 0)
     return _Prepared(row=(
         line, r.intake_id, workflow_id_for(r.intake_id), r.registration_no, r.unit, holding,
         responsible, r.handler_id, r.channel.value, r.category.value, r.law_related,
@@ -491,8 +508,19 @@ def prepare(line: int, r: LegacyRecord, directory: _Directory, deadlines: _Deadl
         r.accepted_at, r.replied_at, r.closed_at, acceptance_due, handling_due, next_deadline,
         overdue, was_overdue or overdue, r.extension_days,
         r.satisfaction.value if r.satisfaction else None, r.review_requested_at is not None,
-        milestones,
+        milestones, r.review_requested_at, r.review_replied_at, r.re_review_requested_at,
+        closing.value if closing else None, steps[-1][3].value if closing else None,
     ), clocks=clocks)
+
+
+def _closing_action(r: LegacyRecord) -> Action:
+    """The transition that closed the case, as the workflow would have recorded it."""
+    if r.outcome is Outcome.RESOLVED:
+        return (Action.RE_REVIEW_WINDOW_LAPSED if r.review_replied_at
+                else Action.REVIEW_WINDOW_LAPSED)
+    return {Outcome.NOT_ACCEPTED: Action.DECLINE, Outcome.DIVERTED: Action.DIVERT,
+            Outcome.WITHDRAWN: Action.WITHDRAW,
+            Outcome.CONCLUDED: Action.RE_REVIEW_OPINION}[r.outcome]  # type: ignore[index]
 
 
 # ---------------------------------------------------------------- reading
@@ -887,12 +915,26 @@ _MOVE_SQL = f"""
         WHERE NOT EXISTS (SELECT 1 FROM registration_numbers r WHERE r.intake_id = n.intake_id
                           AND r.registration_no = n.registration_no)
     ), audit AS (
+        -- The transitions the workflow would have recorded, at their original times and
+        -- under the same idempotency keys, so reports and `petition show` see the history.
         INSERT INTO petition_events (petition_id, workflow_id, idempotency_key, seq, action,
             actor_id, actor_role, actor_unit, from_stage, to_stage, accepted, detail, at)
-        SELECT n.id, n.workflow_id, n.workflow_id || ':legacy-import', NULL, 'legacy_import',
-            '{IMPORT_ACTOR_ID}', 'system', n.registered_unit, NULL, n.stage, true,
-            jsonb_build_object('source', $1::text, 'line', s.line), now()
+        SELECT n.id, n.workflow_id, n.workflow_id || ':' || m.seq || ':' || m.action, m.seq,
+            m.action, '{IMPORT_ACTOR_ID}', 'system', n.registered_unit, m.from_stage,
+            m.to_stage, true,
+            jsonb_build_object('imported_from', $1::text, 'line', s.line), m.at
         FROM new n JOIN {STAGING} s USING (intake_id)
+        CROSS JOIN LATERAL (VALUES
+            (1, 'register', s.registered_at, NULL, 'registered'),
+            (2, 'accept', s.accepted_at, 'registered', 'in_handling'),
+            (3, 'reply', s.replied_at, 'in_handling', 'replied'),
+            (4, 'request_review', s.review_requested_at, 'replied', 'under_review'),
+            (5, 'review_opinion', s.review_replied_at, 'under_review', 'review_replied'),
+            (6, 'request_re_review', s.re_review_requested_at, 'review_replied',
+             'under_re_review'),
+            (s.last_seq, s.closing_action, s.closed_at, s.closing_from, 'closed')
+        ) AS m(seq, action, at, from_stage, to_stage)
+        WHERE m.at IS NOT NULL
     ), concluded AS (
         INSERT INTO termination_registry (petition_id, matter_key, registration_no,
             concluded_at, concluded_by_unit)

@@ -97,7 +97,21 @@ async def test_small_csv_imports_closed_history_into_the_system_of_record(
     assert first.acceptance_due == load_profile("national").deadline(
         ClockName.ROUTING, datetime.fromisoformat(rows[0]["received_at"]), WorkingCalendar())
     assert stored[concluded["intake_id"]].reviewed is True
-    assert sorted(e.action for e in events) == ["legacy_import"] * 3
+    # The history is in the audit trail at its original times, keyed as the workflow keys it.
+    trail = sorted((e.seq, e.action, e.at, e.idempotency_key) for e in events
+                   if e.workflow_id == first.workflow_id)
+    assert [(seq, action) for seq, action, _, _ in trail] == [
+        (1, "register"), (2, "accept"), (3, "reply"), (4, "review_window_lapsed")]
+    assert [at for _, _, at, _ in trail] == [datetime.fromisoformat(rows[0][k]) for k in (
+        "received_at", "accepted_at", "replied_at", "closed_at")]
+    assert trail[1][3] == f"{first.workflow_id}:2:accept" and first.last_seq == 4
+    concluded_trail = [e.action for e in sorted(events, key=lambda e: e.seq or 0)
+                       if e.workflow_id == f"petition-{concluded['intake_id']}"]
+    assert concluded_trail == ["register", "accept", "reply", "request_review",
+                               "review_opinion", "request_re_review", "re_review_opinion"]
+    declined = [e.action for e in sorted(events, key=lambda e: e.seq or 0)
+                if e.workflow_id == f"petition-{own_format['intake_id']}"]
+    assert declined == ["register", "decline"]
     assert await _count(sessions, TerminationEntry, TerminationEntry.registration_no,
                         [concluded["registration_no"]]) == 1
     assert await _count(sessions, RegistrationNumber, RegistrationNumber.intake_id,
