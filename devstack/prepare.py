@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from devstack.browser import ensure_chromium
 from devstack.temporal_cli import ProvisioningError, resolve_temporal_cli, resolve_test_server
 
 
@@ -25,6 +26,7 @@ def main() -> int:
     try:
         _timed("Temporal CLI", resolve_temporal_cli)
         _timed("Time-skipping test server", resolve_test_server)
+        _timed("Chromium (Web UI browser test)", ensure_chromium)
     except ProvisioningError as error:
         print(f"devstack.prepare: {error}", file=sys.stderr)
         return 1
