@@ -267,11 +267,10 @@ def _petition_unit() -> ColumnElement[str]:
     return func.coalesce(P.c.responsible_unit, P.c.holding_unit)
 
 
-def _own_cases() -> list[Any]:
+def _own_cases() -> ColumnElement[bool]:
     """A repeat visit attached to an open case is counted on that case (`repeat_visits`),
     never as a petition of its own (migration 0002, `petitions.attached_to`)."""
-    attached = P.c.get("attached_to")
-    return [] if attached is None else [attached.is_(None)]
+    return P.c.attached_to.is_(None)
 
 
 def _local_date(ts: Any) -> Any:
@@ -296,7 +295,7 @@ def _cohort_query(tree: Any, period: ReportPeriod, as_of: datetime) -> Any:
                P.c.acceptance_due, P.c.handling_due, P.c.replied_at, P.c.satisfaction,
                P.c.reviewed, P.c.repeat_of, P.c.repeat_visits)
         .where(P.c.registered_at >= period.start, P.c.registered_at < period.end,
-               _petition_unit().in_(in_tree), *_own_cases())
+               _petition_unit().in_(in_tree), _own_cases())
         .cte("cohort")
     )
     ev = (

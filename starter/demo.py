@@ -616,7 +616,7 @@ async def run_demo(client: Client, sessions: async_sessionmaker[AsyncSession],
 
     log(f"demo run {run}: registering {count} petitions (seed {seed}) ...")
     await _all(one(c) for c in cases)
-    summary = await _summarise(sessions, run, cases)
+    summary = await _summarise(sessions, run)
     return DemoSummary(
         run=run, seed=seed, submitted=sum(1 for c in cases if c.workflow_id),
         fates=Counter(c.fate.value for c in cases), actions=staff.actions,
@@ -635,36 +635,31 @@ async def _all(coroutines: Any) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _summarise(sessions: async_sessionmaker[AsyncSession], run: str,
-                     cases: list[DemoCase]) -> dict[str, Any]:
+async def _summarise(sessions: async_sessionmaker[AsyncSession], run: str) -> dict[str, Any]:
     """Counts from the system of record for this run's petitions."""
     prefix = f"demo-{run}-%"
-    attached_col = Petition.__table__.c.get("attached_to")
+    attached = Petition.attached_to.is_not(None)
     async with sessions() as session:
         rows = (await session.execute(
-            select(Petition.stage, Petition.outcome,
-                   (attached_col.is_not(None) if attached_col is not None else False),
-                   func.count())
+            select(Petition.stage, Petition.outcome, attached, func.count())
             .where(Petition.intake_id.like(prefix))
-            .group_by(Petition.stage, Petition.outcome,
-                      *([attached_col.is_not(None)] if attached_col is not None else [])))).all()
+            .group_by(Petition.stage, Petition.outcome, attached))).all()
         escalated = dict((await session.execute(
             select(Escalation.level, func.count(distinct(Escalation.petition_id)))
             .join(Petition, Petition.id == Escalation.petition_id)
             .where(Petition.intake_id.like(prefix)).group_by(Escalation.level))).all())
     by_stage: Counter[str] = Counter()
     by_outcome: Counter[str] = Counter()
-    attached = 0
+    repeat_visits = 0
     for stage, outcome, is_attached, n in rows:
-        if is_attached:
-            attached += n
+        if is_attached:  # a repeat visit, counted on the open case it attached to
+            repeat_visits += n
             continue
         by_stage[stage] += n
         if outcome:
             by_outcome[outcome] += n
-    if attached_col is None:  # before migration 0002 a repeat visit leaves no row
-        attached = sum(1 for c in cases if c.fate is Fate.REPEAT)
-    return {"by_stage": dict(by_stage), "by_outcome": dict(by_outcome), "attached": attached,
+    return {"by_stage": dict(by_stage), "by_outcome": dict(by_outcome),
+            "attached": repeat_visits,
             "overdue": int(escalated.get(1, 0)), "escalated_level2": int(escalated.get(2, 0))}
 
 

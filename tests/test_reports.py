@@ -171,6 +171,9 @@ async def _build(ds: DataSet) -> None:
     ds.escalation(late, "acceptance", 1, bj(2025, 3, 21))
     await ds.payment(late, 1, "1000.50", 1, bj(2025, 3, 28))
     await ds.payment(late, 2, "2000.00", 2, bj(2025, 3, 29))
+    # A1: a repeat visit on an open matter, attached to that case: not a petition of its own.
+    await ds.petition("A1", bj(2025, 3, 6, 9), stage="closed", repeat_of="EARLIER-2024-000002",
+                      attached_to="petition-some-open-case", closed_at=bj(2025, 3, 6, 9))
     # A: undecided, its deadline passed before the report: a miss.
     missed = await ds.petition("A", bj(2025, 3, 10, 9), acceptance_due=bj(2025, 3, 26),
                                repeat_visits=2)
