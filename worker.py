@@ -6,6 +6,7 @@ Run `python worker.py`; SIGINT/SIGTERM finish in-flight tasks and stop cleanly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -28,6 +29,7 @@ from domain.persistence.engine import (
     session_maker,
 )
 from domain.settings import Settings, get_settings
+from security.codec import EncryptionCodec, KeyRing, keyring_from_settings
 from workflows.petition import PetitionWorkflow
 
 log = logging.getLogger("petitionflow.worker")
@@ -37,8 +39,16 @@ log = logging.getLogger("petitionflow.worker")
 PASSTHROUGH = ("domain", "activities", "pydantic", "pydantic_core", "sqlalchemy", "holidays")
 
 
-def data_converter() -> DataConverter:
-    return pydantic_data_converter
+def data_converter(keyring: KeyRing | None = None) -> DataConverter:
+    """Pydantic JSON, then AES-GCM (security/codec.py): every payload and failure
+    message Temporal stores is encrypted. Keys from settings unless `keyring` is given
+    (the replay tests' own key)."""
+    ring = keyring or keyring_from_settings(get_settings())
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec(ring),
+        # Failure messages and stack traces can quote personal data (a validation error
+        # echoes its input): they are encrypted too.
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 async def connect(settings: Settings, converter: DataConverter | None = None) -> Client:

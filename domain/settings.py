@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = 100
     max_concurrent_workflow_tasks: int = 100
     max_cached_workflows: int = 1000
+    # Payload encryption (security/codec.py). `k1:<base64 32 bytes>,k2:...`; unset in
+    # development, where a key is generated once into `codec_key_file`.
+    codec_keys: str | None = None
+    codec_active_key: str | None = None
+    codec_key_file: Path = PROJECT_ROOT / ".data" / "codec-keys"
+    # The codec server the Web UI decodes through (`petition codec-server`).
+    codec_server_token: str | None = None
+    codec_server_token_file: Path = PROJECT_ROOT / ".data" / "codec-server-token"
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = 8081
+    codec_server_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
 
 
 @lru_cache(maxsize=1)

@@ -206,3 +206,7 @@ from starter.report_cmd import demo_cmd, report_cmd, views_cmd  # noqa: E402 - s
 main.add_command(report_cmd)
 main.add_command(views_cmd)
 main.add_command(demo_cmd)
+
+from security.cli import codec_server_cmd  # noqa: E402 - the Web UI's codec endpoint
+
+main.add_command(codec_server_cmd)

@@ -1,0 +1,1 @@
+"""Personal data protection: the payload codec, its codec server, actor identity checks."""

@@ -1,0 +1,26 @@
+"""`petition codec-server`: the authenticated codec endpoint for the Temporal Web UI."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("codec-server")
+@click.option("--host", default=None, help="interface to bind (default: settings, 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default: settings, 8081)")
+def codec_server_cmd(host: str | None, port: int | None) -> None:
+    """Serve POST /encode and /decode so the Web UI shows decrypted payloads.
+
+    Requires a Bearer token (PETITION_CODEC_SERVER_TOKEN, or a development token
+    generated into .data/codec-server-token). Start the dev server with
+    `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081/<token>`.
+    """
+    from domain.settings import get_settings
+    from security.codec import CodecKeyError
+    from security.codec_server import CodecServerError, run_from_settings
+
+    try:
+        run_from_settings(get_settings(), host=host, port=port, announce=click.echo)
+    except (CodecKeyError, CodecServerError, OSError) as err:
+        click.echo(f"error: {err}", err=True)
+        raise SystemExit(2) from None

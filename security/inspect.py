@@ -1,0 +1,69 @@
+"""Looking at what Temporal actually stores: every Payload inside a history, raw."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+
+from security.codec import ENCODING as ENCRYPTED
+
+
+def walk_payloads(message: Message, *, skip: frozenset[str] = frozenset()) -> Iterator[Payload]:
+    """Every `Payload` nested anywhere in `message` (events, failures, maps, metadata),
+    except under fields named in `skip` (e.g. `search_attributes`, never encrypted)."""
+    for field, value in message.ListFields():
+        if field.message_type is None or field.name in skip:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            entries = value.values()
+            if field.message_type.fields_by_name["value"].message_type is None:
+                continue
+            items: list[Message] = list(entries)
+        elif isinstance(value, Message):
+            items = [value]
+        else:  # a repeated field
+            items = list(value)
+        for item in items:
+            if isinstance(item, Payload):
+                yield item
+            else:
+                yield from walk_payloads(item, skip=skip)
+
+
+# The SDK's own bookkeeping in a local-activity marker (`details["data"]`): ids, times and
+# attempt counters written by the SDK core itself, outside any codec. No case data.
+LOCAL_ACTIVITY_MARKER_KEYS = frozenset({
+    "seq", "attempt", "activity_id", "activity_type", "complete_time", "backoff",
+    "original_schedule_time", "activation_index"})
+
+
+def _sdk_bookkeeping(event: Message) -> list[Payload]:
+    attrs = getattr(event, "marker_recorded_event_attributes", None)
+    if attrs is None or not event.HasField("marker_recorded_event_attributes"):
+        return []
+    data = attrs.details.get("data")
+    found = []
+    for payload in (data.payloads if data is not None else []):
+        try:
+            keys = set(json.loads(payload.data))
+        except (ValueError, TypeError):
+            continue
+        if payload.metadata.get("encoding") == b"json/plain" and \
+                keys <= LOCAL_ACTIVITY_MARKER_KEYS:
+            found.append(payload)
+    return found
+
+
+def clear_payloads(events: Iterable[Message]) -> list[tuple[Message, Payload]]:
+    """Payloads stored unencrypted, besides search attributes (never encrypted, hold no
+    personal data) and the SDK's local-activity bookkeeping: should be none."""
+    clear = []
+    for event in events:
+        bookkeeping = _sdk_bookkeeping(event)
+        for payload in walk_payloads(event, skip=frozenset({"search_attributes"})):
+            if payload.metadata.get("encoding") != ENCRYPTED and payload not in bookkeeping:
+                clear.append((event, payload))
+    return clear
