@@ -282,6 +282,19 @@ async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) 
         await asyncio.sleep(0.05)
 
 
+async def finished(handle: WorkflowHandle[Any, Any], within: float = 15.0) -> PetitionStatus:
+    """The status of a workflow that has completed (its queries still answer).
+
+    Read from the history, not `describe()`: the Java test server keeps an unset Datetime
+    search attribute (NextDeadline of a closed case) as a null the client cannot decode."""
+    async def done() -> bool:
+        events = [e.event_type async for e in handle.fetch_history_events()]
+        return events[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+
+    assert await eventually(done, within), f"{handle.id} is still running"
+    return await handle.query(PetitionWorkflow.status)
+
+
 async def raw_pg(db_url: str) -> asyncpg.Connection:
     url = make_url(db_url)
     return await asyncpg.connect(database=url.database, user=url.username or "postgres",

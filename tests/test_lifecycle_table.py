@@ -28,6 +28,7 @@ from tests.lifecycle_helpers import (
     Case,
     clock,
     clock_names,
+    finished,
     sleep_until,
     wrong_role,
 )
@@ -217,7 +218,7 @@ async def test_window_lapse_row(row: Transition, ts_env, running_worker, petitio
         await sleep_until(ts_env, window.due_at - timedelta(seconds=1))
         assert (await case.refresh()).stage is from_stage
         await ts_env.sleep(timedelta(seconds=2))
-        status = await case.handle.result()
+        status = await finished(case.handle)
         expected_stage, outcome = EXPECTED_MOVE[row.action]
         assert (status.stage, status.outcome, status.clocks) == (expected_stage, outcome, [])
         entry = (await case.handle.query(PetitionWorkflow.timeline))[-1]

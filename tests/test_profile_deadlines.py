@@ -24,6 +24,7 @@ from tests.lifecycle_helpers import (
     Case,
     clock,
     clock_names,
+    finished,
     sleep_until,
 )
 
@@ -94,7 +95,7 @@ async def _fires_at(case: Case, profile: DeadlineProfile, name: ClockName,
         assert fired.overdue and fired.level == 1
         assert status.overdue and status.escalation_level >= 1
     elif name in LAPSE_ACTIONS:
-        status = await case.handle.result()
+        status = await finished(case.handle)
         assert (status.stage, status.outcome) == (Stage.CLOSED, Outcome.RESOLVED)
     else:  # the transfer objection window closes: the transfer stands
         status = await case.refresh()

@@ -882,7 +882,7 @@ class PetitionWorkflow:
                 concluded_at=now, unit=command.actor.unit),
                 f"{row.action}: enter the termination registry")
         if Effect.NOTICE_PETITIONER in row.effects:
-            await self._notify_petitioner(row.action, now)
+            await self._notify_petitioner(row.action, now, _notice_text(command, self._case))
         if Effect.NOTICE_RECEIVING_UNIT in row.effects:
             await self._notify("unit", st.holding_unit, row.action, now)
         if Effect.NOTICE_REVIEW_ORGAN in row.effects:
@@ -1227,14 +1227,15 @@ class PetitionWorkflow:
             values["closed_at"] = _iso(now)
         return values
 
-    async def _notify_petitioner(self, action: Action | str, now: datetime) -> None:
-        await self._notify("petitioner", self._case.registration_no, action, now)
+    async def _notify_petitioner(self, action: Action | str, now: datetime,
+                                 text: str | None = None) -> None:
+        await self._notify("petitioner", self._case.registration_no, action, now, text=text)
 
     async def _notify(self, kind: str, recipient: str, action: Action | str, now: datetime,
-                      about: Clock | None = None) -> None:
+                      about: Clock | None = None, text: str | None = None) -> None:
         st = self._case
         what = (f"{CLOCK_TITLES[about.name]} due {_beijing(about.due_at)} ({about.article})"
-                if about else str(action))
+                if about else str(action) + (f": {text}" if text else ""))
         key = f"{st.workflow_id}:{st.seq}:notice:{kind}:{recipient}:{action}"
         if about is not None:
             key += f":{about.name}:{about.due_at.isoformat()}"
@@ -1372,6 +1373,24 @@ def _compact_notes(st: CaseState) -> None:
     if excess > 0:
         drop = set(minor[:excess])
         st.timeline = [e for i, e in enumerate(st.timeline) if i not in drop]
+
+
+def _notice_text(command: Command, st: CaseState) -> str | None:
+    """What the written notice must tell the petitioner besides the action itself."""
+    if isinstance(command, DecideExtension):
+        granted = (f"extended by {st.extension_days} days" if command.approved
+                   else "not extended")
+        return f"the handling period is {granted}; reason: {command.reason_to_petitioner}"
+    if isinstance(command, Decline):
+        cited = f" (concluded case {command.concluded_case})" if command.concluded_case else ""
+        return f"not accepted, {command.reason.value.replace('_', ' ')}{cited}: " \
+               f"{command.explanation}"
+    if isinstance(command, Divert):
+        return f"to be handled by {command.organ} ({command.track.value.replace('_', ' ')}): " \
+               f"{command.explanation}"
+    if isinstance(command, Transfer):
+        return f"transferred to {command.to_unit}"
+    return None
 
 
 def _summary(action: Action, detail: dict[str, Any]) -> str:
