@@ -6,6 +6,8 @@ deadline is computed once, when its clock starts, and kept as an absolute time.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import activity
 
 from domain.calendar import WorkingCalendar
@@ -27,6 +29,7 @@ class DeadlineCalculator:
         if policy is None:
             return None  # this profile does not run that clock
         cal = self._calendar
+        due: datetime | None
         if request.extend_by is not None:
             due = profile.extended_deadline(request.name, request.start, request.extend_by, cal)
         elif request.renew:
