@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
@@ -30,7 +30,7 @@ def refuse(rule: str, message: str) -> ApplicationError:
                             non_retryable=True)
 
 
-def sqlstate(err: IntegrityError) -> str | None:
+def sqlstate(err: DBAPIError) -> str | None:
     return getattr(err.orig, "sqlstate", None)
 
 
@@ -47,6 +47,17 @@ def integrity_refusal(err: IntegrityError, what: str) -> ApplicationError:
         return refuse("integrity", f"{what} conflicts with an existing record "
                       f"({constraint}): {detail}")
     return refuse("integrity", f"{what} breaks {constraint}: {detail}")
+
+
+def is_data_exception(err: DBAPIError) -> bool:
+    """SQLSTATE class 22: a value a column cannot hold (too long, out of range)."""
+    return (sqlstate(err) or "").startswith("22")
+
+
+def data_refusal(err: DBAPIError, what: str) -> ApplicationError:
+    """A data exception recurs on every retry: a refusal naming it."""
+    detail = str(err.orig).splitlines()[0] if err.orig is not None else str(err)
+    return refuse("data", f"{what}: {detail}")
 
 
 async def advisory_lock(session: AsyncSession, name: str) -> None:
@@ -70,7 +81,8 @@ async def write_once(
 
     A concurrent duplicate loses on the unique key, rolls back and reads the winner.
     Any other integrity violation (a missing petition or unit, a clash on another
-    unique column, a check constraint) would recur on every retry: it is refused.
+    unique column, a check constraint), or a value a column cannot hold, would recur on
+    every retry: it is refused.
     """
     async with sessions() as session:
         existing = await find_by_key(session, model, key)
@@ -83,6 +95,10 @@ async def write_once(
         except IntegrityError as err:
             await session.rollback()
             violation = err
+        except DBAPIError as err:
+            if is_data_exception(err):
+                raise data_refusal(err, f"{model.__tablename__} write {key}") from None
+            raise  # the connection, a deadlock, a timeout: worth a retry
     async with sessions() as session:
         existing = await find_by_key(session, model, key)
         if existing is not None:

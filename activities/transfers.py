@@ -19,9 +19,14 @@ DIVERSION_ORGAN_KINDS = frozenset({"court", "procuratorate", "public_security",
                                    "party_committee"})
 
 
-def order_number(kind: str, registration_no: str, seq: int) -> str:
-    """Unique because the registration number is: `ZS-QS-XFJ-2026-000012-3`."""
-    return f"{ORDER_PREFIX[kind]}-{registration_no}-{seq}"
+ORDER_NO_MAX = 64  # transfer_orders.order_no
+
+
+def order_number(kind: str, registration_no: str, petition_id: int, seq: int) -> str:
+    """Unique because the registration number is: `ZS-QS-XFJ-2026-000012-3`. A unit code
+    too long for that falls back to the petition's id (`ZS-P42-3`), unique just the same."""
+    number = f"{ORDER_PREFIX[kind]}-{registration_no}-{seq}"
+    return number if len(number) <= ORDER_NO_MAX else f"{ORDER_PREFIX[kind]}-P{petition_id}-{seq}"
 
 
 class TransferDesk:
@@ -48,7 +53,7 @@ class TransferDesk:
             raise refuse("divert", f"{to_unit.code} is a {to_unit.kind}, not a competent organ "
                          "for a statutory procedure")
         key = f"{order.workflow_id}:{order.seq}:{order.kind}"
-        number = order_number(order.kind, registration_no, order.seq)
+        number = order_number(order.kind, registration_no, order.petition_id, order.seq)
 
         async def write(session: AsyncSession) -> TransferOrderResult:
             session.add(TransferOrder(

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
 from activities.registry import reserve_registration_no
+from activities.transfers import order_number
 from domain.case import (
     AssistanceApplicationInput,
     AssistanceDecisionInput,
@@ -266,6 +267,22 @@ async def test_notice_for_a_missing_petition_is_a_refusal(desks):
     with pytest.raises(ApplicationError, match="does not exist") as refused:
         await run(desks.notices.send_notice, notice)
     assert refused.value.non_retryable
+
+
+async def test_a_value_too_long_for_its_column_is_a_refusal_not_a_retry(desks, sessions):
+    key = f"test:{uuid.uuid4().hex}"
+    notice = NoticeInput(idempotency_key=key, petition_id=None, recipient_kind="unit",
+                         recipient_ref="X" * 300, template="x", body="x", at=NOW)
+    with pytest.raises(ApplicationError, match=r"refused \[data\]") as refused:
+        await run(desks.notices.send_notice, notice)
+    assert refused.value.non_retryable
+    assert await count(sessions, Notice, Notice.idempotency_key == key) == 0
+
+
+def test_work_order_numbers_fit_their_column_whatever_the_unit_code():
+    assert order_number("transfer", "QS-XFJ-2026-000012", 42, 3) == "ZS-QS-XFJ-2026-000012-3"
+    long_unit = f"{'U' * 60}-2026-000012"
+    assert order_number("diversion", long_unit, 42, 3) == "FL-P42-3"
 
 
 # ------------------------------------------------------- hearings, assistance, escalation
