@@ -31,9 +31,15 @@ Indexes these queries rely on (a 1,000,000-petition table)
 * `ix_petitions_registered_at` (exists): the cohort is a range scan on `registered_at`;
 * `ix_petition_events_workflow (workflow_id, at)` (exists): first decision / reply /
   result per cohort petition;
-* recommended, not yet in a migration: `escalations (escalated_at)`, `escalations
-  (petition_id)`, `assistance_payments (paid_at)`, `hearings (starts_at)`: without them
-  the three activity queries scan those (much smaller) tables once per report.
+* `ix_escalations_petition (petition_id)` (migration 0002): missed acceptance deadlines;
+* `ix_hearings_time (starts_at, ends_at)` (migration 0002): hearings held in the period;
+* recommended, not yet in a migration: `escalations (escalated_at)` and
+  `assistance_payments (paid_at)`; without them the overdue / level-2 and assistance
+  figures scan those two (much smaller) tables once per report.
+
+Measured on 1,000,000 petitions (2.2 M events, 0.6 M escalations; 2 busy cores, embedded
+PostgreSQL), province bureau subtree: a month 0.2 s, a year 1.5 s; with the two
+recommended indexes 0.07 s and 1.0 s. A 12-month trend chart is twelve such reports.
 """
 
 from __future__ import annotations
@@ -290,10 +296,18 @@ def _end_of_local_day_after(ts: Any, interval: str) -> Any:
 def _cohort_query(tree: Any, period: ReportPeriod, as_of: datetime) -> Any:
     unit = _petition_unit().label("unit")
     in_tree = select(tree.c.code).scalar_subquery()
+    # The earliest acceptance / routing deadline this case missed (escalated), if any: a
+    # correlated lookup on ix_escalations_petition, so the cost follows the cohort, not the
+    # escalations table.
+    missed_due = (
+        select(func.min(X.c.due_at))
+        .where(X.c.petition_id == P.c.id, X.c.clock.in_(_values(ACCEPTANCE_CLOCKS)))
+        .scalar_subquery().label("missed_due")
+    )
     cohort = (
         select(P.c.id, P.c.workflow_id, unit, P.c.stage, P.c.profile, P.c.received_at,
                P.c.acceptance_due, P.c.handling_due, P.c.replied_at, P.c.satisfaction,
-               P.c.reviewed, P.c.repeat_of, P.c.repeat_visits)
+               P.c.reviewed, P.c.repeat_of, P.c.repeat_visits, missed_due)
         .where(P.c.registered_at >= period.start, P.c.registered_at < period.end,
                _petition_unit().in_(in_tree), _own_cases())
         .cte("cohort")
@@ -310,13 +324,6 @@ def _cohort_query(tree: Any, period: ReportPeriod, as_of: datetime) -> Any:
         .group_by(E.c.workflow_id)
         .cte("ev")
     )
-    missed = (
-        select(X.c.petition_id, func.min(X.c.due_at).label("missed_due"))
-        .select_from(X.join(cohort, cohort.c.id == X.c.petition_id))
-        .where(X.c.clock.in_(_values(ACCEPTANCE_CLOCKS)))
-        .group_by(X.c.petition_id)
-        .cte("missed")
-    )
     c = cohort.c
     procuratorate = c.profile == PROCURATORATE_PROFILE
     still_open = c.stage != Stage.CLOSED.value
@@ -332,7 +339,7 @@ def _cohort_query(tree: Any, period: ReportPeriod, as_of: datetime) -> Any:
             c.unit,
             func.count().label("registered"),
             n(and_(decided, ev.c.decided_at <= c.acceptance_due,
-                   or_(missed.c.missed_due.is_(None), missed.c.missed_due >= ev.c.decided_at))
+                   or_(c.missed_due.is_(None), c.missed_due >= ev.c.decided_at))
               ).label("accept_timely"),
             n(and_(c.acceptance_due.is_not(None),
                    or_(decided, and_(c.stage == Stage.REGISTERED.value,
@@ -356,8 +363,7 @@ def _cohort_query(tree: Any, period: ReportPeriod, as_of: datetime) -> Any:
             n(or_(c.repeat_of.is_not(None), c.repeat_visits > 0)).label("repeats"),
             n(still_open).label("open_cases"),
         )
-        .select_from(cohort.outerjoin(ev, ev.c.workflow_id == c.workflow_id)
-                     .outerjoin(missed, missed.c.petition_id == c.id))
+        .select_from(cohort.outerjoin(ev, ev.c.workflow_id == c.workflow_id))
         .group_by(c.unit)
     )
 
