@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
@@ -49,6 +50,7 @@ from domain.policy import load_profile
 from starter.intake import workflow_id_for
 from tests.conftest import make_intake
 from tests.desk_helpers import beijing, count, hearing_day, register, run
+from workflows.petition import PetitionWorkflow
 
 HANDLER = Actor(id="qs-xfj-h1", role=Role.HANDLER, unit="QS-XFJ")
 LEADER = Actor(id="QS-LDR1", role=Role.LEADER, unit="QS-XFJ")
@@ -359,3 +361,35 @@ async def test_escalate_twice_records_and_notifies_once(desks, sessions):
     async with sessions() as session:
         row = await session.get(Petition, reg.petition_id)
         assert row is not None and row.overdue and row.escalation_level == 1
+
+
+# ---------------------------------------------------------- infrastructure errors retry
+
+
+class DatabaseDownTwice:
+    """A session maker whose first two sessions fail as if PostgreSQL were unreachable."""
+
+    def __init__(self, sessions) -> None:
+        self._sessions = sessions
+        self.failures = 0
+
+    def __call__(self):
+        if self.failures < 2:
+            self.failures += 1
+            raise ConnectionRefusedError("could not connect to PostgreSQL")
+        return self._sessions()
+
+
+async def test_an_infrastructure_error_is_retried_by_temporal_and_registers_once(
+        dev_env, running_worker, petitions, sessions):
+    flaky = DatabaseDownTwice(sessions)
+    intake = make_intake()
+    async with running_worker(dev_env.client, build_desks(flaky)):
+        handle = await petitions.start(dev_env, intake)
+        status = await handle.query(PetitionWorkflow.status)
+    assert flaky.failures == 2 and status.stage is Stage.REGISTERED
+    assert await count(sessions, Petition, Petition.intake_id == intake.intake_id) == 1
+    attempts = [e.activity_task_started_event_attributes.attempt
+                async for e in handle.fetch_history_events()
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
+    assert attempts[0] == 3  # register_petition: two failures, then the write
