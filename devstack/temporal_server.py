@@ -40,8 +40,12 @@ async def start_dev_server(
     ui: bool = True,
     ui_port: int | None = None,
     data_converter: DataConverter = DataConverter.default,
+    ui_codec_endpoint: str | None = None,
 ) -> WorkflowEnvironment:
     """Start a Temporal CLI dev server with the petition search attributes registered.
+
+    `ui_codec_endpoint` points the Web UI at a codec server (security/codec_server.py)
+    that decrypts payloads for it; without one the UI shows them encrypted.
 
     With a `db_filename` the server keeps its state in that SQLite file, so open petitions
     survive a restart; None keeps everything in memory. Re-registering the same search
@@ -59,11 +63,14 @@ async def start_dev_server(
         search_attributes=ALL_KEYS,
         dev_server_existing_path=cli,
         dev_server_database_filename=db_filename,
+        dev_server_extra_args=["--ui-codec-endpoint", ui_codec_endpoint]
+        if ui_codec_endpoint else [],
     )
 
 
 async def start_project_dev_server(
     data_converter: DataConverter = DataConverter.default,
+    ui_codec_endpoint: str | None = None,
 ) -> WorkflowEnvironment:
     """The server `petition dev` runs: well-known ports, state in `<project>/.data/temporal.db`."""
     return await start_dev_server(
@@ -72,6 +79,7 @@ async def start_project_dev_server(
         ui=True,
         ui_port=DEV_UI_PORT,
         data_converter=data_converter,
+        ui_codec_endpoint=ui_codec_endpoint,
     )
 
 

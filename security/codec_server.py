@@ -211,3 +211,18 @@ def run_from_settings(settings: Any, *, host: str | None = None, port: int | Non
         pass
     finally:
         server.close()
+
+
+def ui_codec_server(ui_port: int, *, keyring: Any = None, settings: Any = None,
+                    token: str | None = None, port: int = 0) -> CodecServer:
+    """A started codec server for a local Web UI on `ui_port` (tests, `petition dev`) with
+    the settings' keys (or `keyring`); a fresh random token unless one is given."""
+    from domain.settings import get_settings
+    from security.codec import keyring_from_settings
+
+    settings = settings or get_settings()
+    origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}",
+               *settings.codec_server_origins.split(",")]
+    codec = EncryptionCodec(keyring or keyring_from_settings(settings))
+    return CodecServer(codec, token or secrets.token_urlsafe(32), origins,
+                       host=settings.codec_server_host, port=port).start()

@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from devstack.temporal_server import DEV_UI_PORT, start_project_dev_server
 from domain.persistence.tables import Unit
+from security.codec_server import CodecServer
 from starter.intake import read_intake, submit
 from starter.runtime import (
     SAMPLE_DIRECTORY,
@@ -49,7 +50,9 @@ async def run_dev(samples: Path = SAMPLE_INTAKES) -> None:
         if not units:
             print("directory:", await load_directory_file(rt.sessions, SAMPLE_DIRECTORY), "units")
         print("starting the Temporal dev server (the first run may build the CLI) ...")
-        env = await start_project_dev_server(data_converter=data_converter())
+        codec = _codec_server(rt)
+        env = await start_project_dev_server(
+            data_converter=data_converter(), ui_codec_endpoint=codec.ui_endpoint if codec else None)
         async with env:
             worker = asyncio.create_task(run_worker(rt.settings, rt.sessions, env.client, stop))
             await asyncio.sleep(1)
@@ -59,3 +62,20 @@ async def run_dev(samples: Path = SAMPLE_INTAKES) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await stop.wait()
             await worker
+        if codec is not None:
+            codec.stop()
+
+
+def _codec_server(rt: Runtime) -> CodecServer | None:
+    """Payloads are encrypted: the Web UI reads them through the local codec server."""
+    from security.codec_server import server_token, ui_codec_server
+
+    try:
+        server = ui_codec_server(DEV_UI_PORT, settings=rt.settings,
+                                 port=rt.settings.codec_server_port,
+                                 token=server_token(rt.settings))
+    except OSError as err:
+        print(f"codec server not started ({err}): the Web UI will show payloads encrypted")
+        return None
+    print(f"codec server: {server.url} (the Web UI decrypts payloads through it)")
+    return server

@@ -67,12 +67,20 @@ def dev_ui_port() -> int:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
-    """The real Temporal CLI dev server (with its UI, for the browser test)."""
+    """The real Temporal CLI dev server (with its UI, for the browser test). Its UI decrypts
+    payloads through a codec server, as an authorized user's would."""
+    from security.codec_server import ui_codec_server
+
+    codec_server = ui_codec_server(dev_ui_port)
     with tempfile.TemporaryDirectory(prefix="petitionflow-temporal-") as tmp:
-        env = await start_dev_server(db_filename=str(Path(tmp) / "temporal.db"), ui=True,
-                                     ui_port=dev_ui_port, data_converter=data_converter())
-        async with env:
-            yield env
+        try:
+            env = await start_dev_server(db_filename=str(Path(tmp) / "temporal.db"), ui=True,
+                                         ui_port=dev_ui_port, data_converter=data_converter(),
+                                         ui_codec_endpoint=codec_server.ui_endpoint)
+            async with env:
+                yield env
+        finally:
+            codec_server.stop()
 
 
 @pytest.fixture(scope="session")
