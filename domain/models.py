@@ -6,21 +6,62 @@ and the pydantic data converter unchanged.
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import binascii
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_TEXT_CHARS = 20_000
 MAX_ATTACHMENTS = 20
 MAX_ATTACHMENT_BYTES = 512_000
+# Temporal refuses a payload over 2 MB (and warns above 512 KB); the intake travels whole as
+# the workflow input and again as the registration activity's input. So the largest valid
+# intake must serialise well under the limit: larger files go by reference, not inline.
+MAX_TOTAL_ATTACHMENT_BYTES = 640_000
+MAX_INTAKE_JSON_BYTES = 1_000_000
+# Dates outside this range are typos or attacks; far ones overflow deadline arithmetic.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+# PostgreSQL cannot store NUL; other control characters and lone surrogates have no
+# business in a letter and break JSON, logs and terminals. Tab and line breaks are fine.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _printable(value: str) -> str:
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise ValueError(f"contains the control character U+{ord(bad.group()):04X}")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    if value.tzinfo is not None and not EARLIEST <= value < LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y} and {LATEST:%Y}")
+    return value
+
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_printable),
+]
 LongText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS),
+    AfterValidator(_printable),
 ]
 
 
@@ -187,6 +228,18 @@ class Attachment(Strict):
     size_bytes: int = Field(ge=0, le=MAX_ATTACHMENT_BYTES)
     content_b64: str | None = Field(default=None, max_length=MAX_ATTACHMENT_BYTES * 4 // 3 + 4)
 
+    @model_validator(mode="after")
+    def _content_matches_size(self) -> Attachment:
+        if self.content_b64 is not None:
+            try:
+                content = base64.b64decode(self.content_b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("content_b64 is not valid base64") from None
+            if len(content) != self.size_bytes:
+                raise ValueError(f"content_b64 holds {len(content)} bytes, size_bytes says "
+                                 f"{self.size_bytes}")
+        return self
+
 
 class PetitionIntake(Strict):
     """What an intake system hands over. `intake_id` is its idempotency key."""
@@ -210,7 +263,25 @@ class PetitionIntake(Strict):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("received_at must carry a time zone, e.g. 2026-11-02T09:30:00+08:00")
-        return value
+        return _in_range(value)
+
+    @model_validator(mode="after")
+    def _safe_to_carry(self) -> PetitionIntake:
+        # The intake id becomes the workflow id, which no codec encrypts.
+        ident = self.intake_id.upper()
+        phone = re.sub(r"\D", "", self.petitioner.phone or "")
+        if self.petitioner.id_number.upper() in ident or (len(phone) >= 7 and phone in ident):
+            raise ValueError("intake_id must not contain the petitioner's ID number or phone: "
+                             "it becomes the workflow id, which is not encrypted")
+        total = sum(a.size_bytes for a in self.attachments)
+        if total > MAX_TOTAL_ATTACHMENT_BYTES:
+            raise ValueError(f"attachments total {total} bytes, more than "
+                             f"{MAX_TOTAL_ATTACHMENT_BYTES}: send large files by reference")
+        size = len(self.model_dump_json().encode())
+        if size > MAX_INTAKE_JSON_BYTES:
+            raise ValueError(f"the intake is {size} bytes serialised, more than "
+                             f"{MAX_INTAKE_JSON_BYTES} (Temporal's payload limit is 2 MB)")
+        return self
 
 
 # ------------------------------------------------------------------- action commands
@@ -220,7 +291,8 @@ class Command(Strict):
     """Every action carries its actor. `request_id` makes a client retry harmless."""
 
     actor: Actor
-    request_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # Printable ASCII: it is the Temporal update id and part of an audit-row key.
+    request_id: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")] | None = None
 
 
 class Accept(Command):
@@ -279,7 +351,7 @@ class ScheduleHearing(Command):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("starts_at must carry a time zone")
-        return value
+        return _in_range(value)
 
 
 class RecordHearing(Command):

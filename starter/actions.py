@@ -21,6 +21,7 @@ from domain.case import PetitionStatus
 from domain.lifecycle import TABLE
 from domain.models import Action, Actor, Command
 from domain.persistence.tables import Petition, PetitionEvent
+from security.identity import identity_refusal
 from starter.errors import describe_validation
 from workflows.petition import PetitionWorkflow
 
@@ -41,10 +42,10 @@ def signal_for(action: Action) -> Any:
 
 
 def parse_actor(text: str) -> Actor:
-    """`id:role:unit`, e.g. `qs-h1:handler:QS-HRSS`."""
+    """`id:role:unit`, e.g. `QS-HRSS.h1:handler:QS-HRSS` (ids as in the directory)."""
     parts = text.split(":")
     if len(parts) != 3:
-        raise ActionError("--actor must be ID:ROLE:UNIT, e.g. qs-h1:handler:QS-HRSS")
+        raise ActionError("--actor must be ID:ROLE:UNIT, e.g. QS-HRSS.h1:handler:QS-HRSS")
     try:
         return Actor.model_validate({"id": parts[0], "role": parts[1], "unit": parts[2]})
     except ValidationError as err:
@@ -63,6 +64,8 @@ def build_command(action_name: str, actor: Actor, data: str | None) -> tuple[Act
         payload = json.loads(data) if data else {}
     except json.JSONDecodeError as err:
         raise ActionError(f"--data is not valid JSON: {err.msg}") from None
+    except (RecursionError, ValueError) as err:  # nested too deep, a 5,000-digit number
+        raise ActionError(f"--data is not acceptable JSON ({type(err).__name__})") from None
     if not isinstance(payload, dict):
         raise ActionError("--data must be a JSON object")
     payload.setdefault("request_id", uuid.uuid4().hex)
@@ -88,6 +91,10 @@ async def resolve_workflow_id(sessions: async_sessionmaker[AsyncSession], ref: s
 async def take_action(client: Client, sessions: async_sessionmaker[AsyncSession],
                       workflow_id: str, action: Action, command: Command,
                       *, as_signal: bool = False) -> PetitionStatus | None:
+    refusal = await identity_refusal(sessions, command.actor)
+    if refusal is not None:  # the directory does not bear out the claimed role or unit
+        await record_refused(sessions, workflow_id, action, command, refusal, via="identity")
+        raise ActionError(refusal)
     handle = client.get_workflow_handle(workflow_id)
     if as_signal:
         await handle.signal(signal_for(action), command)
@@ -103,7 +110,8 @@ async def take_action(client: Client, sessions: async_sessionmaker[AsyncSession]
 
 
 async def record_refused(sessions: async_sessionmaker[AsyncSession], workflow_id: str,
-                         action: Action, command: Command, message: str) -> None:
+                         action: Action, command: Command, message: str,
+                         via: str = "update") -> None:
     key = f"{workflow_id}:client-refused:{command.request_id or uuid.uuid4().hex}"
     async with sessions() as session:
         petition_id = await session.scalar(
@@ -115,5 +123,5 @@ async def record_refused(sessions: async_sessionmaker[AsyncSession], workflow_id
             petition_id=petition_id, workflow_id=workflow_id, idempotency_key=key, seq=None,
             action=action.value, actor_id=command.actor.id, actor_role=command.actor.role,
             actor_unit=command.actor.unit, accepted=False, refusal=message,
-            detail={"via": "update"}, at=datetime.now(UTC)))
+            detail={"via": via}, at=datetime.now(UTC)))
         await session.commit()

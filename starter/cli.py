@@ -105,7 +105,7 @@ def submit_cmd(file: Path) -> None:
 @main.command("act")
 @click.argument("petition")
 @click.argument("action")
-@click.option("--actor", required=True, help="ID:ROLE:UNIT, e.g. qs-h1:handler:QS-HRSS")
+@click.option("--actor", required=True, help="ID:ROLE:UNIT, e.g. QS-HRSS.h1:handler:QS-HRSS")
 @click.option("--data", default=None, help="the action's payload as a JSON object")
 @click.option("--signal", "as_signal", is_flag=True, help="fire and forget (a Signal)")
 def act_cmd(petition: str, action: str, actor: str, data: str | None, as_signal: bool) -> None:

@@ -14,7 +14,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.registry import reserve_registration_no
 from domain.case import PetitionStart, PetitionStatus
 from domain.models import PetitionIntake
-from starter.errors import describe_validation
+from domain.policy import available_profiles
+from starter.errors import describe_validation, one_line
 from workflows.petition import PetitionWorkflow
 
 
@@ -31,12 +32,25 @@ def parse_intake(text: str, *, source: str = "intake") -> PetitionIntake:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
         raise IntakeError(f"{source}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    except (RecursionError, ValueError) as err:  # nested too deep, a 5,000-digit number
+        raise IntakeError(f"{source}: not acceptable JSON ({type(err).__name__}: "
+                          f"{one_line(str(err), 120)})") from None
     if not isinstance(raw, dict):
         raise IntakeError(f"{source}: expected a JSON object")
     try:
-        return PetitionIntake.model_validate(raw)
+        intake = PetitionIntake.model_validate(raw)
     except ValidationError as err:
         raise IntakeError(f"{source}: {describe_validation(err)}") from None
+    check_profile(intake, source)
+    return intake
+
+
+def check_profile(intake: PetitionIntake, source: str = "intake") -> None:
+    """An unknown profile would fail registration inside the workflow, again and again."""
+    profiles = available_profiles()
+    if intake.profile not in profiles:
+        raise IntakeError(f"{source}: invalid field profile: no deadline profile "
+                          f"{intake.profile!r}; one of: {', '.join(profiles)}")
 
 
 def read_intake(path: Path) -> PetitionIntake:
@@ -56,6 +70,7 @@ def static_summary(intake: PetitionIntake, registration_no: str) -> str:
 async def submit(client: Client, sessions: async_sessionmaker[AsyncSession],
                  intake: PetitionIntake, *, task_queue: str) -> PetitionStatus:
     """Idempotent on `intake_id`: a resubmission returns the same petition."""
+    check_profile(intake)
     workflow_id = workflow_id_for(intake.intake_id)
     number = await reserve_registration_no(sessions, intake)
     handle: WorkflowHandle[PetitionWorkflow, PetitionStatus]
