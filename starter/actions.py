@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.case import PetitionStatus
 from domain.lifecycle import TABLE
@@ -96,15 +97,23 @@ async def take_action(client: Client, sessions: async_sessionmaker[AsyncSession]
         await record_refused(sessions, workflow_id, action, command, refusal, via="identity")
         raise ActionError(refusal)
     handle = client.get_workflow_handle(workflow_id)
-    if as_signal:
-        await handle.signal(signal_for(action), command)
-        return None
     try:
+        if as_signal:
+            await handle.signal(signal_for(action), command)
+            return None
         return await handle.execute_update(update_for(action), command,
                                            id=command.request_id, result_type=PetitionStatus)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(err)
+        await record_refused(sessions, workflow_id, action, command, message)
+        raise ActionError(message) from None
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        if "completed" not in err.message:
+            raise ActionError(f"no petition {workflow_id}") from None
+        message = f"refused [closed]: {workflow_id} is closed; no action can be taken on it"
         await record_refused(sessions, workflow_id, action, command, message)
         raise ActionError(message) from None
 
