@@ -1,0 +1,48 @@
+"""The benchmark worker, a process of its own (so the load driver does not share its
+interpreter): PetitionWorkflow with the real activity desks and PostgreSQL, plus the
+floor workflow. Configured like the production worker, from the environment
+(DATABASE_URL, TEMPORAL_ADDRESS, PETITION_TASK_QUEUE, PETITION_MAX_CACHED_WORKFLOWS,
+PETITION_MAX_CONCURRENT_ACTIVITIES, PETITION_MAX_CONCURRENT_WORKFLOW_TASKS,
+PETITION_DB_POOL_SIZE) and BENCH_PASSTHROUGH=0 to run without the sandbox passthrough.
+Stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from activities import build_desks
+from bench.floor import FloorWorkflow, floor_noop
+from domain.persistence.engine import create_engine, resolve_database_url, session_maker
+from domain.settings import get_settings
+from workflows.petition import PetitionWorkflow
+
+
+async def main() -> None:
+    import worker
+
+    logging.basicConfig(level=logging.WARNING)
+    if os.environ.get("BENCH_PASSTHROUGH") == "0":
+        worker.PASSTHROUGH = ()  # type: ignore[assignment]
+    settings = get_settings()
+    engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
+    client = await worker.connect(settings)
+    desks = build_desks(session_maker(engine))
+    desks.extra.append(floor_noop)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = worker.build_worker(client, desks, task_queue=settings.task_queue,
+                                 settings=settings, workflows=(PetitionWorkflow, FloorWorkflow))
+    async with runner:
+        print("worker ready", flush=True)
+        await stop.wait()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
