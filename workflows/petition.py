@@ -119,9 +119,12 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # 10,000 a run must stay below: a flood of notes arriving while the run drains still
 # fits, and a worker that has to replay a case from scratch replays little.
 CONTINUE_AS_NEW_AFTER_EVENTS = 2_000
-# One batch of audit records: small enough for one payload (notes may be 20,000 chars).
+# One batch of audit records: small enough for one payload (notes may be 20,000 chars),
+# and what a run may hand to the next unwritten: payloads above 512 KB draw warnings and
+# above 2 MB fail, so a continue-as-new waits until the queue is this small.
 RECORD_BATCH_MAX = 200
-RECORD_BATCH_MAX_CHARS = 400_000
+RECORD_BATCH_MAX_CHARS = 300_000
+CARRY_MAX_CHARS = 200_000
 REFUSED = "ActionRefused"
 
 
@@ -147,6 +150,9 @@ class PetitionWorkflow:
         # Audit records queue in state (`unrecorded`) and one writer sends them in batches;
         # these count the records of this run, the carried ones included.
         self._queued = len(start.carried.unrecorded) if start.carried else 0
+        # Serialized size of each queued record, to size batches and the carried queue.
+        self._sizes = [len(r.model_dump_json()) for r in start.carried.unrecorded
+                       ] if start.carried else []
         self._written = 0
         self._writing = False
         self._waiting_for_records = 0
@@ -1151,8 +1157,12 @@ class PetitionWorkflow:
 
     def _queue(self, record: TransitionRecord) -> int:
         self._case.unrecorded.append(record)
+        self._sizes.append(len(record.model_dump_json()))
         self._queued += 1
         return self._queued
+
+    def _carry_fits(self) -> bool:
+        return sum(self._sizes) <= CARRY_MAX_CHARS
 
     async def _written_through(self, record: int) -> None:
         """Wait until audit record number `record` (of this run) is in PostgreSQL."""
@@ -1167,15 +1177,15 @@ class PetitionWorkflow:
     async def _write_records(self) -> None:
         """The one writer of the audit trail: whatever is queued, in order, in batches."""
         def work() -> bool:
-            return (self._state is not None and bool(self._state.unrecorded)
-                    and (not self._draining or self._waiting_for_records > 0))
+            return (self._state is not None and bool(self._state.unrecorded) and (
+                not self._draining or self._waiting_for_records > 0 or not self._carry_fits()))
 
         while True:
             await workflow.wait_condition(work)
             pending = self._case.unrecorded
             size, count = 0, 0
-            for record in pending[:RECORD_BATCH_MAX]:
-                size += len(record.model_dump_json())
+            for record_size in self._sizes[:RECORD_BATCH_MAX]:
+                size += record_size
                 count += 1
                 if size > RECORD_BATCH_MAX_CHARS:
                     break
@@ -1192,6 +1202,7 @@ class PetitionWorkflow:
             finally:
                 self._writing = False
             del pending[:count]
+            del self._sizes[:count]
             self._written += count
 
     def _raise_writer_error(self) -> None:
@@ -1330,13 +1341,15 @@ class PetitionWorkflow:
     async def _continue_as_new(self) -> None:
         """Continue as new once every handler has finished, carrying the whole case.
 
-        Records still queued travel with the state and are written by the next run; a
-        batch in flight is not abandoned halfway (the writer starts no new batch meanwhile
-        unless a handler is waiting for one).
+        Records still queued travel with the state and are written by the next run, as long
+        as they fit in its input; a batch in flight is not abandoned halfway (the writer
+        starts no new batch meanwhile unless a handler waits for one or the queue is too
+        big to carry).
         """
         self._draining = True
         await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._writing)
+            lambda: workflow.all_handlers_finished() and not self._writing
+            and self._carry_fits())
         st = self._case
         st.runs += 1
         intake = self._intake.model_copy(update={"attachments": [
