@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from domain.case import PetitionStatus
 from domain.lifecycle import TABLE, TRANSITIONS, Transition, UnitRule
 from domain.models import Action, ClockName, Outcome, Stage
 from domain.policy import Period, PeriodUnit, load_profile
@@ -24,11 +25,17 @@ from tests.lifecycle_helpers import (
     PATH,
     PETITIONER,
     PREREQUISITE,
+    REVIEW_ORGAN,
     STRANGER_UNIT,
     Case,
     clock,
     clock_names,
+    eventually,
     finished,
+    handler,
+    head,
+    leader,
+    pg_fetch,
     sleep_until,
     wrong_role,
 )
@@ -229,3 +236,85 @@ async def test_window_lapse_row(row: Transition, ts_env, running_worker, petitio
 def test_every_action_has_exactly_one_row_and_an_expectation():
     assert set(TABLE) == set(EXPECTED_MOVE)
     assert len(TABLE) == len(TRANSITIONS)
+
+
+# --------------------------------------------------------------------- authorization
+# On the real dev server, where a validator's refusal leaves no history event at all.
+
+
+async def test_only_the_responsible_unit_replies_and_a_refused_signal_is_recorded(
+        dev_env, running_worker, petitions, db_url):
+    async with running_worker(dev_env.client):
+        case = await Case.start(dev_env, petitions, unit=BUREAU)
+        await case.act(Action.TRANSFER, to_unit=COMPETENT_UNIT)
+        await case.act(Action.ACCEPT)
+        events = await case.history_length()
+        message = await case.expect_refused(Action.REPLY, handler(BUREAU), "unit:responsible")
+        assert f"{BUREAU}.h1 is from {BUREAU}" in message
+        assert await case.history_length() == events  # not a single event
+
+        # The same action as a Signal: nothing changes, and the refusal is on record.
+        before = await case.refresh()
+        await case.handle.signal(PetitionWorkflow.reply_signal,
+                                 case.command(Action.REPLY, handler(BUREAU)))
+
+        async def refused() -> PetitionStatus | None:
+            status = await case.refresh()
+            return status if status.refused_actions == 1 else None
+
+        after = await eventually(refused)
+        assert after is not None
+        assert after.model_dump(exclude={"refused_actions"}) == before.model_dump(
+            exclude={"refused_actions"})
+        entry = (await case.timeline())[-1]
+        assert (entry.action, entry.accepted, entry.actor.unit) == (Action.REPLY, False, BUREAU)
+        assert entry.refusal and entry.refusal.startswith("refused [unit:responsible]")
+        rows = await eventually(lambda: pg_fetch(
+            db_url, "SELECT action, accepted, refusal, actor_unit, to_stage FROM petition_events"
+            " WHERE workflow_id = $1 AND NOT accepted", case.handle.id))
+        assert [(r["action"], r["accepted"], r["actor_unit"], r["to_stage"]) for r in rows] == [
+            ("reply", False, BUREAU, "in_handling")]
+        assert rows[0]["refusal"] == entry.refusal
+
+        status = await case.act(Action.REPLY, handler(COMPETENT_UNIT))
+        assert status.stage is Stage.REPLIED
+
+
+async def test_only_the_responsible_units_head_decides_an_extension(
+        dev_env, running_worker, petitions):
+    async with running_worker(dev_env.client):
+        case = await Case.start(dev_env, petitions, unit=COMPETENT_UNIT)
+        await case.act(Action.ACCEPT)
+        # National: once, at most 30 days, decided by the unit head (Art. 34).
+        await case.expect_refused(Action.REQUEST_EXTENSION, handler(COMPETENT_UNIT),
+                                  "extension:max", days=31)
+        await case.act(Action.REQUEST_EXTENSION, days=30)
+        await case.expect_refused(Action.DECIDE_EXTENSION, handler(COMPETENT_UNIT), "role")
+        await case.expect_refused(Action.DECIDE_EXTENSION, leader(), "role")
+        message = await case.expect_refused(Action.DECIDE_EXTENSION, head(REVIEW_ORGAN),
+                                            "unit:responsible")
+        assert "belongs to the responsible unit" in message
+        status = await case.act(Action.DECIDE_EXTENSION, head(COMPETENT_UNIT))
+        assert status.extension_days == 30
+        await case.expect_refused(Action.REQUEST_EXTENSION, handler(COMPETENT_UNIT),
+                                  "extension:once")
+
+
+async def test_assistance_above_the_threshold_needs_a_leader_of_the_case(
+        dev_env, running_worker, petitions):
+    profile = NATIONAL.assistance
+    amount = profile.leader_threshold_yuan + 10_000
+    assert amount < profile.cap_yuan
+    async with running_worker(dev_env.client):
+        case = await Case.start(dev_env, petitions, unit=COMPETENT_UNIT)
+        await case.act(Action.ACCEPT)
+        await case.act(Action.REQUEST_ASSISTANCE, amount_yuan=str(amount))
+        message = await case.expect_refused(Action.DECIDE_ASSISTANCE, head(COMPETENT_UNIT),
+                                            "assistance:leader")
+        assert f"{profile.leader_threshold_yuan} yuan threshold" in message
+        # A leader who has not taken the case on sits in another unit: refused.
+        await case.expect_refused(Action.DECIDE_ASSISTANCE, leader(), "unit:responsible")
+        await case.act(Action.CONTRACT_TO_LEADER, head(COMPETENT_UNIT))
+        status = await case.act(Action.DECIDE_ASSISTANCE, leader())
+        [paid] = status.assistance
+        assert (paid.status, paid.amount_yuan) == ("paid", amount)
