@@ -28,6 +28,7 @@ from tests.lifecycle_helpers import (
     Case,
     clock,
     clock_names,
+    eventually,
     finished,
     head,
     pg_fetch,
@@ -169,3 +170,30 @@ async def _system_of_record(db_url: str, workflow_id: str, registration_no: str,
                                 "AND n.template = 'decline'", second_id)
     assert (declined["stage"], declined["outcome"]) == ("closed", "not_accepted")
     assert registration_no in declined["body"]
+
+
+async def test_a_repeat_visit_on_an_open_matter_is_counted_on_that_case(
+        ts_env, running_worker, petitions, db_url):
+    intake = make_intake(unit=COMPETENT_UNIT, respondent="某物业公司 Some Property Co.")
+    async with running_worker(ts_env.client):
+        case = await Case.start(ts_env, petitions, intake=intake)
+        await case.act(Action.ACCEPT)
+        again = make_intake(unit=BUREAU, category=intake.category, channel="hotline_12345",
+                            respondent=intake.respondent, petitioner=intake.petitioner)
+        visit = await petitions.start(ts_env, again)
+        receipt = await finished(visit)
+        assert receipt.attached_to == case.handle.id and receipt.stage is None
+
+        async def counted() -> bool:
+            return (await case.refresh()).repeat_visits == 1
+
+        assert await eventually(counted)
+        entry = (await case.timeline())[-1]
+        assert (entry.action, entry.actor.role, entry.from_stage) == (
+            Action.REPEAT_VISIT, "intake_clerk", Stage.IN_HANDLING)
+        assert case.last.stage is Stage.IN_HANDLING
+        # The visit's record is written with the next batch: poll the read model.
+        rows = await eventually(lambda: pg_fetch(
+            db_url, "SELECT 1 FROM petitions WHERE workflow_id = $1 AND repeat_visits = 1",
+            case.handle.id))
+        assert rows
