@@ -164,3 +164,23 @@ async def _hearing_is_not_counted(case: Case, due: datetime, period_hours: float
     assert recorded - scheduled >= period * 1.5
     assert shifted == due + (recorded - scheduled)
     return shifted
+
+
+async def test_a_late_progress_reply_meets_an_overdue_settlement(
+        ts_env, running_worker, petitions):
+    """Procuratorate: the 3 months passed without a reply (level 1); a progress reply then
+    meets it, and the monthly progress replies run from that reply."""
+    profile = load_profile("procuratorate")
+    async with running_worker(ts_env.client):
+        case = await Case.start(ts_env, petitions, unit=COMPETENT_UNIT, profile="procuratorate")
+        settlement = clock(case.last, ClockName.SETTLEMENT)
+        await sleep_until(ts_env, settlement.due_at + timedelta(days=3))
+        assert clock(await case.refresh(), ClockName.SETTLEMENT).level == 1
+        status = await case.act(Action.PROGRESS_REPLY)
+        replied = (await case.last_entry(Action.PROGRESS_REPLY)).at
+        assert clock_names(status) == {ClockName.PROGRESS_REPLY}
+        monthly = clock(status, ClockName.PROGRESS_REPLY)
+        assert monthly.started_at == replied
+        assert monthly.due_at == profile.deadline(ClockName.PROGRESS_REPLY, replied, CALENDAR)
+        assert not status.overdue and status.escalation_level == 0
+        await _fires_at(case, profile, ClockName.PROGRESS_REPLY, monthly.due_at)

@@ -950,11 +950,13 @@ class PetitionWorkflow:
         st = self._case
         renewals = []
         for name in names:
-            for before, after in SUCCESSOR_CLOCKS.items():
-                earlier = st.clocks.get(before)
-                if after == name and earlier is not None and earlier.level > 0:
+            overdue = [before for before, after in SUCCESSOR_CLOCKS.items()
+                       if after == name and before in st.clocks and st.clocks[before].level > 0]
+            if overdue:
+                for before in overdue:
                     st.clocks.pop(before)
-                    await self._start_named([name], now)
+                await self._start_named([name], now)
+                continue  # its first period has only just begun
             clock = st.clocks.get(name)
             policy = st.profile.clock(name)
             if clock is None or policy is None or policy.repeat_every is None:
