@@ -32,6 +32,12 @@ def bench_dir() -> Path:
     return path
 
 
+def db_name(base: str) -> str:
+    """`base` plus `$PETITION_BENCH_DB_SUFFIX`: smoke tests run the benchmarks on databases
+    of their own, never on (or dropping) the ones a benchmark run is filling."""
+    return base + os.environ.get("PETITION_BENCH_DB_SUFFIX", "")
+
+
 def server_url() -> str:
     """DATABASE_URL's server, or the embedded PostgreSQL."""
     return database_url(os.environ.get("DATABASE_URL"))

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bench.common import Report, Stopwatch, bench_dir, database, drop, fresh_database
+from bench.common import Report, Stopwatch, bench_dir, database, db_name, drop, fresh_database
 from bench.legacy_data import write_csv
 from domain.calendar import WorkingCalendar
 from domain.persistence.tables import (
@@ -131,11 +131,11 @@ def _head(source: Path, target: Path, rows: int) -> Path:
     return target
 
 
-async def run(rows: int, sample: int, open_share: float, *, database_name: str = BENCH_DATABASE,
-              keep_csv: bool = True) -> Report:
+async def run(rows: int, sample: int, open_share: float, *, keep_csv: bool = True) -> Report:
     from devstack.temporal_server import start_dev_server
     from worker import data_converter
 
+    database_name, baseline_db = db_name(BENCH_DATABASE), db_name(BASELINE_DATABASE)
     report = Report("import_bench", {"rows": rows, "sample": sample, "open_share": open_share,
                                      "orm_batch": ORM_BATCH})
     work = Path(tempfile.mkdtemp(prefix="bench-import-", dir=bench_dir()))
@@ -148,19 +148,19 @@ async def run(rows: int, sample: int, open_share: float, *, database_name: str =
     sample_path = _head(csv_path, work / f"legacy-sample-{sample}.csv", sample)
 
     # Baseline and the equal-size COPY run share one throwaway database, recreated between.
-    url = await fresh_database(BASELINE_DATABASE)
+    url = await fresh_database(baseline_db)
     async with database(url) as (engine, sessions):
         clock = Stopwatch()
         with _collector_paused():  # the importer's own GC setting, so only the writes differ
             done = await orm_import(sample_path, engine, sessions)
         orm_rate = done / clock()
-    url = await fresh_database(BASELINE_DATABASE)
+    url = await fresh_database(baseline_db)
     env = await start_dev_server(db_filename=None, ui=False, data_converter=data_converter())
     async with env:
         async with database(url) as (engine, _):
             small = await import_file(sample_path, engine, client=env.client,
                                       task_queue="bench-import", progress=False)
-        await drop(BASELINE_DATABASE)
+        await drop(baseline_db)
         assert small.error_count == 0, small.errors[:5]
         small_rate = small.rows / (small.timings["total_s"] - small.timings.get("workflows_s", 0))
         report.add(f"COPY import, {sample:,} rows", small_rate, "rows/s", baseline=orm_rate,

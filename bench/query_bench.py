@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bench.common import Report, database, existing_database, percentile
+from bench.common import Report, database, db_name, existing_database, percentile
 from bench.import_bench import BENCH_DATABASE
 from starter.runtime import migrate_async
 
@@ -109,8 +109,9 @@ async def run(samples: int, import_rows: int) -> Report:
         from bench.import_bench import run as import_run
 
         await import_run(import_rows, min(20_000, import_rows), 0.01)
-    url = await existing_database(BENCH_DATABASE)
-    report = Report("query_bench", {"samples": samples, "database": BENCH_DATABASE})
+    name = db_name(BENCH_DATABASE)
+    url = await existing_database(name)
+    report = Report("query_bench", {"samples": samples, "database": name})
     async with database(url, pool_size=4) as (engine, sessions):
         async with engine.connect() as conn:
             count = await conn.scalar(text("SELECT count(*) FROM petitions"))
@@ -119,7 +120,7 @@ async def run(samples: int, import_rows: int) -> Report:
             span = (await conn.execute(text(
                 "SELECT min(registered_at), max(registered_at) FROM petitions"))).one()
         if not count:
-            raise SystemExit(f"{BENCH_DATABASE} is empty: run `python -m bench.import_bench` "
+            raise SystemExit(f"{name} is empty: run `python -m bench.import_bench` "
                              "first, or pass --import-rows")
         report.params.update(petitions=count, open=open_count)
         months = _months(span[0], span[1])

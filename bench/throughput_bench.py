@@ -28,7 +28,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import Report, percentile
+from bench.common import Report, db_name, percentile
 from bench.floor import FloorInput, FloorNote, FloorWorkflow
 from bench.harness import Stack, WorkerProcess, lanes
 from domain.case import PetitionStart
@@ -124,8 +124,9 @@ async def accept_latencies(stack: Stack, samples: int) -> list[float]:
 async def measure(stack: Stack, worker: WorkerProcess, label: str, report: Report,
                   lifecycles: int, concurrency: int, samples: int) -> dict[str, float]:
     # Warm up both paths (imports, caches, connection pools, the server's task queues).
-    await lanes(20, 10, lambda i: floor_lifecycle(stack, "warm"))
-    await lanes(10, 10, lambda i: petition_lifecycle(stack, "warm"))
+    warm = min(10, lifecycles)
+    await lanes(2 * warm, 10, lambda i: floor_lifecycle(stack, "warm"))
+    await lanes(warm, 10, lambda i: petition_lifecycle(stack, "warm"))
     cpu0 = worker.cpu_seconds()
     floor_before = await rate(2 * lifecycles, concurrency, lambda i: floor_lifecycle(stack, "f"))
     cpu1 = worker.cpu_seconds()
@@ -165,7 +166,7 @@ async def run(lifecycles: int, concurrency: int, samples: int, configs: list[str
             "max_concurrent_activities": _DEFAULTS.max_concurrent_activities,
             "max_concurrent_workflow_tasks": _DEFAULTS.max_concurrent_workflow_tasks,
             "db_pool_size": _DEFAULTS.db_pool_size}})
-    async with Stack.up(DATABASE) as stack:
+    async with Stack.up(db_name(DATABASE)) as stack:
         for label in configs:
             settings = CONFIGS[label] if label in CONFIGS else _parse(label)
             async with stack.worker(**settings) as worker:

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from activities import build_desks
-from bench.common import Report, Stopwatch, database, drop, fresh_database
+from bench.common import Report, Stopwatch, database, db_name, drop, fresh_database
 from bench.harness import lanes
 from bench.year_sim import COUNTY_BUREAU, DEPARTMENTS, CaseScript, YearClock, plan_year, year_start
 from devstack.temporal_server import start_time_skipping
@@ -56,7 +56,7 @@ async def play_year(profile: str, count: int, seed: int) -> YearResult:
     from reports.periods import PeriodKind, ReportPeriod
     from reports.report import build_report
 
-    db = f"petitionflow_bench_year_{profile}"
+    db = db_name(f"petitionflow_bench_year_{profile}")
     url = await fresh_database(db)
     env = await start_time_skipping(data_converter=data_converter())
     task_queue = f"year-{uuid.uuid4().hex[:8]}"

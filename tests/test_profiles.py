@@ -24,7 +24,7 @@ from domain.policy import (
     load_profile_file,
 )
 
-PROFILES = ["demo", "national", "procuratorate", "shandong", "sichuan", "zhejiang"]
+PROFILES = ["bench", "demo", "national", "procuratorate", "shandong", "sichuan", "zhejiang"]
 NATIONAL_TOML = resources.files("domain").joinpath("profiles/national.toml").read_text("utf-8")
 ARTICLE = "Regulations on the Work of Letters and Visits (2022) Art. "
 
@@ -60,7 +60,7 @@ def test_local_profiles_restate_every_national_clock(name):
 
 
 def test_unknown_profile_lists_the_available_ones():
-    with pytest.raises(ProfileError, match="available: demo, national, procuratorate"):
+    with pytest.raises(ProfileError, match="available: bench, demo, national, procuratorate"):
         load_profile("hainan")
 
 

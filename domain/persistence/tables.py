@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -138,6 +139,15 @@ class Petition(Base):
         Index("ix_petitions_registered_at", "registered_at"),
         Index("ix_petitions_next_deadline", "next_deadline"),
         Index("ix_petitions_category_registered", "category", "registered_at"),
+        # Migration 0003, supervisor queries (bench/query_bench.py): overdue lists, a
+        # unit's cohort for the assessment report.
+        Index("ix_petitions_open_deadline", "next_deadline",
+              postgresql_where=text("stage <> 'closed'")),
+        Index("ix_petitions_open_unit_deadline",
+              text("coalesce(responsible_unit, holding_unit)"), "next_deadline",
+              postgresql_where=text("stage <> 'closed'")),
+        Index("ix_petitions_unit_registered", text("coalesce(responsible_unit, holding_unit)"),
+              "registered_at"),
     )
 
 
@@ -250,6 +260,7 @@ class AssistancePayment(Base):
 
     __table_args__ = (
         CheckConstraint("amount_yuan > 0", name="ck_assistance_payments_amount_positive"),
+        Index("ix_assistance_payments_paid_at", "paid_at"),  # migration 0003
     )
 
 
@@ -269,6 +280,7 @@ class Escalation(Base):
     __table_args__ = (
         CheckConstraint("level IN (1, 2)", name="ck_escalations_level"),
         Index("ix_escalations_petition", "petition_id"),
+        Index("ix_escalations_escalated_at", "escalated_at"),  # migration 0003
     )
 
 

@@ -1,0 +1,175 @@
+"""Benchmark 2: many open petitions waiting on their deadlines on one machine.
+
+N registered petitions are imported (`petition import`, profile `bench`: routing in 30
+minutes, reminder 1 minute before) with registration times chosen so that every
+deadline falls due inside a window a few minutes ahead; their workflows are started by
+the importer on a Temporal CLI dev server, with the bench worker in its own process.
+While they start, the worker's resident memory is sampled against the number of open
+cases. Then every deadline is awaited in real time and counted in the system of
+record: each level-1 escalation row is one deadline that fired, `escalated_at` is when
+the workflow acted on it; none may be early, lateness is `escalated_at - due_at`.
+
+Baselines in the same run: the worker's memory with no case open, and the floor's
+lateness -- `FloorWorkflow` timers to instants spread over a window of the same rate,
+on the same server and worker.
+
+    python -m bench.open_cases_bench [--cases 5000] [--window 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bench.common import Report, bench_dir, database, db_name, percentile
+from bench.floor import FloorInput, FloorWorkflow
+from bench.harness import Stack, WorkerProcess, lanes
+from starter.legacy_import import COLUMNS, import_file
+
+DATABASE = "petitionflow_bench_open"
+PERIOD = timedelta(minutes=30)  # the bench profile's routing period
+START_RATE = 120.0  # assumed workflow starts per second, to place the window after them
+
+
+def write_cases(path: Path, count: int, first_due: datetime, window_s: float) -> Path:
+    tag = uuid.uuid4().hex[:6]
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        for i in range(count):
+            due = first_due + timedelta(seconds=window_s * i / count)
+            registered = (due - PERIOD).isoformat()
+            writer.writerow({
+                "registration_no": f"OPEN-{tag}-{i:07d}", "intake_id": f"O{tag}{i:08d}",
+                "unit": "QS-XFJ", "channel": "online", "category": "other",
+                "received_at": registered, "stage": "registered", "profile": "bench",
+                "petitioner_name": "某", "petitioner_id_number": f"{10**16 + i:017d}X",
+                "subject": f"open case {i}"})
+    return path
+
+
+async def _sample_memory(stack: Stack, worker: WorkerProcess, samples: list[tuple[int, float]],
+                         stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        count = await stack.client.count_workflows(
+            "WorkflowType = 'PetitionWorkflow' AND ExecutionStatus = 'Running'")
+        samples.append((count.count, worker.rss_mb()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=3)
+
+
+async def floor_lateness(stack: Stack, count: int, window_s: float,
+                         margin_s: float) -> list[float]:
+    lead = count / START_RATE + margin_s / 3
+    first = datetime.now(UTC) + timedelta(seconds=lead)
+    handles = await lanes(count, 32, lambda i: stack.client.start_workflow(
+        FloorWorkflow.run, FloorInput(fire_at=first + timedelta(seconds=window_s * i / count)),
+        id=f"floor-timer-{uuid.uuid4().hex[:12]}", task_queue=stack.task_queue))
+    return [float(ms) for ms in await asyncio.gather(*(h.result() for h in handles))]
+
+
+async def run(cases: int, window_s: float, floor_cases: int, margin_s: float = 60) -> Report:
+    report = Report("open_cases_bench", {"cases": cases, "window_s": window_s,
+                                         "floor_timers": floor_cases})
+    work = Path(tempfile.mkdtemp(prefix="bench-open-", dir=bench_dir()))
+    async with Stack.up(db_name(DATABASE)) as stack, stack.worker() as worker:
+        report.params["max_cached_workflows"] = worker.settings.get(
+            "max_cached_workflows", "as shipped")
+        floor = await floor_lateness(stack, floor_cases, window_s * floor_cases / cases,
+                                     margin_s)
+        await asyncio.sleep(2)
+        idle_rss = worker.rss_mb()
+        lead = cases / START_RATE + margin_s
+        first_due = datetime.now(UTC) + timedelta(seconds=lead)
+        path = write_cases(work / "open.csv", cases, first_due, window_s)
+        samples: list[tuple[int, float]] = []
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(_sample_memory(stack, worker, samples, stop))
+        async with database(stack.db_url, pool_size=2) as (engine, _):
+            started = time.perf_counter()
+            result = await import_file(path, engine, client=stack.client,
+                                       task_queue=stack.task_queue, progress=False)
+            start_s = time.perf_counter() - started
+            assert result.error_count == 0 and not result.workflow_failures, result.errors[:3]
+            if datetime.now(UTC) > first_due:
+                report.note("the window began before every case had started: starts were "
+                            "slower than assumed, early deadlines are later than they'd be")
+            last_due = first_due + timedelta(seconds=window_s)
+            fired = await _wait_for_escalations(engine, cases, last_due)
+            stop.set()
+            await sampler
+            peak_rss = max((rss for _, rss in samples), default=worker.rss_mb())
+            rows = await _lateness(engine)
+    late = rows
+    early = sum(1 for ms in late if ms < 0)
+    report.add("open cases started", result.workflows_started, "")
+    report.add("workflow starts per second (import)", result.workflows_started / start_s, "/s")
+    report.add("deadlines fired (level-1 escalations)", fired, "", goal=f"= {cases}",
+               met=fired == cases)
+    report.add("fired early", early, "", goal="0", met=early == 0)
+    for p in (50, 99):
+        report.add(f"deadline lateness p{p}", percentile(late, p), "ms",
+                   baseline=percentile(floor, p), baseline_name="floor timer lateness")
+    report.add("deadline lateness max", max(late, default=float("nan")), "ms",
+               baseline=max(floor, default=float("nan")), baseline_name="floor max")
+    report.add("worker RSS at peak", peak_rss, "MB", baseline=idle_rss,
+               baseline_name="no case open", goal="flat (<= 1.5x)",
+               met=peak_rss <= 1.5 * idle_rss)
+    for count, rss in _spread(samples, 6):
+        report.add(f"  worker RSS with {count:,} open", rss, "MB", baseline=idle_rss,
+                   baseline_name="no case open")
+    if cases < 100_000:
+        report.note(f"scaled down: {cases:,} open cases, not 100,000 (see bench/README.md)")
+    return report
+
+
+async def _wait_for_escalations(engine, cases: int, last_due: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Level-1 escalations recorded so far; waits until all are there or the grace ends."""
+    grace = last_due + timedelta(minutes=15)
+    while True:
+        async with engine.connect() as conn:
+            fired = int(await conn.scalar(text(
+                "SELECT count(*) FROM escalations WHERE level = 1")) or 0)
+        if fired >= cases or datetime.now(UTC) > grace:
+            return fired
+        await asyncio.sleep(5)
+
+
+async def _lateness(engine) -> list[float]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT extract(epoch FROM escalated_at - due_at) * 1000 FROM escalations "
+            "WHERE level = 1"))
+        return [float(r[0]) for r in rows]
+
+
+def _spread(samples: list[tuple[int, float]], n: int) -> list[tuple[int, float]]:
+    if not samples:
+        return []
+    step = max(1, len(samples) // n)
+    return samples[::step][:n] + [samples[-1]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=5000)
+    parser.add_argument("--window", type=float, default=600.0)
+    parser.add_argument("--floor-timers", type=int, default=1000)
+    parser.add_argument("--margin", type=float, default=60.0,
+                        help="seconds between the expected end of the starts and the window")
+    args = parser.parse_args()
+    report = asyncio.run(run(args.cases, args.window, args.floor_timers, args.margin))
+    report.finish()
+
+
+if __name__ == "__main__":
+    main()
