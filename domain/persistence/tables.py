@@ -146,8 +146,10 @@ class Petition(Base):
         Index("ix_petitions_open_unit_deadline",
               text("coalesce(responsible_unit, holding_unit)"), "next_deadline",
               postgresql_where=text("stage <> 'closed'")),
-        Index("ix_petitions_unit_registered", text("coalesce(responsible_unit, holding_unit)"),
-              "registered_at"),
+        Index("ix_petitions_registered_cohort", "registered_at", postgresql_include=[
+            "id", "workflow_id", "responsible_unit", "holding_unit", "attached_to", "stage",
+            "profile", "received_at", "acceptance_due", "handling_due", "replied_at",
+            "satisfaction", "reviewed", "repeat_of", "repeat_visits"]),
     )
 
 
@@ -174,7 +176,8 @@ class PetitionEvent(Base):
 
     # Append-only is enforced in the database too (migration 0002: a trigger refuses
     # UPDATE and DELETE), so no code path can rewrite history.
-    __table_args__ = (Index("ix_petition_events_workflow", "workflow_id", "at"),)
+    __table_args__ = (Index("ix_petition_events_workflow", "workflow_id", "at",
+                            postgresql_include=["action", "accepted"]),)  # include: 0003
 
 
 # ------------------------------------------------------------------ side effects
