@@ -26,11 +26,16 @@ def draw_trend(trend: Trend, path: Path) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), sharex=True)
     for ax, key in zip(axes.flat, CHARTED_RATES, strict=True):
         rate = RATE_BY_KEY[key]
+        measured = False
         for unit in trend.units:
             values = [figures[unit].rate(rate) for figures in trend.figures]
+            measured = measured or any(v is not None for v in values)
             ys = [math.nan if v is None else 100 * v for v in values]
             style = {"linewidth": 2.5} if unit == trend.unit else {"linewidth": 1.2}
             ax.plot(labels, ys, marker="o", markersize=3, label=unit, **style)
+        if not measured:
+            ax.text(0.5, 0.5, "n/a: nothing to measure", transform=ax.transAxes,
+                    ha="center", va="center", color="grey")
         ax.set_title(rate.title)
         ax.set_ylim(-5, 105)
         ax.set_ylabel("%")
