@@ -48,6 +48,9 @@ def _as_of(text: str | None) -> datetime | None:
 def report_cmd(unit: str, period_text: str | None, fmt: str, chart: Path | None,
                trend_length: int, as_of_text: str | None) -> None:
     """Assessment report of UNIT for one period, from the system of record."""
+    from sqlalchemy.exc import DBAPIError
+
+    from domain.persistence.engine import SchemaNotMigratedError, require_current_schema
     from reports.metrics import UnknownUnitError
     from reports.render import as_csv, as_json, as_table
     from reports.report import build_report, build_trend
@@ -62,6 +65,7 @@ def report_cmd(unit: str, period_text: str | None, fmt: str, chart: Path | None,
 
     async def go() -> str:
         async with runtime() as rt:
+            await require_current_schema(rt.engine)
             report = await build_report(rt.sessions, unit, period, as_of)
             if chart is not None:
                 from reports.chart import draw_trend
@@ -74,6 +78,8 @@ def report_cmd(unit: str, period_text: str | None, fmt: str, chart: Path | None,
         output = asyncio.run(go())
     except UnknownUnitError as err:
         _fail(str(err.args[0]))
+    except (SchemaNotMigratedError, OSError, DBAPIError) as err:
+        _fail(f"cannot read the system of record: {str(err).splitlines()[0]}")
     click.echo(output, nl=not output.endswith("\n"))
     if chart is not None:
         click.echo(f"chart: {chart}", err=True)
