@@ -16,16 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import build_desks
 from activities.escalation import escalation_target
+from domain.calendar import WorkingCalendar
 from domain.case import EscalationInput
 from domain.models import ClockName
 from domain.persistence.directory import Directory, load_directory, read_directory
 from domain.persistence.tables import Escalation, Notice, Person, Petition, Unit
+from domain.policy import load_profile
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file
 from tests.cli import petition
 from tests.conftest import make_intake
 from tests.desk_helpers import register, run, scratch_database
 from workflows.petition import PetitionWorkflow
 
+NATIONAL = load_profile("national")
 # (unit, level) -> (person, unit) per the sample directory's own description: a township's
 # parent is its county bureau; a county department's parent is the same city department.
 EXPECTED = {
@@ -67,8 +70,13 @@ async def test_overdue_cases_two_levels_down_reach_the_right_leader_then_bureau(
         await ts_env.sleep(due - await ts_env.get_current_time() + timedelta(hours=1))
         for unit, handle in handles.items():
             assert (await handle.query(PetitionWorkflow.status)).escalation_level == 1, unit
-        # National policy: the superior bureau 10 days after expiry.
-        await ts_env.sleep(timedelta(days=11))
+        # National policy: the superior bureau 10 days after expiry (rolled to a working day).
+        level2 = max(NATIONAL.level2_at(ClockName.ACCEPTANCE, c.due_at, WorkingCalendar())
+                     for h in handles.values()
+                     for c in (await h.query(PetitionWorkflow.status)).clocks
+                     if c.name is ClockName.ACCEPTANCE)
+        assert level2 is not None
+        await ts_env.sleep(level2 - await ts_env.get_current_time() + timedelta(hours=1))
         for unit, handle in handles.items():
             assert (await handle.query(PetitionWorkflow.status)).escalation_level == 2, unit
     async with sessions() as session:
