@@ -117,7 +117,8 @@ if __name__ == "__main__":
         asyncio.run(main())
     except Exception as exc:  # the operator needs one clear line, not a traceback
         from domain.persistence.engine import SchemaNotMigratedError
+        from security.codec import CodecKeyError
 
-        if isinstance(exc, SchemaNotMigratedError):
+        if isinstance(exc, SchemaNotMigratedError | CodecKeyError):
             raise SystemExit(f"worker refused to start: {exc}") from None
         raise

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     codec_keys: str | None = None
     codec_active_key: str | None = None
     codec_key_file: Path = PROJECT_ROOT / ".data" / "codec-keys"
+    # Production sets this false: a key generated inside a container dies with it, and the
+    # payloads written with it would be unreadable.
+    codec_dev_key: bool = True
     # The codec server the Web UI decodes through (`petition codec-server`).
     codec_server_token: str | None = None
     codec_server_token_file: Path = PROJECT_ROOT / ".data" / "codec-server-token"

@@ -3,7 +3,7 @@
 Right after a payment or a transfer order is COMMITTED, and before its activity can
 report back, the process kills itself with SIGKILL: the worst moment for exactly-once.
 `DRILL_CRASH_DIR` holds `armed-<kind>` switches and one marker file per crash taken, shared by
-every incarnation, so the worker crashes exactly `DRILL_CRASH_BUDGET` times in all.
+every incarnation, so the worker crashes `DRILL_CRASH_BUDGET` times per kind armed.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ log = logging.getLogger("petitionflow.drills")
 
 
 class CrashPoints:
-    """Crash only while `armed-<kind>` exists in the directory, at most `budget` times in
-    all (all kinds together), counted by marker files every incarnation sees."""
+    """Crash only while `armed-<kind>` exists in the directory, at most `budget` times per
+    kind, counted by marker files every incarnation sees."""
 
     def __init__(self, directory: Path, budget: int):
         self.directory = directory
@@ -46,7 +46,7 @@ class CrashPoints:
             if not (self.directory / f"armed-{kind}").exists():
                 return
             for n in range(self.budget):
-                marker = self.directory / f"crash-{n}"
+                marker = self.directory / f"crash-{kind}-{n}"
                 try:
                     fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 except FileExistsError:

@@ -87,15 +87,15 @@ async def run(client_: Client, address: str, work_dir: Path, *, petitions: int =
 
         for wf in workflow_ids:
             await client.act(wf, Action.ACCEPT, Accept(actor=HANDLER, request_id=rid(wf, "accept")))
-        # Applications for assistance, accepted by the workflows and their activities on
-        # their way to PostgreSQL, when it stops.
+        await asyncio.to_thread(pg.stop)
+        down = time.monotonic()
+        # Applications for assistance reach the workflows (Temporal is up): their activities
+        # find PostgreSQL down and are retried with backoff.
         in_flight = [await client_.get_workflow_handle_for(PetitionWorkflow.run, wf).start_update(
             PetitionWorkflow.request_assistance, RequestAssistance(
                 actor=HANDLER, kind="judicial", amount_yuan=Decimal("2500.00"), reason="司法救助",
                 request_id=rid(wf, "apply")), id=rid(wf, "apply"),
             wait_for_stage=WorkflowUpdateStage.ACCEPTED) for wf in workflow_ids]
-        await asyncio.to_thread(pg.stop)
-        down = time.monotonic()
         # Meanwhile the handlers keep working: their calls fail and are retried.
         load = [asyncio.create_task(pay_and_reply(client, wf)) for wf in workflow_ids]
         await asyncio.sleep(outage_seconds)

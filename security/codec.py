@@ -30,6 +30,7 @@ ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12
 KEY_BYTES = 32
+TEST_ONLY_PREFIX = "test-only"  # the replay tests' key: committed, so public
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -61,8 +62,9 @@ class KeyRing:
     def parse(cls, spec: str, active: str | None = None) -> KeyRing:
         """`k1:<base64>,k2:<base64>`; the active key must be named when there are several."""
         keys: dict[str, bytes] = {}
-        for part in (p.strip() for p in re.split(r"[,\n]", spec)):
-            if not part or part.startswith("#"):
+        lines = [line for line in spec.splitlines() if not line.lstrip().startswith("#")]
+        for part in (p.strip() for p in ",".join(lines).split(",")):
+            if not part:
                 continue
             key_id, sep, encoded = part.partition(":")
             if not sep:
@@ -114,7 +116,14 @@ def keyring_from_settings(settings: object) -> KeyRing:
     """Configured keys if any, else the generated development key."""
     spec = getattr(settings, "codec_keys", None)
     if spec:
-        return KeyRing.parse(spec, getattr(settings, "codec_active_key", None))
+        ring = KeyRing.parse(spec, getattr(settings, "codec_active_key", None))
+        if any(key_id.startswith(TEST_ONLY_PREFIX) for key_id in ring.keys):
+            raise CodecKeyError("a TEST-ONLY codec key is configured: it is public (committed "
+                                "under tests/histories); never use it for real payloads")
+        return ring
+    if not getattr(settings, "codec_dev_key", True):
+        raise CodecKeyError("no codec keys configured: set PETITION_CODEC_KEYS (and "
+                            "PETITION_CODEC_ACTIVE_KEY when there are several)")
     return dev_keyring(Path(getattr(settings, "codec_key_file")))  # noqa: B009
 
 

@@ -89,6 +89,15 @@ def test_dev_key_is_generated_once_private_and_reused(tmp_path: Path) -> None:
     assert dev_keyring(tmp_path / "other") != first  # generated, never a constant
 
 
+def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
+    from domain.settings import Settings
+    from security.codec import keyring_from_settings
+
+    with pytest.raises(CodecKeyError, match="PETITION_CODEC_KEYS"):
+        keyring_from_settings(Settings(codec_dev_key=False, codec_key_file=tmp_path / "k"))
+    assert not (tmp_path / "k").exists()
+
+
 def test_settings_keys_win_over_the_dev_key_file(tmp_path: Path) -> None:
     from domain.settings import Settings
     from security.codec import keyring_from_settings
