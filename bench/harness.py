@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,13 +68,13 @@ class Stack:
 
     @classmethod
     @asynccontextmanager
-    async def up(cls, db_name: str, *, keep_db: bool = False,
-                 server_db: Path | None = None) -> AsyncIterator[Stack]:
+    async def up(cls, db_name: str, *, keep_db: bool = False, server_db: Path | None = None,
+                 dynamic_config: Sequence[str] = ()) -> AsyncIterator[Stack]:
+        """`dynamic_config`: server settings, e.g. `system.enableActivityEagerExecution=true`."""
         url = await fresh_database(db_name)
         with tempfile.TemporaryDirectory(prefix="bench-temporal-") as tmp:
             filename = str(server_db or Path(tmp) / "temporal.db")
-            env = await start_dev_server(db_filename=filename, ui=False,
-                                         data_converter=data_converter())
+            env = await _dev_server(filename, dynamic_config)
             try:
                 async with env:
                     yield cls(env, url, db_name, f"bench-{uuid.uuid4().hex[:8]}")
@@ -112,6 +112,21 @@ class Stack:
                 except TimeoutError:
                     process.kill()
                     await process.wait()
+
+
+async def _dev_server(filename: str, dynamic_config: Sequence[str]) -> WorkflowEnvironment:
+    if not dynamic_config:
+        return await start_dev_server(db_filename=filename, ui=False,
+                                      data_converter=data_converter())
+    # devstack's starter takes no extra server arguments: the same call, with them.
+    from devstack.temporal_cli import resolve_temporal_cli
+    from domain.search_attributes import ALL_KEYS
+
+    extra = [arg for value in dynamic_config for arg in ("--dynamic-config-value", value)]
+    return await WorkflowEnvironment.start_local(
+        data_converter=data_converter(), ui=False, search_attributes=ALL_KEYS,
+        dev_server_existing_path=await asyncio.to_thread(resolve_temporal_cli),
+        dev_server_database_filename=filename, dev_server_extra_args=extra)
 
 
 async def lanes(count: int, concurrency: int, job: Any) -> list[Any]:

@@ -158,15 +158,17 @@ async def measure(stack: Stack, worker: WorkerProcess, label: str, report: Repor
     return {"lifecycles_s": petitions, "floor_s": floor}
 
 
-async def run(lifecycles: int, concurrency: int, samples: int, configs: list[str]) -> Report:
+async def run(lifecycles: int, concurrency: int, samples: int, configs: list[str],
+              dynamic_config: tuple[str, ...] = ()) -> Report:
     report = Report("throughput_bench", {
         "lifecycles": lifecycles, "concurrency": concurrency, "latency_samples": samples,
-        "configs": ",".join(configs), "shipped": {
+        "configs": ",".join(configs), "server_dynamic_config": list(dynamic_config),
+        "shipped": {
             "max_cached_workflows": _DEFAULTS.max_cached_workflows,
             "max_concurrent_activities": _DEFAULTS.max_concurrent_activities,
             "max_concurrent_workflow_tasks": _DEFAULTS.max_concurrent_workflow_tasks,
             "db_pool_size": _DEFAULTS.db_pool_size}})
-    async with Stack.up(db_name(DATABASE)) as stack:
+    async with Stack.up(db_name(DATABASE), dynamic_config=dynamic_config) as stack:
         for label in configs:
             settings = CONFIGS[label] if label in CONFIGS else _parse(label)
             async with stack.worker(**settings) as worker:
@@ -185,9 +187,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--configs", default="shipped")
+    parser.add_argument("--server-config", action="append", default=[],
+                        help="dev server dynamic config, e.g. "
+                             "system.enableActivityEagerExecution=true (repeatable)")
     args = parser.parse_args()
     report = asyncio.run(run(args.lifecycles, args.concurrency, args.samples,
-                             args.configs.split(",")))
+                             args.configs.split(","), tuple(args.server_config)))
     report.finish()
 
 

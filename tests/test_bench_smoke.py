@@ -30,14 +30,14 @@ async def test_import_then_supervisor_queries():
         imported = await import_bench.run(400, 100, 0.02, keep_csv=False)
         got = figures(imported)
         assert got["COPY import, 400 rows"] > 0 and got["COPY import, 100 rows"] > 0
+        assert got["COPY import --offline, 100 rows"] > 0
         copy = next(f for f in imported.figures if f.name == "COPY import, 400 rows")
         assert copy.baseline and copy.baseline > 0  # the ORM baseline really ran
         url = await existing_database(db_name(import_bench.BENCH_DATABASE))
-        async with database(url, pool_size=1) as (engine, _):
-            async with engine.connect() as conn:
-                stored = await conn.scalar(text("SELECT count(*) FROM petitions"))
-                history = await conn.scalar(text(
-                    "SELECT count(DISTINCT workflow_id) FROM petition_events"))
+        async with database(url, pool_size=1) as (engine, _), engine.connect() as conn:
+            stored = await conn.scalar(text("SELECT count(*) FROM petitions"))
+            history = await conn.scalar(text(
+                "SELECT count(DISTINCT workflow_id) FROM petition_events"))
         assert stored == 400 and history == 400
 
         queried = await query_bench.run(3, 0)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from domain.calendar import WorkingCalendar
 from domain.case import matter_key
@@ -218,6 +218,31 @@ async def test_open_cases_start_workflows_with_their_original_deadlines(
         row = await session.scalar(select(Petition).where(
             Petition.intake_id == in_handling["intake_id"]))
     assert row is not None and row.stage == "replied" and row.replied_at is not None
+
+
+async def _indexes(engine) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"))
+        return {(r[0], r[1]) for r in rows}
+
+
+async def test_offline_import_rebuilds_every_index_it_dropped(engine, sessions, tmp_path):
+    before = await _indexes(engine)
+    assert ("ix_petitions_registered_cohort" in {name for name, _ in before})
+    bad = await import_file(_write(tmp_path, [_row(), _row(unit="NOPE")]), engine, client=None,
+                            task_queue="unused", progress=False, offline=True)
+    assert bad.error_count == 1 and await _indexes(engine) == before  # rolled back whole
+    rows = [_row(), _row(stage="closed", outcome="withdrawn", accepted_at=None,
+                         replied_at=None, satisfaction=None, responsible_unit=None,
+                         holding_unit=None)]
+    result = await import_file(_write(tmp_path, rows), engine, client=None,
+                               task_queue="unused", progress=False, offline=True)
+    assert (result.error_count, result.imported) == (0, 2)
+    assert result.timings["reindex_s"] > 0
+    assert await _indexes(engine) == before
+    assert await _count(sessions, Petition, Petition.intake_id,
+                        [r["intake_id"] for r in rows]) == 2
 
 
 def test_matter_key_matches_live_registrations():
