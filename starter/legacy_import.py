@@ -140,6 +140,7 @@ _ORDER = {s: i for i, s in enumerate((Stage.REGISTERED, Stage.IN_HANDLING, Stage
                                       Stage.UNDER_REVIEW, Stage.REVIEW_REPLIED,
                                       Stage.UNDER_RE_REVIEW))}
 _AFTER_REPLY_OUTCOMES = {Outcome.RESOLVED, Outcome.CONCLUDED}
+_DECISION_OUTCOMES = {Outcome.NOT_ACCEPTED, Outcome.DIVERTED}
 
 
 class LegacyRecord(BaseModel):
@@ -483,9 +484,12 @@ def prepare(line: int, r: LegacyRecord, directory: _Directory, deadlines: _Deadl
     acceptance_due = deadlines.due(profile, entry, r.registered)
     handling_due = (deadlines.due(profile, ClockName.HANDLING, r.accepted_at, r.extension_days)
                     if r.accepted_at else None)
+    # Late at its first decision (accept, or decline / divert, which close the case), or
+    # late with its handling opinion -- or still waiting for either past the deadline.
+    decided = r.accepted_at or (r.closed_at if r.outcome in _DECISION_OUTCOMES else None)
     was_overdue = bool(
-        (acceptance_due and (r.accepted_at or r.closed_at or now) > acceptance_due
-         and (r.accepted_at is not None or r.stage is Stage.REGISTERED))
+        (acceptance_due and (decided or now) > acceptance_due
+         and (decided is not None or r.stage is Stage.REGISTERED))
         or (handling_due and (r.replied_at or now) > handling_due
             and (r.replied_at is not None or r.stage is Stage.IN_HANDLING)))
     clocks = None
