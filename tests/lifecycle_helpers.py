@@ -114,7 +114,7 @@ def wrong_role(row: Transition, unit: str) -> Actor:
 def payload(action: Action, case: Case) -> dict[str, Any]:
     """A valid payload for `action` on this case as it stands."""
     status = case.last
-    return {
+    payloads: dict[Action, dict[str, Any]] = {
         Action.ACCEPT: {"note": "受理 accepted"},
         Action.DECLINE: {"reason": "outside_petition_scope", "explanation": "不属于信访事项"},
         Action.DIVERT: {"track": "litigation", "organ": "QS-COURT",
@@ -147,7 +147,8 @@ def payload(action: Action, case: Case) -> dict[str, Any]:
         Action.WITHDRAW: {"reason": "撤回 withdrawn"},
         Action.ADD_NOTE: {"text": "补充材料 supplementary material"},
         Action.REPEAT_VISIT: {"channel": "visit", "summary": "再次来访 came again"},
-    }[action]
+    }
+    return payloads[action]
 
 
 WORKFLOW_TASK_EVENTS = frozenset({

@@ -42,11 +42,12 @@ NATIONAL = load_profile("national")
 
 async def runs_of(client: Client, workflow_id: str, first_run: str) -> list[list[int]]:
     """The event types of every run of the workflow, first to latest."""
-    runs, run_id = [], first_run
+    runs: list[list[int]] = []
+    run_id = first_run
     while run_id:
         events = [e async for e in
                   client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history_events()]
-        runs.append([e.event_type for e in events])
+        runs.append([int(e.event_type) for e in events])
         last = events[-1]
         run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
                   if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW

@@ -153,6 +153,7 @@ class PetitionWorkflow:
         # Serialized size of each queued record, to size batches and the carried queue.
         self._sizes = [len(r.model_dump_json()) for r in start.carried.unrecorded
                        ] if start.carried else []
+        self._unwritten_chars = sum(self._sizes)  # kept, not summed: conditions read it often
         self._written = 0
         self._writing = False
         self._waiting_for_records = 0
@@ -728,7 +729,10 @@ class PetitionWorkflow:
         return self.status()
 
     async def _act_on_signal(self, action: Action, command: Command) -> None:
-        await workflow.wait_condition(lambda: self._ready)
+        # A flood of signals arrives in one activation: every pending condition is checked
+        # on every turn of the workflow's event loop, so none is added when not needed.
+        if not self._ready:
+            await workflow.wait_condition(lambda: self._ready)
         if TABLE[action].counts_as_note:
             # Fire and forget: the record joins the next batch; nobody waits for it.
             await self._act_quietly(action, command)
@@ -774,7 +778,7 @@ class PetitionWorkflow:
             # The audit row comes before the notices it explains.
             await self._written_through(record)
             await self._effects_after(row, command, now)
-        self._publish()
+            self._publish()  # a note changes neither search attributes nor current details
         return record
 
     async def _effects_before(self, row: Transition, command: Command,
@@ -1159,12 +1163,14 @@ class PetitionWorkflow:
 
     def _queue(self, record: TransitionRecord) -> int:
         self._case.unrecorded.append(record)
-        self._sizes.append(len(record.model_dump_json()))
+        size = len(record.model_dump_json())
+        self._sizes.append(size)
+        self._unwritten_chars += size
         self._queued += 1
         return self._queued
 
     def _carry_fits(self) -> bool:
-        return sum(self._sizes) <= CARRY_MAX_CHARS
+        return self._unwritten_chars <= CARRY_MAX_CHARS
 
     async def _written_through(self, record: int) -> None:
         """Wait until audit record number `record` (of this run) is in PostgreSQL."""
@@ -1204,6 +1210,7 @@ class PetitionWorkflow:
             finally:
                 self._writing = False
             del pending[:count]
+            self._unwritten_chars -= sum(self._sizes[:count])
             del self._sizes[:count]
             self._written += count
 
