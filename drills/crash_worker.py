@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import build_desks
@@ -60,7 +61,8 @@ class CrashPoints:
 
 
 class CrashingTransferDesk(TransferDesk):
-    def __init__(self, sessions, after_order_written: Callable[[str], None]):  # type: ignore[no-untyped-def]
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 after_order_written: Callable[[str], None]):
         super().__init__(sessions)
         self._after_order_written = after_order_written
 

@@ -142,10 +142,10 @@ async def retried_activities(client: Client, workflow_ids: list[str]) -> dict[st
         scheduled: dict[int, str] = {}
         async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                attrs = event.activity_task_scheduled_event_attributes
-                scheduled[event.event_id] = attrs.activity_type.name
+                scheduled[event.event_id] = \
+                    event.activity_task_scheduled_event_attributes.activity_type.name
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                attrs = event.activity_task_started_event_attributes
-                if attrs.attempt > 1:
-                    retried[scheduled.get(attrs.scheduled_event_id, "?")] += attrs.attempt - 1
+                started = event.activity_task_started_event_attributes
+                if started.attempt > 1:
+                    retried[scheduled.get(started.scheduled_event_id, "?")] += started.attempt - 1
     return dict(retried)

@@ -49,14 +49,28 @@ class DrillPostgres:
         return str(self.server.get_uri())
 
     def stop(self) -> None:
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata,
                user=self.server.system_user, timeout=60)
 
     def start(self) -> None:
-        with self.server._lock:
-            self.server.ensure_postgres_running()
+        """Start it again (tries a few times: a loaded machine can be slow to let go of
+        the old postmaster), naming the server log's last lines if it will not."""
+        import subprocess
+        import time as clock
+
+        for attempt in range(5):
+            try:
+                with self.server._lock:
+                    self.server.ensure_postgres_running()
+                return
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+                if attempt == 4:
+                    log = self.server.log.read_text(errors="replace").splitlines()[-15:]
+                    raise RuntimeError("PostgreSQL did not start again:\n" + "\n".join(log)) \
+                        from err
+                clock.sleep(1 + attempt)
 
     def remove(self) -> None:
         self.server.cleanup()
@@ -91,18 +105,27 @@ async def run(client_: Client, address: str, work_dir: Path, *, petitions: int =
         down = time.monotonic()
         # Applications for assistance reach the workflows (Temporal is up): their activities
         # find PostgreSQL down and are retried with backoff.
-        in_flight = [await client_.get_workflow_handle_for(PetitionWorkflow.run, wf).start_update(
-            PetitionWorkflow.request_assistance, RequestAssistance(
-                actor=HANDLER, kind="judicial", amount_yuan=Decimal("2500.00"), reason="司法救助",
-                request_id=rid(wf, "apply")), id=rid(wf, "apply"),
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED) for wf in workflow_ids]
-        # Meanwhile the handlers keep working: their calls fail and are retried.
-        load = [asyncio.create_task(pay_and_reply(client, wf)) for wf in workflow_ids]
+        in_flight = {wf: await client_.get_workflow_handle_for(
+            PetitionWorkflow.run, wf).start_update(
+                PetitionWorkflow.request_assistance, RequestAssistance(
+                    actor=HANDLER, kind="judicial", amount_yuan=Decimal("2500.00"),
+                    reason="司法救助", request_id=rid(wf, "apply")),
+                id=rid(wf, "apply"), wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+            for wf in workflow_ids}
+
+        async def then_pay(wf: str) -> None:
+            await in_flight[wf].result()
+            await pay_and_reply(client, wf)
+
+        # Meanwhile new petitions arrive: their intake clients fail and retry.
+        arrivals = [asyncio.create_task(client.submit(drill_intake("QS-HRSS", tag="PGDOWN")))
+                    for _ in range(max(1, petitions // 2))]
+        load = [asyncio.create_task(then_pay(wf)) for wf in workflow_ids]
         await asyncio.sleep(outage_seconds)
         await asyncio.to_thread(pg.start)
         outage = time.monotonic() - down
-        await asyncio.gather(*(update.result() for update in in_flight))
         await asyncio.gather(*load)
+        workflow_ids += await asyncio.gather(*arrivals)
         tally = await check_ledger(client_, sessions, workflow_ids, patience=120)
         retried = await retried_activities(client_, workflow_ids)
     finally:

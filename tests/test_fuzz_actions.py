@@ -144,9 +144,9 @@ def test_fuzzed_actors_and_action_names_are_refused_in_one_line() -> None:
         except ActionError as err:
             assert "\n" not in str(err)
         if name not in {a.value for a in Action}:
-            with pytest.raises(ActionError, match="unknown action") as err:
+            with pytest.raises(ActionError, match="unknown action") as unknown:
                 build_command(name, HANDLER, None)
-            assert "\n" not in str(err.value)
+            assert "\n" not in str(unknown.value)
 
     run()
     for clocked in (Action.REGISTER, Action.REVIEW_WINDOW_LAPSED, Action.RE_REVIEW_WINDOW_LAPSED):

@@ -89,12 +89,9 @@ def _all_logs() -> Iterator[_Capture]:
 
 
 def _leaks(where: str, blob: str | bytes, secrets: dict[str, str]) -> list[str]:
-    found = []
-    for field, value in secrets.items():
-        needle = value.encode() if isinstance(blob, bytes) else value
-        if needle in blob:
-            found.append(f"{field} in {where}")
-    return found
+    data = blob if isinstance(blob, bytes) else blob.encode()
+    return [f"{field} in {where}" for field, value in secrets.items()
+            if value.encode() in data]
 
 
 async def _whole_life(client: Client, sessions: Any, task_queue: str,
