@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -82,14 +83,15 @@ async def play_year(profile: str, count: int, seed: int) -> YearResult:
                 await env.client.execute_workflow(
                     YearClock.run, (until - began).total_seconds(),
                     id=f"year-clock-{task_queue}", task_queue=task_queue)
+                ended = until
                 for extra in range(2):  # a straggler gets one more window, twice at most
                     if not await _open_count(sessions):
                         break
                     await env.client.execute_workflow(
                         YearClock.run, 35 * 86_400.0, id=f"year-clock-{task_queue}-{extra}",
                         task_queue=task_queue)
+                    ended += timedelta(days=35)
                 wall = clock()
-                ended = await env.get_current_time()
             async with sessions() as session:
                 stored = await session.scalar(select(func.count()).select_from(Petition))
                 still_open = await session.scalar(select(func.count()).select_from(Petition)
