@@ -95,9 +95,10 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if self.baseline in (None, 0) or self.baseline != self.baseline:
+        base = self.baseline
+        if base is None or base == 0 or base != base:  # none, zero or NaN
             return None
-        return self.value / self.baseline  # type: ignore[operator]
+        return self.value / base
 
 
 @dataclass

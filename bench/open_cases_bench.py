@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import Report, bench_dir, database, db_name, percentile
 from bench.floor import FloorInput, FloorWorkflow
@@ -132,7 +133,7 @@ async def run(cases: int, window_s: float, floor_cases: int, margin_s: float = 6
     return report
 
 
-async def _wait_for_escalations(engine, cases: int, last_due: datetime) -> int:  # type: ignore[no-untyped-def]
+async def _wait_for_escalations(engine: AsyncEngine, cases: int, last_due: datetime) -> int:
     """Level-1 escalations recorded so far; waits until all are there or the grace ends."""
     grace = last_due + timedelta(minutes=15)
     while True:
@@ -144,7 +145,7 @@ async def _wait_for_escalations(engine, cases: int, last_due: datetime) -> int: 
         await asyncio.sleep(5)
 
 
-async def _lateness(engine) -> list[float]:  # type: ignore[no-untyped-def]
+async def _lateness(engine: AsyncEngine) -> list[float]:
     async with engine.connect() as conn:
         rows = await conn.execute(text(
             "SELECT extract(epoch FROM escalated_at - due_at) * 1000 FROM escalations "

@@ -167,9 +167,9 @@ class CaseScript:
             parent_close_policy=ParentClosePolicy.ABANDON)
         started = workflow.now()
         for step in plan.steps:
-            wait = step.at - (workflow.now() - started).total_seconds()
-            if wait > 0:
-                await workflow.sleep(timedelta(seconds=wait))
+            due = started + timedelta(seconds=step.at)
+            if due > workflow.now():
+                await workflow.sleep(due - workflow.now())
             command = TABLE[step.action].command.model_validate(step.command)
             await petition.signal(getattr(PetitionWorkflow, f"{step.action.value}_signal"),
                                   command)

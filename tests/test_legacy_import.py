@@ -57,7 +57,7 @@ def _write(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-async def _count(sessions, model, column, values) -> int:  # type: ignore[no-untyped-def]
+async def _count(sessions, model, column, values) -> int:
     async with sessions() as session:
         return int(await session.scalar(
             select(func.count()).select_from(model).where(column.in_(values))) or 0)
@@ -220,7 +220,7 @@ async def test_open_cases_start_workflows_with_their_original_deadlines(
     assert row is not None and row.stage == "replied" and row.replied_at is not None
 
 
-async def _indexes(engine) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+async def _indexes(engine) -> set[tuple[str, str]]:
     async with engine.connect() as conn:
         rows = await conn.execute(text(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"))
