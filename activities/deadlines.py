@@ -18,6 +18,7 @@ from domain.policy import DeadlineProfile
 class DeadlineCalculator:
     def __init__(self, calendar: WorkingCalendar):
         self._calendar = calendar
+        self._warned: set[str] = set()  # once per worker: every deadline would repeat it
 
     @activity.defn
     async def compute_deadlines(self, request: ComputeDeadlinesInput) -> list[ComputedClock]:
@@ -38,7 +39,9 @@ class DeadlineCalculator:
             due = profile.deadline(request.name, request.start, cal)
         assert due is not None
         for warning in cal.coverage_warnings(request.start.date(), due.date()):
-            activity.logger.warning("calendar: %s", warning)
+            if warning not in self._warned:
+                self._warned.add(warning)
+                activity.logger.warning("calendar: %s", warning)
         return ComputedClock(
             name=request.name, kind=policy.kind, article=policy.article,
             period=str(policy.period), started_at=request.start, due_at=due,

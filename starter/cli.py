@@ -190,11 +190,13 @@ def diagram_cmd(image: Path | None) -> None:
 
 
 @main.command("dev")
-def dev_cmd() -> None:
-    """Bring up the embedded stack and submit sample petitions (Ctrl-C stops it)."""
+@click.option("--demo", "demo_count", default=200, show_default=True,
+              help="petitions of the demo load on a first run (0: none)")
+def dev_cmd(demo_count: int) -> None:
+    """Bring up the embedded stack, sample petitions and a demo load (Ctrl-C stops it)."""
     from starter.dev import run_dev
 
-    asyncio.run(run_dev())
+    asyncio.run(run_dev(demo_count=demo_count))
 
 
 from starter.legacy_import import import_command  # noqa: E402 - registered last, on purpose

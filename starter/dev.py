@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from devstack.temporal_server import DEV_UI_PORT, start_project_dev_server
-from domain.persistence.tables import Unit
+from domain.persistence.tables import Petition, Unit
 from security.codec_server import CodecServer
 from starter.intake import read_intake, submit
 from starter.runtime import (
@@ -37,7 +37,25 @@ async def _submit_samples(rt: Runtime, client: Client, folder: Path) -> None:
         print(f"  {status.registration_no:<24} {status.stage or 'attached'}  {path.name}")
 
 
-async def run_dev(samples: Path = SAMPLE_INTAKES) -> None:
+DEMO_WHEN_FEWER_THAN = 100  # petitions: the first run gets a realistic load, later runs keep theirs
+
+
+async def _demo(rt: Runtime, client: Client, count: int) -> None:
+    """A mixed load played by directory staff, so the UI and reports show something real."""
+    from starter.demo import run_demo
+
+    async with rt.sessions() as session:
+        existing = await session.scalar(select(func.count()).select_from(Petition))
+    if count <= 0 or (existing or 0) >= DEMO_WHEN_FEWER_THAN:
+        return
+    print(f"demo: {count} petitions across units, channels and categories (runs in the "
+          "background; some go overdue and escalate within minutes under the demo profile)")
+    summary = await run_demo(client, rt.sessions, rt.settings.task_queue, count,
+                             log=lambda line: None)
+    print(summary.render())
+
+
+async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -59,8 +77,12 @@ async def run_dev(samples: Path = SAMPLE_INTAKES) -> None:
             print("sample petitions:")
             await _submit_samples(rt, env.client, samples)
             print(f"\nWeb UI: http://localhost:{DEV_UI_PORT}  (Ctrl-C stops the stack)")
+            demo = asyncio.create_task(_demo(rt, env.client, demo_count))
             with contextlib.suppress(asyncio.CancelledError):
                 await stop.wait()
+            demo.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await demo
             await worker
         if codec is not None:
             codec.stop()
