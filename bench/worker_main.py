@@ -3,7 +3,8 @@ interpreter): PetitionWorkflow with the real activity desks and PostgreSQL, plus
 floor workflow. Configured like the production worker, from the environment
 (DATABASE_URL, TEMPORAL_ADDRESS, PETITION_TASK_QUEUE, PETITION_MAX_CACHED_WORKFLOWS,
 PETITION_MAX_CONCURRENT_ACTIVITIES, PETITION_MAX_CONCURRENT_WORKFLOW_TASKS,
-PETITION_DB_POOL_SIZE) and BENCH_PASSTHROUGH=0 to run without the sandbox passthrough.
+PETITION_DB_POOL_SIZE); BENCH_PASSTHROUGH=0 runs without the sandbox passthrough,
+BENCH_PASSTHROUGH=+workflows,... passes more modules through.
 Stops on SIGTERM.
 """
 
@@ -25,8 +26,11 @@ async def main() -> None:
     import worker
 
     logging.basicConfig(level=logging.WARNING)
-    if os.environ.get("BENCH_PASSTHROUGH") == "0":
+    passthrough = os.environ.get("BENCH_PASSTHROUGH", "")
+    if passthrough == "0":
         worker.PASSTHROUGH = ()  # type: ignore[assignment]
+    elif passthrough.startswith("+"):  # e.g. "+workflows": more modules passed through
+        worker.PASSTHROUGH = (*worker.PASSTHROUGH, *passthrough[1:].split(","))  # type: ignore[assignment]
     settings = get_settings()
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     client = await worker.connect(settings)
