@@ -35,8 +35,13 @@ from workflows.petition import PetitionWorkflow
 log = logging.getLogger("petitionflow.worker")
 
 # Pure, deterministic modules the workflow imports: passing them through the sandbox
-# saves re-importing pydantic models for every workflow run.
-PASSTHROUGH = ("domain", "activities", "pydantic", "pydantic_core", "sqlalchemy", "holidays")
+# saves re-importing them for every workflow run. `workflows` too: bench/open_cases_bench
+# showed a replay after a cache eviction costing ~20 ms of sandbox CPU per activation
+# without it (5,000 open cases fell minutes behind their deadlines) and a fifth of that
+# with it (lateness at the floor's). The price is the sandbox's isolation of that module;
+# the replay of committed histories in CI (tests/test_replay.py) guards its determinism.
+PASSTHROUGH = ("domain", "activities", "workflows", "pydantic", "pydantic_core", "sqlalchemy",
+               "holidays")
 
 
 def data_converter(keyring: KeyRing | None = None) -> DataConverter:
