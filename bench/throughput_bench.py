@@ -16,7 +16,7 @@ load drifts during the run does not favour either side. Each worker configuratio
 (`--configs`) is a separate worker process: tuning before/after, side by side.
 
     python -m bench.throughput_bench [--lifecycles 200] [--concurrency 20] [--samples 100]
-                                     [--configs shipped,no-passthrough,tuned]
+                                     [--configs shipped,workflows-passthrough]
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "small-cache": {"max_cached_workflows": 10},
     "pool-20": {"db_pool_size": 20},
     "tasks-20": {"max_concurrent_workflow_tasks": 20, "max_concurrent_activities": 40},
+    # The workflow package passed through the sandbox too (see bench/README.md).
+    "workflows-passthrough": {"passthrough": "+workflows"},
 }
 
 
@@ -177,8 +179,8 @@ async def run(lifecycles: int, concurrency: int, samples: int, configs: list[str
 
 
 def _parse(spec: str) -> dict[str, Any]:
-    """`key=value+key=value`, e.g. `max_cached_workflows=2000+db_pool_size=20`."""
-    return dict(part.split("=", 1) for part in spec.split("+"))
+    """`key=value;key=value`, e.g. `max_cached_workflows=2000;db_pool_size=20`."""
+    return dict(part.split("=", 1) for part in spec.split(";") if "=" in part)
 
 
 def main() -> None:
