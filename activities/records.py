@@ -9,6 +9,7 @@ adds nothing twice, and the read model only ever moves forward (`last_seq`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
@@ -17,14 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.common import integrity_refusal
-from activities.registry import _read_model_values
+from activities.common import integrity_refusal, refuse
 from domain.case import TransitionBatch, TransitionRecord
 from domain.persistence.tables import Petition, PetitionEvent
 
 
 def event_key(record: TransitionRecord) -> str:
-    """The same key `PetitionRegistry.record_transition` gives a single record."""
+    """A record's idempotency key: its petition, its action sequence, its action."""
     key = f"{record.workflow_id}:{record.seq}:{record.action}"
     if not record.accepted:
         key += f":refused:{record.detail.get('refusal_no', record.at.isoformat())}"
@@ -38,34 +38,60 @@ class TransitionRecorder:
     @activity.defn
     async def record_transitions(self, batch: TransitionBatch) -> int:
         """Audit rows and the read model's newest state in one transaction."""
-        if not batch.records:
-            return 0
-        rows = [_row(record) for record in batch.records]
-        merged: dict[str, Any] = {}
-        last_seq: int | None = None
-        for record in batch.records:
-            if record.accepted and record.read_model:
-                merged.update(record.read_model)  # in order: later states win
-                last_seq = record.seq
-        async with self._sessions() as session:
-            try:
-                await session.execute(
-                    insert(PetitionEvent).values(rows)
-                    .on_conflict_do_nothing(index_elements=["idempotency_key"]))
-            except IntegrityError as err:
-                # Not a duplicate (those are skipped): a missing petition would fail the
-                # same way on every retry, so it is a refusal, not an endless retry.
-                raise integrity_refusal(err, "audit batch") from None
-            if last_seq is not None:
-                # Never let an older batch overwrite a newer state.
-                await session.execute(
-                    update(Petition)
-                    .where(Petition.id == batch.records[0].petition_id,
-                           Petition.last_seq <= last_seq)
-                    .values(**_read_model_values(merged), last_seq=last_seq,
-                            updated_at=func.now()))
-            await session.commit()
-        return len(rows)
+        return await write_transitions(self._sessions, batch.records)
+
+
+async def write_transitions(
+    sessions: async_sessionmaker[AsyncSession], records: list[TransitionRecord]
+) -> int:
+    """Write audit rows (each once, by its key) and move the read model forward."""
+    if not records:
+        return 0
+    rows = [_row(record) for record in records]
+    merged: dict[str, Any] = {}
+    last_seq: int | None = None
+    for record in records:
+        if record.accepted and record.read_model:
+            merged.update(record.read_model)  # in order: later states win
+            last_seq = record.seq
+    async with sessions() as session:
+        try:
+            await session.execute(
+                insert(PetitionEvent).values(rows)
+                .on_conflict_do_nothing(index_elements=["idempotency_key"]))
+        except IntegrityError as err:
+            # Not a duplicate (those are skipped): a missing petition would fail the
+            # same way on every retry, so it is a refusal, not an endless retry.
+            raise integrity_refusal(err, "audit batch") from None
+        if last_seq is not None:
+            # Never let an older batch overwrite a newer state.
+            await session.execute(
+                update(Petition)
+                .where(Petition.id == records[0].petition_id, Petition.last_seq <= last_seq)
+                .values(**_read_model_values(merged), last_seq=last_seq,
+                        updated_at=func.now()))
+        await session.commit()
+    return len(rows)
+
+
+READ_MODEL_COLUMNS = frozenset(
+    c.name for c in Petition.__table__.columns
+) - {"id", "intake_id", "workflow_id", "registration_no", "petitioner", "content", "matter_key",
+     "attachments", "attached_to", "last_seq", "updated_at"}
+
+
+def _read_model_values(values: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(values) - READ_MODEL_COLUMNS
+    if unknown:
+        raise refuse("read_model", f"unknown read-model columns {sorted(unknown)}")
+    return {k: _parse_time(k, v) for k, v in values.items()}
+
+
+def _parse_time(column: str, value: Any) -> Any:
+    if isinstance(value, str) and (column.endswith("_at") or column.endswith("_due")
+                                   or column == "next_deadline"):
+        return datetime.fromisoformat(value)
+    return value
 
 
 def _row(record: TransitionRecord) -> dict[str, Any]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,8 +18,8 @@ from activities.common import (
     integrity_refusal,
     refuse,
     utc_now,
-    write_once,
 )
+from activities.records import event_key, write_transitions
 from domain.case import (
     RegisterPetitionInput,
     Registration,
@@ -197,33 +196,14 @@ class PetitionRegistry:
 
     @activity.defn
     async def record_transition(self, record: TransitionRecord) -> int:
-        """Audit row and read-model update in one transaction; a retry finds the audit row."""
-        key = f"{record.workflow_id}:{record.seq}:{record.action}"
-        if not record.accepted:
-            key += f":refused:{record.detail.get('refusal_no', record.at.isoformat())}"
-
-        async def write(session: AsyncSession) -> int:
-            event = PetitionEvent(
-                petition_id=record.petition_id, workflow_id=record.workflow_id,
-                idempotency_key=key, seq=record.seq, action=record.action,
-                actor_id=record.actor.id, actor_role=record.actor.role,
-                actor_unit=record.actor.unit, from_stage=record.from_stage,
-                to_stage=record.to_stage, accepted=record.accepted, refusal=record.refusal,
-                detail=record.detail, at=record.at,
-            )
-            session.add(event)
-            if record.accepted and record.read_model:
-                # Never let an older record overwrite a newer state.
-                await session.execute(
-                    update(Petition)
-                    .where(Petition.id == record.petition_id, Petition.last_seq <= record.seq)
-                    .values(**_read_model_values(record.read_model), last_seq=record.seq,
-                            updated_at=func.now())
-                )
-            await session.flush()
-            return event.id
-
-        return await write_once(self._sessions, PetitionEvent, key, write, lambda e: e.id)
+        """One audit record: the batch writer's path (same key, same forward-only read
+        model), kept for runs that schedule records singly. Returns the audit row's id."""
+        await write_transitions(self._sessions, [record])
+        async with self._sessions() as session:
+            event_id = await session.scalar(
+                select(PetitionEvent.id).where(PetitionEvent.idempotency_key == event_key(record)))
+        assert event_id is not None  # written just now, or by an earlier attempt
+        return event_id
 
     @activity.defn
     async def resolve_unit(self, lookup: UnitLookup) -> UnitFacts:
@@ -251,26 +231,6 @@ class PetitionRegistry:
             await session.execute(stmt)
             await session.commit()
         return entry.registration_no
-
-
-READ_MODEL_COLUMNS = frozenset(
-    c.name for c in Petition.__table__.columns
-) - {"id", "intake_id", "workflow_id", "registration_no", "petitioner", "content", "matter_key",
-     "attachments", "attached_to", "last_seq", "updated_at"}
-
-
-def _read_model_values(values: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(values) - READ_MODEL_COLUMNS
-    if unknown:
-        raise refuse("read_model", f"unknown read-model columns {sorted(unknown)}")
-    return {k: _parse_time(k, v) for k, v in values.items()}
-
-
-def _parse_time(column: str, value: Any) -> Any:
-    if isinstance(value, str) and (column.endswith("_at") or column.endswith("_due")
-                                   or column == "next_deadline"):
-        return datetime.fromisoformat(value)
-    return value
 
 
 __all__ = ["PetitionRegistry", "allocate_registration_no", "find_by_key",

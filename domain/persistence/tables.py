@@ -85,7 +85,7 @@ class RegistrationNumber(Base):
 
 
 class Petition(Base):
-    """Read model: one row per petition, kept current by `record_transition`."""
+    """Read model: one row per petition, kept current by `activities.records`."""
 
     __tablename__ = "petitions"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
