@@ -6,7 +6,6 @@ the audit trail gets its refused row from here.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,7 @@ from domain.lifecycle import TABLE
 from domain.models import Action, Actor, Command
 from domain.persistence.tables import Petition, PetitionEvent
 from security.identity import identity_refusal
-from starter.errors import describe_validation
+from starter.errors import JsonProblem, describe_validation, load_json_object
 from workflows.petition import PetitionWorkflow
 
 PERSON_ACTIONS = tuple(t.action for t in TABLE.values() if not t.system)
@@ -62,13 +61,9 @@ def build_command(action_name: str, actor: Actor, data: str | None) -> tuple[Act
     if action not in PERSON_ACTIONS:
         raise ActionError(f"{action} is taken by the workflow's clocks, not by a person")
     try:
-        payload = json.loads(data) if data else {}
-    except json.JSONDecodeError as err:
-        raise ActionError(f"--data is not valid JSON: {err.msg}") from None
-    except (RecursionError, ValueError) as err:  # nested too deep, a 5,000-digit number
-        raise ActionError(f"--data is not acceptable JSON ({type(err).__name__})") from None
-    if not isinstance(payload, dict):
-        raise ActionError("--data must be a JSON object")
+        payload = load_json_object(data) if data else {}
+    except JsonProblem as problem:
+        raise ActionError(f"--data: {problem}") from None
     payload.setdefault("request_id", uuid.uuid4().hex)
     try:
         command = TABLE[action].command.model_validate({**payload, "actor": actor})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pydantic import ValidationError
 
 
@@ -19,3 +22,21 @@ def one_line(text: str, limit: int) -> str:
     turn an error into many lines: escape what is not printable, cut what is long."""
     safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
     return safe + ("..." if len(text) > limit else "")
+
+
+class JsonProblem(ValueError):
+    """Text that is not one acceptable JSON object; the message fits after a source name."""
+
+
+def load_json_object(text: str) -> dict[str, Any]:
+    """Parse a JSON object, turning every way hostile text can fail into one line."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise JsonProblem(f"not valid JSON (line {err.lineno}: {err.msg})") from None
+    except (RecursionError, ValueError) as err:  # nested too deep, a 5,000-digit number
+        raise JsonProblem(f"not acceptable JSON ({type(err).__name__}: "
+                          f"{one_line(str(err), 120)})") from None
+    if not isinstance(raw, dict):
+        raise JsonProblem("expected a JSON object")
+    return raw

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -15,7 +14,7 @@ from activities.registry import reserve_registration_no
 from domain.case import PetitionStart, PetitionStatus
 from domain.models import PetitionIntake
 from domain.policy import available_profiles
-from starter.errors import describe_validation, one_line
+from starter.errors import JsonProblem, describe_validation, load_json_object
 from workflows.petition import PetitionWorkflow
 
 
@@ -29,14 +28,9 @@ def workflow_id_for(intake_id: str) -> str:
 
 def parse_intake(text: str, *, source: str = "intake") -> PetitionIntake:
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise IntakeError(f"{source}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    except (RecursionError, ValueError) as err:  # nested too deep, a 5,000-digit number
-        raise IntakeError(f"{source}: not acceptable JSON ({type(err).__name__}: "
-                          f"{one_line(str(err), 120)})") from None
-    if not isinstance(raw, dict):
-        raise IntakeError(f"{source}: expected a JSON object")
+        raw = load_json_object(text)
+    except JsonProblem as problem:
+        raise IntakeError(f"{source}: {problem}") from None
     try:
         intake = PetitionIntake.model_validate(raw)
     except ValidationError as err:
