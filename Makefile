@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := workflows activities starter domain devstack reports $(wildcard worker.py)
 
-.PHONY: dev test lint
+.PHONY: dev test lint constraints
 
 dev: $(STAMP)
 	$(BIN)/petition dev
@@ -21,7 +21,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(PACKAGES)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
 	touch $@
+
+# Pins the versions the tests last passed with (run after changing pyproject.toml's ranges).
+constraints:
+	$(BIN)/python -m pip install -U -e '.[dev]'
+	(sed -n 1,2p constraints.txt; $(BIN)/python -m pip freeze --exclude-editable) > constraints.txt.new
+	mv constraints.txt.new constraints.txt

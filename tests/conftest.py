@@ -3,13 +3,16 @@ time-skipping test server. Each test gets a fresh task queue and unique intake i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from domain.models import PetitionIntake
 from domain.persistence.engine import create_engine, session_maker
 from starter.intake import workflow_id_for
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
+from tests.lifecycle_helpers import eventually, quiescent
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
 
@@ -89,12 +93,63 @@ def dev_ui_url(dev_env: WorkflowEnvironment, dev_ui_port: int) -> str:
     return f"http://127.0.0.1:{dev_ui_port}"
 
 
+class TimeSkippingServer:
+    """The Java time-skipping test server, one per session, replaced when it has lost the
+    ability to skip time.
+
+    Its virtual time advances only while nothing holds its time lock, and a workflow
+    terminated while one of its workflow tasks or activities is outstanding keeps that
+    lock for good (temporal-test-server 1.38: the release is refused as "Completed
+    workflow"). One such termination would then stall every later test's `sleep` until
+    the client's 30-second RPC timeout. So each test first checks that a day passes
+    promptly, and gets a fresh server if it does not.
+    """
+
+    PROBE = timedelta(days=1)
+    PROBE_WITHIN_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self._env: WorkflowEnvironment | None = None
+        self.restarts = 0
+
+    async def ready(self) -> WorkflowEnvironment:
+        if self._env is not None and not await self._skips_time(self._env):
+            self.restarts += 1
+            warnings.warn(f"the time-skipping server stopped skipping time (restart no. "
+                          f"{self.restarts}); a fresh one is started", stacklevel=1)
+            await self.close()
+        if self._env is None:
+            self._env = await start_time_skipping(data_converter=data_converter())
+        return self._env
+
+    async def _skips_time(self, env: WorkflowEnvironment) -> bool:
+        try:
+            await asyncio.wait_for(env.sleep(self.PROBE), timeout=self.PROBE_WITHIN_SECONDS)
+        except (TimeoutError, RPCError):
+            return False
+        return True
+
+    def serves(self, client: Client) -> bool:
+        return self._env is not None and self._env.client is client
+
+    async def close(self) -> None:
+        env, self._env = self._env, None
+        if env is not None:
+            with contextlib.suppress(Exception):
+                await env.shutdown()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_server() -> AsyncIterator[TimeSkippingServer]:
+    server = TimeSkippingServer()
+    yield server
+    await server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ts_env(time_skipping_server: TimeSkippingServer) -> WorkflowEnvironment:
     """The Java time-skipping test server: statutory months in seconds."""
-    env = await start_time_skipping(data_converter=data_converter())
-    async with env:
-        yield env
+    return await time_skipping_server.ready()
 
 
 @pytest.fixture
@@ -106,8 +161,13 @@ RunningWorker = Callable[..., Any]
 
 
 @pytest.fixture
-def running_worker(sessions: async_sessionmaker[AsyncSession], task_queue: str) -> RunningWorker:
-    """`async with running_worker(client) as desks:` runs the real worker on this test's queue."""
+def running_worker(sessions: async_sessionmaker[AsyncSession], task_queue: str,
+                   petitions: Petitions,
+                   time_skipping_server: TimeSkippingServer) -> RunningWorker:
+    """`async with running_worker(client) as desks:` runs the real worker on this test's queue.
+
+    On the time-skipping server the worker stays until the test's petitions have finished
+    their outstanding tasks, so that none is terminated mid-task afterwards."""
 
     @asynccontextmanager
     async def run(client: Client, desks: ActivityDesks | None = None) -> AsyncIterator[
@@ -116,13 +176,16 @@ def running_worker(sessions: async_sessionmaker[AsyncSession], task_queue: str) 
         worker: Worker = build_worker(client, desks, task_queue=task_queue)
         async with worker:
             yield desks
+            if time_skipping_server.serves(client):
+                await petitions.settle(client)
 
     return run
 
 
 class Petitions:
     """Starts petitions for one test and terminates the still-open ones afterwards: on the
-    time-skipping server an abandoned workflow's timers would hold virtual time still."""
+    time-skipping server a workflow left open would take workflow tasks nobody answers as
+    its timers fire, and hold virtual time still."""
 
     def __init__(self, task_queue: str):
         self.task_queue = task_queue
@@ -140,6 +203,12 @@ class Petitions:
 
     def track(self, handle: WorkflowHandle[Any, Any]) -> None:
         self._handles.append(handle)
+
+    async def settle(self, client: Client, within: float = 5.0) -> None:
+        """Wait, briefly, until no petition of this test has a task outstanding."""
+        for handle in self._handles:
+            with contextlib.suppress(RPCError):
+                await eventually(partial(quiescent, client, handle.id), within)
 
     async def close(self) -> None:
         for handle in self._handles:

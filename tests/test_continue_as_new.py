@@ -29,6 +29,7 @@ from tests.lifecycle_helpers import (
     handler,
     head,
     pg_fetch,
+    quiescent,
     sleep_until,
 )
 from workflows.petition import CONTINUE_AS_NEW_AFTER_EVENTS, PetitionWorkflow
@@ -159,9 +160,7 @@ async def test_a_flood_of_notes_and_visits_continues_as_new_and_keeps_the_case(
 
 
 async def quiet(case: Case) -> bool:
-    """The latest run waits: no workflow task and no activity pending."""
-    raw = (await case.env.client.get_workflow_handle(case.handle.id).describe()).raw_description
-    return not raw.pending_activities and not raw.HasField("pending_workflow_task")
+    return await quiescent(case.env.client, case.handle.id)
 
 
 async def test_a_case_continued_as_new_keeps_its_deadlines_and_they_fire(

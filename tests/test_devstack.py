@@ -159,3 +159,32 @@ async def test_ensure_database_creates_keeps_and_recreates() -> None:
 
     await ensure_database(server_url, name, recreate=True)
     assert await _run_sql(url, "SELECT to_regclass('marker') IS NOT NULL") is False
+
+
+@pytest.mark.timeout(180)
+async def test_a_stalled_time_skipping_server_is_replaced() -> None:
+    """Terminating a workflow whose first workflow task nobody has taken yet leaves the
+    Java server's time lock held for good; the tests' server holder notices before the
+    next test and starts a fresh server that skips time again."""
+    from tests.conftest import TimeSkippingServer
+
+    server = TimeSkippingServer()
+    try:
+        env = await server.ready()
+        assert server.restarts == 0
+        handle = await env.client.start_workflow(
+            LongSleepWorkflow.run, 1, id=f"devstack-stall-{uuid.uuid4()}",
+            task_queue=f"nobody-polls-{uuid.uuid4()}")
+        await handle.terminate(reason="a test ended with its workflow task outstanding")
+        assert not await server._skips_time(env), "the server should have stalled"
+
+        with pytest.warns(UserWarning, match="stopped skipping time"):
+            fresh = await server.ready()
+        assert server.restarts == 1 and fresh is not env
+        async with _worker(fresh.client):
+            slept = await fresh.client.execute_workflow(
+                LongSleepWorkflow.run, 30, id=f"devstack-sleep-{uuid.uuid4()}",
+                task_queue=TASK_QUEUE)
+        assert slept >= 30 * 24 * 3600
+    finally:
+        await server.close()
