@@ -8,7 +8,7 @@ import asyncio
 import socket
 from pathlib import Path
 
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.converter import DataConverter
@@ -107,3 +107,29 @@ async def register_search_attributes(client: Client) -> None:
             },
         )
     )
+
+
+# What opens and what closes a workflow task or an activity (retries add no events).
+_OPENS = {EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED: "task",
+          EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activity"}
+_CLOSES = {EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "task",
+           EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: "task",
+           EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: "task",
+           EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity",
+           EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity",
+           EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity",
+           EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity"}
+
+
+async def quiescent(client: Client, workflow_id: str) -> bool:
+    """The latest run waits: no workflow task and no activity outstanding.
+
+    Counted from the history: the Java test server's `describe()` never reports a pending
+    workflow task, and cannot be decoded for a closed case (see `finished`)."""
+    outstanding = {"task": 0, "activity": 0}
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type in _OPENS:
+            outstanding[_OPENS[event.event_type]] += 1
+        elif event.event_type in _CLOSES:
+            outstanding[_CLOSES[event.event_type]] -= 1
+    return not any(outstanding.values())

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,7 +44,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities import build_desks  # noqa: E402
 from devstack.postgres import database_url, drop_database, ensure_database  # noqa: E402
-from devstack.temporal_server import start_time_skipping  # noqa: E402
+from devstack.temporal_server import quiescent, start_time_skipping  # noqa: E402
 from domain.calendar import WorkingCalendar  # noqa: E402
 from domain.case import PetitionStart, PetitionStatus  # noqa: E402
 from domain.lifecycle import TABLE  # noqa: E402
@@ -148,6 +149,7 @@ class Recorder:
     task_queue: str
     entries: list[dict[str, Any]] = field(default_factory=list)
     open: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
+    suffix: str = ""  # e.g. "-v2": recorded beside, not over, the histories of older code
 
     async def start(self, petition: PetitionIntake) -> Case:
         handle = await self.env.client.start_workflow(
@@ -159,6 +161,7 @@ class Recorder:
 
     async def record(self, case: Case, name: str, description: str, covers: list[str],
                      run_id: str | None = None) -> None:
+        name += self.suffix
         handle = self.env.client.get_workflow_handle(case.handle.id, run_id=run_id)
         if run_id is None:
             await _settle(handle)
@@ -182,6 +185,7 @@ class Recorder:
                               if s is not None}),
             "actions": sorted({e.action.value for e in timeline}),
             "events": len(history.events), "final_stage": status.stage,
+            "patches": _patches(history),
         })
 
 
@@ -446,7 +450,26 @@ async def continue_as_new(rec: Recorder) -> None:
 # ------------------------------------------------------------------ the recording
 
 
-async def record(names: list[str]) -> list[dict[str, Any]]:
+async def _until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    for _ in range(int(within / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+
+
+def _patches(history: Any) -> list[str]:
+    """The `workflow.patched` ids the run took (its patch markers)."""
+    found = set()
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if "patch-data" in details:
+                for payload in details["patch-data"].payloads:
+                    found.add(json.loads(payload.data)["id"])
+    return sorted(found)
+
+
+async def record(names: list[str], suffix: str = "") -> list[dict[str, Any]]:
     base = database_url(os.environ.get("DATABASE_URL"))
     db = f"petitionflow_histories_{os.getpid()}"
     url = await ensure_database(base, db, recreate=True)
@@ -462,12 +485,14 @@ async def record(names: list[str]) -> list[dict[str, Any]]:
             client: Client = env.client
             async with build_worker(client, build_desks(sessions), task_queue=task_queue):
                 for name in names:
-                    rec = Recorder(env, task_queue)
+                    rec = Recorder(env, task_queue, suffix=suffix)
                     print(f"recording {name} ...", flush=True)
                     try:
                         await SCENARIOS[name](rec)
                     finally:
                         for handle in rec.open:
+                            # Terminated mid-task, a case would stall the server's clock.
+                            await _until(partial(quiescent, client, handle.id))
                             with contextlib.suppress(Exception):  # closed already
                                 await handle.terminate(reason="recorded")
                     entries += rec.entries
@@ -481,11 +506,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument("--suffix", default="",
+                        help="added to each history's name, so that histories of the code "
+                             "before a patch stay beside those after it (e.g. -v2)")
     args = parser.parse_args()
     names = args.only or list(SCENARIOS)
-    entries = asyncio.run(record(names))
+    entries = asyncio.run(record(names, args.suffix))
     index_path = HISTORIES / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() and args.only else {}
+    keep = index_path.exists() and (args.only or args.suffix)
+    index = json.loads(index_path.read_text()) if keep else {}
     recorded = index.get("histories", {})
     for entry in entries:
         recorded[entry.pop("name")] = entry

@@ -40,20 +40,26 @@ LOCAL_ACTIVITY_MARKER_KEYS = frozenset({
     "original_schedule_time", "activation_index"})
 
 
+# A `workflow.patched` marker (`details["patch-data"]`): the patch id our code names, and
+# whether it is deprecated.
+PATCH_MARKER_KEYS = frozenset({"id", "deprecated"})
+_BOOKKEEPING = {"data": LOCAL_ACTIVITY_MARKER_KEYS, "patch-data": PATCH_MARKER_KEYS}
+
+
 def _sdk_bookkeeping(event: Message) -> list[Payload]:
     attrs = getattr(event, "marker_recorded_event_attributes", None)
     if attrs is None or not event.HasField("marker_recorded_event_attributes"):
         return []
-    data = attrs.details.get("data")
     found = []
-    for payload in (data.payloads if data is not None else []):
-        try:
-            keys = set(json.loads(payload.data))
-        except (ValueError, TypeError):
-            continue
-        if payload.metadata.get("encoding") == b"json/plain" and \
-                keys <= LOCAL_ACTIVITY_MARKER_KEYS:
-            found.append(payload)
+    for detail, allowed in _BOOKKEEPING.items():
+        data = attrs.details.get(detail)
+        for payload in (data.payloads if data is not None else []):
+            try:
+                keys = set(json.loads(payload.data))
+            except (ValueError, TypeError):
+                continue
+            if payload.metadata.get("encoding") == b"json/plain" and keys <= allowed:
+                found.append(payload)
     return found
 
 

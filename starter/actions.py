@@ -13,6 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -106,11 +109,25 @@ async def take_action(client: Client, sessions: async_sessionmaker[AsyncSession]
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
-        if "completed" not in err.message:
+        if not await _closed(client, workflow_id):
             raise ActionError(f"no petition {workflow_id}") from None
         message = f"refused [closed]: {workflow_id} is closed; no action can be taken on it"
         await record_refused(sessions, workflow_id, action, command, message)
         raise ActionError(message) from None
+
+
+async def _closed(client: Client, workflow_id: str) -> bool:
+    """The petition's workflow exists and has ended (an Update to it may also have raced
+    with its last workflow task). Read raw: nothing of the case needs decoding."""
+    try:
+        found = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)))
+    except RPCError:
+        return False
+    return found.workflow_execution_info.status not in (
+        WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED,
+        WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
 
 
 async def record_refused(sessions: async_sessionmaker[AsyncSession], workflow_id: str,

@@ -26,13 +26,13 @@ from temporalio.worker import Worker
 
 from activities import ActivityDesks, build_desks
 from devstack.postgres import database_url, drop_database, ensure_database
-from devstack.temporal_server import free_port, start_dev_server, start_time_skipping
+from devstack.temporal_server import free_port, quiescent, start_dev_server, start_time_skipping
 from domain.case import PetitionStart, PetitionStatus
 from domain.models import PetitionIntake
 from domain.persistence.engine import create_engine, session_maker
 from starter.intake import workflow_id_for
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
-from tests.lifecycle_helpers import eventually, quiescent
+from tests.lifecycle_helpers import eventually
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,10 +23,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.temporal_server import quiescent
 from domain.calendar import WorkingCalendar
 from domain.case import ClockView, PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE, Transition, UnitRule
@@ -228,13 +230,16 @@ class Case:
             await self.act(ADVANCE[self.stage])
 
     async def history_length(self) -> int:
+        """Once the case is quiet: the notices of the last action follow its answer."""
+        assert await eventually(partial(quiescent, self.env.client, self.handle.id))
         return len([e async for e in self.handle.fetch_history_events()])
 
     async def history_of_the_case(self) -> list[int]:
         """Event types besides workflow tasks. The dev server runs an Update's validator in
         a speculative workflow task that leaves no event at all when it refuses; the Java
         time-skipping server records that task (scheduled, started, completed) but nothing
-        of the Update itself."""
+        of the Update itself. Read once the case is quiet (notices follow an answer)."""
+        assert await eventually(partial(quiescent, self.env.client, self.handle.id))
         return [e.event_type async for e in self.handle.fetch_history_events()
                 if e.event_type not in WORKFLOW_TASK_EVENTS]
 
@@ -281,32 +286,6 @@ async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) 
         if result or loop.time() > deadline:
             return result
         await asyncio.sleep(0.05)
-
-
-# What opens and what closes a workflow task or an activity (retries add no events).
-_OPENS = {EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED: "task",
-          EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activity"}
-_CLOSES = {EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "task",
-           EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: "task",
-           EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: "task",
-           EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity",
-           EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity",
-           EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity",
-           EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity"}
-
-
-async def quiescent(client: Client, workflow_id: str) -> bool:
-    """The latest run waits: no workflow task and no activity outstanding.
-
-    Counted from the history: the Java test server's `describe()` never reports a pending
-    workflow task, and cannot be decoded for a closed case (see `finished`)."""
-    outstanding = {"task": 0, "activity": 0}
-    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
-        if event.event_type in _OPENS:
-            outstanding[_OPENS[event.event_type]] += 1
-        elif event.event_type in _CLOSES:
-            outstanding[_CLOSES[event.event_type]] -= 1
-    return not any(outstanding.values())
 
 
 async def finished(handle: WorkflowHandle[Any, Any], within: float = 15.0) -> PetitionStatus:

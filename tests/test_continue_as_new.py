@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from devstack.temporal_server import quiescent
 from domain.case import TimelineEntry
 from domain.models import Action, AddNote, Channel, ClockName, RepeatVisit, Stage
 from domain.policy import load_profile
@@ -29,7 +30,6 @@ from tests.lifecycle_helpers import (
     handler,
     head,
     pg_fetch,
-    quiescent,
     sleep_until,
 )
 from workflows.petition import CONTINUE_AS_NEW_AFTER_EVENTS, PetitionWorkflow

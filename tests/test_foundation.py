@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -15,10 +16,12 @@ from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
+from devstack.temporal_server import quiescent
 from domain.models import Accept, Actor, Reply, Role, Stage
 from starter.intake import workflow_id_for
 from tests.cli import petition
 from tests.conftest import make_intake
+from tests.lifecycle_helpers import eventually
 from workflows.petition import PetitionWorkflow
 
 HANDLER = Actor(id="qs-xfj-h1", role=Role.HANDLER, unit="QS-XFJ")
@@ -114,6 +117,8 @@ async def test_reply_before_accept_is_refused_and_leaves_no_history_event(
     intake = make_intake()
     async with running_worker(dev_env.client):
         handle = await petitions.start(dev_env, intake)
+        # The registration notice follows the answer to `wait_registered`.
+        assert await eventually(partial(quiescent, dev_env.client, handle.id))
         before = [e async for e in handle.fetch_history_events()]
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(PetitionWorkflow.reply,

@@ -23,7 +23,7 @@ from domain.policy import available_profiles
 from security.codec import KEY_ID_METADATA, EncryptionCodec, KeyRing
 from security.inspect import clear_payloads
 from worker import data_converter, workflow_runner
-from workflows.petition import PetitionWorkflow
+from workflows.petition import PATCHES, PetitionWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 INDEX: dict[str, Any] = json.loads((HISTORIES / "index.json").read_text(encoding="utf-8"))
@@ -68,6 +68,14 @@ def test_the_histories_cover_every_stage_profile_and_path() -> None:
             "review_window_lapsed", "re_review_window_lapsed", "escalation_level_1",
             "escalation_level_2", "continue_as_new", "continued_run", "refused_signal",
             "repeat_visit_attached", "decline_concluded", "settlement_handover"} <= covers
+
+
+def test_every_patch_is_replayed_both_ways() -> None:
+    """Petitions started before a patch (no marker) and after it are both in the gate."""
+    for patch in PATCHES:
+        taken = {name for name, e in RECORDED.items() if patch in e.get("patches", [])}
+        assert taken, f"no recorded history takes {patch}: record with --suffix"
+        assert set(RECORDED) - taken, f"every history takes {patch}: none from before it"
 
 
 def test_every_history_file_is_indexed() -> None:

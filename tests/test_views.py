@@ -79,6 +79,9 @@ async def test_each_saved_view_finds_the_petition_built_for_it(
             await concluded.execute_update(update, command)
         ours = {h.id for h in (neglected, waiting, diverted, concluded)}
 
+        # A case closes once the notices of its last action are sent.
+        await concluded.result()
+        await diverted.result()
         closed_at = (await concluded.describe()).close_time
         assert closed_at is not None
         due = (await waiting.query(PetitionWorkflow.status)).next_deadline

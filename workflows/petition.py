@@ -126,6 +126,13 @@ RECORD_BATCH_MAX = 200
 RECORD_BATCH_MAX_CHARS = 300_000
 CARRY_MAX_CHARS = 200_000
 REFUSED = "ActionRefused"
+# Since this patch, audit records are written by a local activity inside the workflow task
+# that took the action, and the notices an action sends follow its answer instead of
+# preceding it: a handler's Update is answered in one workflow task instead of three (see
+# bench/README.md). Runs started before it replay the old order.
+ANSWER_IN_ONE_TASK = "audit-local-activity-notices-after-answer"
+# Every `workflow.patched` id in use; the replay tests check each is covered both ways.
+PATCHES = (ANSWER_IN_ONE_TASK,)
 
 
 def _beijing(at: datetime) -> str:
@@ -158,6 +165,8 @@ class PetitionWorkflow:
         self._writing = False
         self._waiting_for_records = 0
         self._writer_error: BaseException | None = None
+        # Notices of actions waiting to be sent, in order, by one sender (with the patch).
+        self._outbox: list[tuple[NoticeInput, str]] = []
         self._draining = False  # about to continue as new: start no batch nobody waits for
         self._published: dict[str, Any] = {}
         self._details_text: str | None = None
@@ -167,10 +176,12 @@ class PetitionWorkflow:
     @workflow.run
     async def run(self, start: PetitionStart) -> PetitionStatus:
         writer = asyncio.create_task(self._write_records())
+        sender = asyncio.create_task(self._send_notices())
         if self._state is None:
             await self._register(start)
             if self._attached_to is not None:
                 writer.cancel()
+                sender.cancel()
                 return self.status()
         else:
             self._publish()  # a new run: current details and search attributes again
@@ -182,10 +193,12 @@ class PetitionWorkflow:
             if self._should_continue_as_new():
                 await self._continue_as_new()
         await workflow.wait_condition(
-            lambda: (workflow.all_handlers_finished() and not self._case.unrecorded)
+            lambda: (workflow.all_handlers_finished() and not self._case.unrecorded
+                     and not self._outbox)
             or self._writer_error is not None)
         self._raise_writer_error()
         writer.cancel()
+        sender.cancel()
         return self.status()
 
     @property
@@ -221,7 +234,7 @@ class PetitionWorkflow:
         clerk = Actor(id=f"intake-{intake.channel}", role=Role.INTAKE_CLERK, unit=intake.unit)
         await self._written_through(
             self._record(Action.REGISTER, clerk, None, now, {"channel": intake.channel}))
-        await self._notify_petitioner(Action.REGISTER, now)
+        await self._notify_petitioner(Action.REGISTER, now, defer=self._answer_in_one_task())
         if registration.concluded_case is not None:
             # Art. 30: the same matter, concluded after re-review, is not accepted again.
             await self._decline_concluded(registration.concluded_case)
@@ -777,7 +790,7 @@ class PetitionWorkflow:
         if not row.counts_as_note:
             # The audit row comes before the notices it explains.
             await self._written_through(record)
-            await self._effects_after(row, command, now)
+            await self._effects_after(row, command, now, defer=self._answer_in_one_task())
             self._publish()  # a note changes neither search attributes nor current details
         return record
 
@@ -882,7 +895,10 @@ class PetitionWorkflow:
         elif isinstance(command, RepeatVisit):
             st.repeat_visits += 1
 
-    async def _effects_after(self, row: Transition, command: Command, now: datetime) -> None:
+    async def _effects_after(self, row: Transition, command: Command, now: datetime,
+                             defer: bool) -> None:
+        """Payments and registry entries before the answer; notices before it, or queued
+        to follow it (`defer`)."""
         st = self._case
         if isinstance(command, DecideAssistance):
             await self._disburse(command)
@@ -892,15 +908,16 @@ class PetitionWorkflow:
                 concluded_at=now, unit=command.actor.unit),
                 f"{row.action}: enter the termination registry")
         if Effect.NOTICE_PETITIONER in row.effects:
-            await self._notify_petitioner(row.action, now, _notice_text(command, self._case))
+            await self._notify_petitioner(row.action, now, _notice_text(command, self._case),
+                                          defer=defer)
         if Effect.NOTICE_RECEIVING_UNIT in row.effects:
-            await self._notify("unit", st.holding_unit, row.action, now)
+            await self._notify("unit", st.holding_unit, row.action, now, defer=defer)
         if Effect.NOTICE_REVIEW_ORGAN in row.effects:
             organ = (st.re_review_organ if row.action is Action.REQUEST_RE_REVIEW
                      else st.review_organ)
-            await self._notify("unit", organ or st.holding_unit, row.action, now)
+            await self._notify("unit", organ or st.holding_unit, row.action, now, defer=defer)
         if Effect.NOTICE_LEADER in row.effects and st.leader_id:
-            await self._notify("person", st.leader_id, row.action, now)
+            await self._notify("person", st.leader_id, row.action, now, defer=defer)
 
     async def _disburse(self, command: DecideAssistance) -> None:
         st = self._case
@@ -1201,9 +1218,8 @@ class PetitionWorkflow:
             actions = sorted({r.action.value for r in batch})
             self._writing = True
             try:
-                await self._activity(TransitionRecorder.record_transitions,
-                                     TransitionBatch(records=batch),
-                                     f"record {', '.join(actions)} ({len(batch)} entries)")
+                await self._record_batch(TransitionBatch(records=batch),
+                                         f"record {', '.join(actions)} ({len(batch)} entries)")
             except ActivityError as err:
                 self._writer_error = err  # a bug (an unknown read-model column): stop loudly
                 return
@@ -1214,10 +1230,35 @@ class PetitionWorkflow:
             del self._sizes[:count]
             self._written += count
 
+    async def _record_batch(self, batch: TransitionBatch, summary: str) -> None:
+        if self._answer_in_one_task():
+            # A few milliseconds of PostgreSQL inside the workflow task, instead of a task
+            # queue round trip and a second workflow task before the caller is answered.
+            await workflow.execute_local_activity_method(
+                TransitionRecorder.record_transitions, batch,
+                start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY, summary=summary)
+        else:
+            await self._activity(TransitionRecorder.record_transitions, batch, summary)
+
+    def _answer_in_one_task(self) -> bool:
+        return workflow.patched(ANSWER_IN_ONE_TASK)
+
+    async def _send_notices(self) -> None:
+        """The one sender of deferred notices: in the order their actions were taken."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox))
+            notice, summary = self._outbox[0]
+            try:
+                await self._activity(NoticeDesk.send_notice, notice, summary)
+            except ActivityError as err:
+                self._writer_error = err  # never a refusal: the outbox takes any notice
+                return
+            self._outbox.pop(0)
+
     def _raise_writer_error(self) -> None:
         if self._writer_error is not None:
             # Fails the workflow task, not the case: fixed code then replays and goes on.
-            raise RuntimeError(f"the audit trail could not be written: {self._writer_error}")
+            raise RuntimeError(f"a record or notice could not be written: {self._writer_error}")
 
     def _read_model(self, now: datetime) -> dict[str, Any]:
         st = self._case
@@ -1248,23 +1289,29 @@ class PetitionWorkflow:
         return values
 
     async def _notify_petitioner(self, action: Action | str, now: datetime,
-                                 text: str | None = None) -> None:
-        await self._notify("petitioner", self._case.registration_no, action, now, text=text)
+                                 text: str | None = None, defer: bool = False) -> None:
+        await self._notify("petitioner", self._case.registration_no, action, now, text=text,
+                           defer=defer)
 
     async def _notify(self, kind: str, recipient: str, action: Action | str, now: datetime,
-                      about: Clock | None = None, text: str | None = None) -> None:
+                      about: Clock | None = None, text: str | None = None,
+                      defer: bool = False) -> None:
         st = self._case
         what = (f"{CLOCK_TITLES[about.name]} due {_beijing(about.due_at)} ({about.article})"
                 if about else str(action) + (f": {text}" if text else ""))
         key = f"{st.workflow_id}:{st.seq}:notice:{kind}:{recipient}:{action}"
         if about is not None:
             key += f":{about.name}:{about.due_at.isoformat()}"
-        await self._activity(NoticeDesk.send_notice, NoticeInput(
+        notice = NoticeInput(
             idempotency_key=key, petition_id=st.petition_id, recipient_kind=kind,
             recipient_ref=recipient, template=str(action),
-            body=f"Case {st.registration_no}: {what} (stage {st.stage}).", at=now),
-            f"{action}: notice to {kind} {recipient}"
-            + (f" ({CLOCK_TITLES[about.name]})" if about else ""))
+            body=f"Case {st.registration_no}: {what} (stage {st.stage}).", at=now)
+        summary = (f"{action}: notice to {kind} {recipient}"
+                   + (f" ({CLOCK_TITLES[about.name]})" if about else ""))
+        if defer:
+            self._outbox.append((notice, summary))
+        else:
+            await self._activity(NoticeDesk.send_notice, notice, summary)
 
     async def _activity(self, method: Callable[..., Any], arg: Any, summary: str) -> Any:
         return await workflow.execute_activity_method(
@@ -1358,7 +1405,7 @@ class PetitionWorkflow:
         self._draining = True
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and not self._writing
-            and self._carry_fits())
+            and self._carry_fits() and not self._outbox)
         st = self._case
         st.runs += 1
         intake = self._intake.model_copy(update={"attachments": [
