@@ -1366,11 +1366,13 @@ class PetitionWorkflow:
         head = f"**{st.registration_no}**: {STAGE_TITLES[st.stage]}"
         if st.outcome:
             head += f" ({st.outcome.value.replace('_', ' ')})"
-        lines = [head + ".",
+        # Blank lines between the parts: the Web UI renders the text as Markdown, where a
+        # list only starts after an empty line.
+        lines = [head + ".", "",
                  f"Held by {st.holding_unit}; responsible unit: "
-                 f"{st.responsible_unit or 'not yet accepted'}."]
+                 f"{st.responsible_unit or 'not yet accepted'}.", ""]
         if st.clocks:
-            lines.append("Open deadlines:")
+            lines += ["Open deadlines:", ""]
         for c in sorted(st.clocks.values(), key=lambda c: c.due_at):
             if c.paused_at:
                 state = "stopped while a hearing is held"
