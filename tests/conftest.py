@@ -102,7 +102,9 @@ class TimeSkippingServer:
     lock for good (temporal-test-server 1.38: the release is refused as "Completed
     workflow"). One such termination would then stall every later test's `sleep` until
     the client's 30-second RPC timeout. So each test first checks that a day passes
-    promptly, and gets a fresh server if it does not.
+    promptly, and gets a fresh server if it does not. A server that failed the check is
+    never checked again: the timed-out probe's own sleep stays pending on it and could
+    let a second probe pass until that sleep's end locks the clock once more.
     """
 
     PROBE = timedelta(days=1)

@@ -176,8 +176,9 @@ async def test_a_stalled_time_skipping_server_is_replaced() -> None:
             LongSleepWorkflow.run, 1, id=f"devstack-stall-{uuid.uuid4()}",
             task_queue=f"nobody-polls-{uuid.uuid4()}")
         await handle.terminate(reason="a test ended with its workflow task outstanding")
-        assert not await server._skips_time(env), "the server should have stalled"
 
+        # Probed once only: a probe that times out leaves its sleep pending on the server,
+        # which may let a second probe pass until that sleep's end locks the clock again.
         with pytest.warns(UserWarning, match="stopped skipping time"):
             fresh = await server.ready()
         assert server.restarts == 1 and fresh is not env
