@@ -133,3 +133,15 @@ async def quiescent(client: Client, workflow_id: str) -> bool:
         elif event.event_type in _CLOSES:
             outstanding[_CLOSES[event.event_type]] -= 1
     return not any(outstanding.values())
+
+
+async def settled(client: Client, workflow_id: str, within: float = 15.0) -> bool:
+    """Wait up to `within` seconds for the workflow to be `quiescent`; whether it became so.
+    Before terminating a case on the time-skipping server, or counting its history."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await quiescent(client, workflow_id):
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

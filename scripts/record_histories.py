@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,7 +43,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities import build_desks  # noqa: E402
 from devstack.postgres import database_url, drop_database, ensure_database  # noqa: E402
-from devstack.temporal_server import quiescent, start_time_skipping  # noqa: E402
+from devstack.temporal_server import settled, start_time_skipping  # noqa: E402
 from domain.calendar import WorkingCalendar  # noqa: E402
 from domain.case import PetitionStart, PetitionStatus  # noqa: E402
 from domain.lifecycle import TABLE  # noqa: E402
@@ -450,13 +449,6 @@ async def continue_as_new(rec: Recorder) -> None:
 # ------------------------------------------------------------------ the recording
 
 
-async def _until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    for _ in range(int(within / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-
-
 def _patches(history: Any) -> list[str]:
     """The `workflow.patched` ids the run took (its patch markers)."""
     found = set()
@@ -492,7 +484,7 @@ async def record(names: list[str], suffix: str = "") -> list[dict[str, Any]]:
                     finally:
                         for handle in rec.open:
                             # Terminated mid-task, a case would stall the server's clock.
-                            await _until(partial(quiescent, client, handle.id))
+                            await settled(client, handle.id, within=10.0)
                             with contextlib.suppress(Exception):  # closed already
                                 await handle.terminate(reason="recorded")
                     entries += rec.entries

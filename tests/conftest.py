@@ -12,7 +12,6 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,12 @@ from temporalio.worker import Worker
 
 from activities import ActivityDesks, build_desks
 from devstack.postgres import database_url, drop_database, ensure_database
-from devstack.temporal_server import free_port, quiescent, start_dev_server, start_time_skipping
+from devstack.temporal_server import free_port, settled, start_dev_server, start_time_skipping
 from domain.case import PetitionStart, PetitionStatus
 from domain.models import PetitionIntake
 from domain.persistence.engine import create_engine, session_maker
 from starter.intake import workflow_id_for
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
-from tests.lifecycle_helpers import eventually
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
 
@@ -210,7 +208,7 @@ class Petitions:
         """Wait, briefly, until no petition of this test has a task outstanding."""
         for handle in self._handles:
             with contextlib.suppress(RPCError):
-                await eventually(partial(quiescent, client, handle.id), within)
+                await settled(client, handle.id, within)
 
     async def close(self) -> None:
         for handle in self._handles:

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +26,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from devstack.temporal_server import quiescent
+from devstack.temporal_server import settled
 from domain.calendar import WorkingCalendar
 from domain.case import ClockView, PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE, Transition, UnitRule
@@ -231,7 +230,7 @@ class Case:
 
     async def history_length(self) -> int:
         """Once the case is quiet: the notices of the last action follow its answer."""
-        assert await eventually(partial(quiescent, self.env.client, self.handle.id))
+        assert await settled(self.env.client, self.handle.id)
         return len([e async for e in self.handle.fetch_history_events()])
 
     async def history_of_the_case(self) -> list[int]:
@@ -239,7 +238,7 @@ class Case:
         a speculative workflow task that leaves no event at all when it refuses; the Java
         time-skipping server records that task (scheduled, started, completed) but nothing
         of the Update itself. Read once the case is quiet (notices follow an answer)."""
-        assert await eventually(partial(quiescent, self.env.client, self.handle.id))
+        assert await settled(self.env.client, self.handle.id)
         return [e.event_type async for e in self.handle.fetch_history_events()
                 if e.event_type not in WORKFLOW_TASK_EVENTS]
 

@@ -6,13 +6,12 @@ petition unchanged. Real Temporal dev server, real PostgreSQL, the sample direct
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from devstack.temporal_server import quiescent
+from devstack.temporal_server import settled
 from domain.models import (
     Accept,
     Action,
@@ -32,7 +31,6 @@ from security.identity import identity_refusal
 from starter.actions import ActionError, take_action
 from tests.cli import petition
 from tests.conftest import make_intake
-from tests.lifecycle_helpers import eventually
 from workflows.petition import PetitionWorkflow
 
 UNIT = "QS-HRSS"
@@ -57,7 +55,7 @@ async def _refused(client: Any, sessions: Any, workflow_id: str, action: Action,
     handle = client.get_workflow_handle_for(PetitionWorkflow.run, workflow_id)
     before = await handle.query(PetitionWorkflow.status)
     # The notices of the last action follow its answer: count once they are sent.
-    assert await eventually(partial(quiescent, client, workflow_id))
+    assert await settled(client, workflow_id)
     events_before = len([e async for e in handle.fetch_history_events()])
     with pytest.raises(ActionError, match=match) as refused:
         await take_action(client, sessions, workflow_id, action, command, as_signal=as_signal)

@@ -17,7 +17,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from devstack.temporal_server import quiescent
+from devstack.temporal_server import settled
 from domain.case import TimelineEntry
 from domain.models import Action, AddNote, Channel, ClockName, RepeatVisit, Stage
 from domain.policy import load_profile
@@ -159,10 +159,6 @@ async def test_a_flood_of_notes_and_visits_continues_as_new_and_keeps_the_case(
             timers, reminder)
 
 
-async def quiet(case: Case) -> bool:
-    return await quiescent(case.env.client, case.handle.id)
-
-
 async def test_a_case_continued_as_new_keeps_its_deadlines_and_they_fire(
         ts_env, running_worker, petitions):
     """In virtual time. Notes arrive in bursts while the history is short, then one at a
@@ -184,7 +180,7 @@ async def test_a_case_continued_as_new_keeps_its_deadlines_and_they_fire(
                 PetitionWorkflow.add_note_signal, AddNote(actor=actor, text=f"note {sent + n}"))
                 for n in range(burst)))
             sent += burst
-            assert await eventually(lambda: quiet(case)), "the case never went quiet"
+            assert await settled(case.env.client, case.handle.id), "the case never went quiet"
             assert sent < 4 * CONTINUE_AS_NEW_AFTER_EVENTS, "never continued as new"
         after = await case.refresh()
         assert after.notes == sent and after.stage is Stage.IN_HANDLING

@@ -3,11 +3,9 @@ deadlines on the time-skipping server, and the system of record in PostgreSQL.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +14,7 @@ from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
-from devstack.temporal_server import quiescent
+from devstack.temporal_server import settled
 from domain.models import Accept, Actor, Reply, Role, Stage
 from starter.intake import workflow_id_for
 from tests.cli import petition
@@ -37,15 +35,6 @@ def _write(tmp_path: Path, payload: dict) -> Path:
     path = tmp_path / f"{uuid.uuid4().hex[:8]}.json"
     path.write_text(json.dumps(payload, ensure_ascii=False, default=str), encoding="utf-8")
     return path
-
-
-async def _eventually(check, within: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result or asyncio.get_running_loop().time() > deadline:
-            return result
-        await asyncio.sleep(0.3)
 
 
 async def test_submitted_petition_is_accepted_and_replied_on_the_dev_server(
@@ -75,7 +64,7 @@ async def test_submitted_petition_is_accepted_and_replied_on_the_dev_server(
         async def found() -> list[str]:
             return [w.id async for w in dev_env.client.list_workflows(query)]
 
-        assert await _eventually(found) == [receipt["workflow_id"]]
+        assert await eventually(found) == [receipt["workflow_id"]]
 
 
 async def test_acceptance_deadline_fires_in_virtual_time(ts_env, running_worker, petitions):
@@ -118,7 +107,7 @@ async def test_reply_before_accept_is_refused_and_leaves_no_history_event(
     async with running_worker(dev_env.client):
         handle = await petitions.start(dev_env, intake)
         # The registration notice follows the answer to `wait_registered`.
-        assert await eventually(partial(quiescent, dev_env.client, handle.id))
+        assert await settled(dev_env.client, handle.id)
         before = [e async for e in handle.fetch_history_events()]
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(PetitionWorkflow.reply,
