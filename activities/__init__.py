@@ -39,6 +39,7 @@ class ActivityDesks:
             self.registry.resolve_unit,
             self.registry.enter_termination_registry,
             self.deadlines.compute_deadlines,
+            self.deadlines.calendar_snapshot,
             self.transfers.issue_transfer_order,
             self.hearings.schedule_hearing,
             self.hearings.record_hearing_outcome,

@@ -1,18 +1,26 @@
-"""Deadline arithmetic, run as a local activity so its result is recorded in history.
+"""Deadline arithmetic and the calendar snapshot, run as local activities so their
+results are recorded in history.
 
 A calendar-library upgrade then cannot change a running case on replay: each
-deadline is computed once, when its clock starts, and kept as an absolute time.
+deadline is computed once, when its clock starts, and kept as an absolute time;
+a snapshot of the calendar, once taken, is part of the case's state.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
+import holidays
 from temporalio import activity
 
 from domain.calendar import WorkingCalendar
-from domain.case import ClockRequest, ComputedClock, ComputeDeadlinesInput
-from domain.policy import DeadlineProfile
+from domain.case import (
+    CalendarSnapshot,
+    CalendarSnapshotInput,
+    ComputedClock,
+    ComputeDeadlinesInput,
+)
+from domain.deadlines import compute_clock, snapshot_of
+
+MAX_SNAPSHOT_YEARS = 20
 
 
 class DeadlineCalculator:
@@ -22,29 +30,26 @@ class DeadlineCalculator:
 
     @activity.defn
     async def compute_deadlines(self, request: ComputeDeadlinesInput) -> list[ComputedClock]:
-        computed = (self._one(request.profile, clock) for clock in request.clocks)
-        return [c for c in computed if c is not None]
+        computed = []
+        for clock in request.clocks:
+            one = compute_clock(request.profile, clock, self._calendar)
+            if one is not None:
+                self._warn(one.started_at.year, one.due_at.year)
+                computed.append(one)
+        return computed
 
-    def _one(self, profile: DeadlineProfile, request: ClockRequest) -> ComputedClock | None:
-        policy = profile.clock(request.name)
-        if policy is None:
-            return None  # this profile does not run that clock
-        cal = self._calendar
-        due: datetime | None
-        if request.extend_by is not None:
-            due = profile.extended_deadline(request.name, request.start, request.extend_by, cal)
-        elif request.renew:
-            due = profile.next_repeat(request.name, request.start, cal) or request.start
-        else:
-            due = profile.deadline(request.name, request.start, cal)
-        assert due is not None
-        for warning in cal.coverage_warnings(request.start.date(), due.date()):
-            if warning not in self._warned:
+    @activity.defn
+    async def calendar_snapshot(self, request: CalendarSnapshotInput) -> CalendarSnapshot:
+        if not 0 <= request.last_year - request.first_year < MAX_SNAPSHOT_YEARS:
+            raise ValueError(f"a calendar snapshot spans 1 to {MAX_SNAPSHOT_YEARS} years, "
+                             f"not {request.first_year}-{request.last_year}")
+        self._warn(request.first_year, request.last_year)
+        return snapshot_of(self._calendar, request.first_year, request.last_year,
+                           source=f"holidays {holidays.__version__}")
+
+    def _warn(self, first_year: int, last_year: int) -> None:
+        for year in range(first_year, last_year + 1):
+            warning = self._calendar.schedule(year).warning
+            if warning is not None and warning not in self._warned:
                 self._warned.add(warning)
                 activity.logger.warning("calendar: %s", warning)
-        return ComputedClock(
-            name=request.name, kind=policy.kind, article=policy.article,
-            period=str(policy.period), started_at=request.start, due_at=due,
-            reminder_at=profile.reminder_at(request.name, due, cal),
-            level2_at=profile.level2_at(request.name, due, cal), unit=request.unit,
-        )

@@ -75,17 +75,19 @@ class PeriodLike(Protocol):
 
 
 @dataclass(frozen=True)
-class _YearData:
+class YearSchedule:
+    """One year of the State Council calendar as `holidays` knows it."""
+
     days_off: frozenset[date]
     weekend_workdays: frozenset[date]
     warning: str | None
 
 
-def _load_year(year: int) -> _YearData:
+def _load_year(year: int) -> YearSchedule:
     table = holidays.China(years=year)
     days_off = frozenset(d for d in table if d.year == year)
     workdays = frozenset(d for d in table.weekend_workdays if d.year == year)
-    return _YearData(days_off, workdays, _warning_for(year, days_off, workdays))
+    return YearSchedule(days_off, workdays, _warning_for(year, days_off, workdays))
 
 
 def _warning_for(year: int, days_off: frozenset[date], workdays: frozenset[date]) -> str | None:
@@ -112,13 +114,17 @@ class WorkingCalendar:
     """
 
     def __init__(self) -> None:
-        self._years: dict[int, _YearData] = {}
+        self._years: dict[int, YearSchedule] = {}
 
-    def _year(self, year: int) -> _YearData:
+    def _year(self, year: int) -> YearSchedule:
         data = self._years.get(year)
         if data is None:
             data = self._years[year] = _load_year(year)
         return data
+
+    def schedule(self, year: int) -> YearSchedule:
+        """The year's days off and make-up working days, e.g. to freeze into a case."""
+        return self._year(year)
 
     def is_working_day(self, d: date) -> bool:
         data = self._year(d.year)
@@ -156,6 +162,32 @@ class WorkingCalendar:
             if self.is_working_day(d):
                 n -= 1
         return d
+
+
+class OutsideSnapshot(LookupError):
+    """A frozen calendar was asked about a year it does not hold."""
+
+    def __init__(self, year: int) -> None:
+        super().__init__(f"the calendar snapshot holds no data for {year}")
+        self.year = year
+
+
+class FrozenCalendar(WorkingCalendar):
+    """Working days from a fixed set of years, never from the library.
+
+    A workflow computes its deadlines with one, built from a snapshot kept in its
+    state: replaying it gives the same deadlines whatever `holidays` says later.
+    """
+
+    def __init__(self, years: dict[int, YearSchedule]) -> None:
+        super().__init__()
+        self._years = dict(years)
+
+    def _year(self, year: int) -> YearSchedule:
+        data = self._years.get(year)
+        if data is None:
+            raise OutsideSnapshot(year)
+        return data
 
 
 def shift_months(d: date, months: int) -> date:

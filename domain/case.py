@@ -6,12 +6,13 @@ All of it survives continue-as-new: the whole `CaseState` is the next run's inpu
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from domain.calendar import FrozenCalendar, YearSchedule
 from domain.models import (
     Action,
     Actor,
@@ -133,6 +134,9 @@ class CaseState(BaseModel):
     petition_id: int
     registration_no: str
     profile: DeadlineProfile
+    # Working days frozen for the deadlines counted in the workflow (None: not yet taken,
+    # or a case started before deadlines were counted there).
+    calendar: CalendarSnapshot | None = None
     channel: Channel
     category: Category
     law_related: bool
@@ -242,6 +246,39 @@ class ClockRequest(BaseModel):
     unit: str
     extend_by: Period | None = None  # extend a running clock: `start` is its current due time
     renew: bool = False  # a recurring clock's next period: `start` is its current due time
+
+
+class CalendarYear(BaseModel):
+    year: int
+    days_off: list[date]
+    weekend_workdays: list[date]
+    warning: str | None = None
+
+
+class CalendarSnapshot(BaseModel):
+    """The working-day calendar of a few years, frozen into a case's state.
+
+    Taken once by a local activity (so recorded in history) and carried through
+    continue-as-new: the workflow counts working days from it, and a later
+    `holidays` release cannot move a running case's deadlines on replay.
+    """
+
+    source: str
+    years: list[CalendarYear]
+
+    def calendar(self) -> FrozenCalendar:
+        return FrozenCalendar({y.year: YearSchedule(frozenset(y.days_off),
+                                                    frozenset(y.weekend_workdays), y.warning)
+                               for y in self.years})
+
+    def year_range(self) -> tuple[int, int]:
+        held = [y.year for y in self.years]
+        return min(held), max(held)
+
+
+class CalendarSnapshotInput(BaseModel):
+    first_year: int
+    last_year: int
 
 
 class ComputeDeadlinesInput(BaseModel):

@@ -31,15 +31,19 @@ with workflow.unsafe.imports_passed_through():
     from activities.registry import PetitionRegistry
     from activities.transfers import TransferDesk
     from domain import search_attributes as sa
+    from domain.calendar import FrozenCalendar, OutsideSnapshot
     from domain.case import (
         TIMELINE_NOTES_KEPT,
         AssistanceApplicationInput,
         AssistanceDecisionInput,
         AssistanceFile,
+        CalendarSnapshot,
+        CalendarSnapshotInput,
         CaseState,
         Clock,
         ClockRequest,
         ClockView,
+        ComputedClock,
         ComputeDeadlinesInput,
         DisbursementInput,
         EscalationInput,
@@ -59,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         TransitionRecord,
         UnitLookup,
     )
+    from domain.deadlines import SNAPSHOT_YEARS_AHEAD, compute_clock
     from domain.lifecycle import (
         CLOCK_TITLES,
         LAPSE_ACTIONS,
@@ -132,7 +137,14 @@ REFUSED = "ActionRefused"
 # bench/README.md). Runs started before it replay the old order.
 ANSWER_IN_ONE_TASK = "audit-local-activity-notices-after-answer"
 # Every `workflow.patched` id in use; the replay tests check each is covered both ways.
-PATCHES = (ANSWER_IN_ONE_TASK,)
+# Since this patch, deadlines are counted in the workflow, on a calendar snapshot frozen
+# into its state, instead of by a local activity per clock start: one local activity less
+# before an accept or an extension is answered. Runs started before it replay the old way.
+DEADLINES_IN_WORKFLOW = "deadlines-counted-on-frozen-calendar"
+# A snapshot is taken, or widened, at most this many times for one computation; past
+# that (a case whose dates run decades apart) the local activity counts as before.
+SNAPSHOT_ATTEMPTS = 3
+PATCHES = (ANSWER_IN_ONE_TASK, DEADLINES_IN_WORKFLOW)
 
 
 def _beijing(at: datetime) -> str:
@@ -170,6 +182,9 @@ class PetitionWorkflow:
         self._draining = False  # about to continue as new: start no batch nobody waits for
         self._published: dict[str, Any] = {}
         self._details_text: str | None = None
+        # The case's frozen calendar, built from its snapshot once per run.
+        self._calendar: FrozenCalendar | None = None
+        self._calendar_for: CalendarSnapshot | None = None
 
     # ------------------------------------------------------------------ the run
 
@@ -1004,12 +1019,47 @@ class PetitionWorkflow:
             st.extension_used, st.extension_days = True, st.extension_days + days
 
     async def _compute(self, requests: list[ClockRequest]) -> list[Any]:
+        if workflow.patched(DEADLINES_IN_WORKFLOW):
+            counted = await self._count_here(requests)
+            if counted is not None:
+                return counted
         return await workflow.execute_local_activity_method(
             DeadlineCalculator.compute_deadlines,
             ComputeDeadlinesInput(profile=self._case.profile, clocks=requests),
             start_to_close_timeout=timedelta(seconds=10), retry_policy=RETRY,
             summary="compute deadlines: " + ", ".join(r.name for r in requests),
         )
+
+    async def _count_here(self, requests: list[ClockRequest]) -> list[ComputedClock] | None:
+        """Deadlines counted on the case's frozen calendar. A snapshot is taken only
+        when a count needs a year it lacks (never for clocks in hours or minutes)."""
+        st = self._case
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            try:
+                calendar = self._frozen_calendar()
+                counted = (compute_clock(st.profile, r, calendar) for r in requests)
+                return [c for c in counted if c is not None]
+            except OutsideSnapshot as missing:
+                st.calendar = await self._widened_snapshot(missing.year)
+        return None
+
+    def _frozen_calendar(self) -> FrozenCalendar:
+        snapshot = self._case.calendar
+        if self._calendar_for is not snapshot or self._calendar is None:
+            self._calendar = snapshot.calendar() if snapshot else FrozenCalendar({})
+            self._calendar_for = snapshot
+        return self._calendar
+
+    async def _widened_snapshot(self, year: int) -> CalendarSnapshot:
+        held = self._case.calendar
+        first, last = held.year_range() if held else (year, year)
+        result: CalendarSnapshot = await workflow.execute_local_activity_method(
+            DeadlineCalculator.calendar_snapshot,
+            CalendarSnapshotInput(first_year=min(first, year),
+                                  last_year=max(last, year + SNAPSHOT_YEARS_AHEAD)),
+            start_to_close_timeout=timedelta(seconds=10), retry_policy=RETRY,
+            summary=f"freeze the working-day calendar from {min(first, year)}")
+        return result
 
     def _install(self, computed: list[Any], keep_started: bool = False) -> None:
         for c in computed:
