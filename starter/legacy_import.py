@@ -682,10 +682,11 @@ async def import_file(
     transaction rolls back. `client` may be None for a dry run or a file without open cases.
 
     `offline`: for the first migration, before the system goes live. The secondary
-    indexes of the tables written are dropped inside the transaction and rebuilt before
-    it commits (one sort per index instead of a million insertions); the tables are
-    locked against every other reader and writer until then. Unique indexes stay: they
-    are what catches a clash.
+    indexes and the foreign keys of the tables written are dropped inside the transaction
+    and restored before it commits (one sort per index instead of a million insertions,
+    one join per foreign key instead of a check per row); the tables are locked against
+    every other reader and writer until then. Unique indexes stay: they are what catches
+    a clash.
     """
     with _collector_paused():
         return await _import_file(path, engine, client=client, task_queue=task_queue,
@@ -797,7 +798,7 @@ async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None
                     raise ImportFileError("open cases need a Temporal client to start them")
                 if rebuild:
                     t = time.perf_counter()
-                    bar.add("indexes", "rebuilding secondary indexes", len(rebuild))
+                    bar.add("indexes", "rebuilding indexes and foreign keys", len(rebuild))
                     await pg.execute("SET LOCAL maintenance_work_mem = '256MB'")
                     for definition in rebuild:
                         await pg.execute(definition)
@@ -825,9 +826,11 @@ BULK_TABLES = ("petitions", "petition_events", "registration_numbers", "terminat
 
 
 async def _drop_secondary_indexes(pg: Any) -> list[str]:
-    """Drop the indexes no constraint owns on the tables the import writes; returns their
-    definitions, to rebuild them before the transaction commits."""
-    rows = await pg.fetch("""
+    """Drop the indexes no constraint owns, and the foreign keys, of the tables the import
+    writes; returns the statements that restore them, to run before the transaction
+    commits: each index is then built by one sort, and each foreign key is checked by one
+    join instead of a trigger per inserted row."""
+    indexes = await pg.fetch("""
         SELECT i.indexname, i.indexdef FROM pg_indexes i
         WHERE i.schemaname = current_schema() AND i.tablename = ANY($1::text[])
           AND NOT EXISTS (SELECT 1 FROM pg_constraint c
@@ -835,9 +838,19 @@ async def _drop_secondary_indexes(pg: Any) -> list[str]:
                                 (quote_ident(i.schemaname) || '.' ||
                                  quote_ident(i.tablename))::regclass)
         ORDER BY i.indexname""", list(BULK_TABLES))
-    for row in rows:
+    foreign_keys = await pg.fetch("""
+        SELECT c.conname, c.conrelid::regclass::text AS tbl, pg_get_constraintdef(c.oid) AS def
+        FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+        WHERE c.contype = 'f' AND t.relname = ANY($1::text[])
+          AND t.relnamespace = current_schema()::regnamespace
+        ORDER BY c.conname""", list(BULK_TABLES))
+    for row in indexes:
         await pg.execute(f'DROP INDEX "{row["indexname"]}"')
-    return [row["indexdef"] for row in rows]
+    for row in foreign_keys:
+        await pg.execute(f'ALTER TABLE {row["tbl"]} DROP CONSTRAINT "{row["conname"]}"')
+    return [*(row["indexdef"] for row in indexes),
+            *(f'ALTER TABLE {row["tbl"]} ADD CONSTRAINT "{row["conname"]}" {row["def"]}'
+              for row in foreign_keys)]
 
 
 @dataclass

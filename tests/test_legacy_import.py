@@ -221,15 +221,21 @@ async def test_open_cases_start_workflows_with_their_original_deadlines(
 
 
 async def _indexes(engine) -> set[tuple[str, str]]:
+    """Every index and every constraint (foreign keys included), with its definition."""
     async with engine.connect() as conn:
         rows = await conn.execute(text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"))
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "UNION ALL SELECT conname, conrelid::regclass::text || ' ' || "
+            "pg_get_constraintdef(oid) || ' ' || convalidated FROM pg_constraint "
+            "WHERE connamespace = current_schema()::regnamespace"))
         return {(r[0], r[1]) for r in rows}
 
 
 async def test_offline_import_rebuilds_every_index_it_dropped(engine, sessions, tmp_path):
     before = await _indexes(engine)
     assert ("ix_petitions_registered_cohort" in {name for name, _ in before})
+    assert any("FOREIGN KEY (petition_id)" in d and d.startswith("petition_events")
+               for _, d in before)
     bad = await import_file(_write(tmp_path, [_row(), _row(unit="NOPE")]), engine, client=None,
                             task_queue="unused", progress=False, offline=True)
     assert bad.error_count == 1 and await _indexes(engine) == before  # rolled back whole
