@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ActivityDesks, build_desks
@@ -85,7 +85,16 @@ def build_worker(
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        **_pollers(settings.max_task_pollers),
     )
+
+
+def _pollers(maximum: int) -> dict[str, Any]:
+    if maximum <= 0:
+        return {}
+    behaviour = PollerBehaviorAutoscaling(minimum=1, maximum=maximum, initial=min(5, maximum))
+    return {"workflow_task_poller_behavior": behaviour,
+            "activity_task_poller_behavior": behaviour}
 
 
 async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
