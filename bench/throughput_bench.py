@@ -53,6 +53,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # The workflow package passed through the sandbox too (see bench/README.md); worker.py
     # has shipped with it since the open-cases runs, so this now equals "shipped".
     "workflows-passthrough": {"passthrough": "+workflows"},
+    # The SDK's fixed five pollers per queue kind, as shipped before poller autoscaling.
+    "fixed-pollers": {"max_task_pollers": 0},
 }
 
 
