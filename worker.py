@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
-from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ActivityDesks, build_desks
@@ -85,16 +85,18 @@ def build_worker(
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
-        **_pollers(settings.max_task_pollers),
+        **_pollers(settings),
     )
 
 
-def _pollers(maximum: int) -> dict[str, Any]:
-    if maximum <= 0:
-        return {}
-    behaviour = PollerBehaviorAutoscaling(minimum=1, maximum=maximum, initial=min(5, maximum))
-    return {"workflow_task_poller_behavior": behaviour,
-            "activity_task_poller_behavior": behaviour}
+def _pollers(settings: Settings) -> dict[str, Any]:
+    pollers: dict[str, Any] = {}
+    if settings.workflow_task_pollers > 0:
+        pollers["max_concurrent_workflow_task_polls"] = settings.workflow_task_pollers
+        pollers["nonsticky_to_sticky_poll_ratio"] = 1.0  # as many shared as sticky
+    if settings.activity_task_pollers > 0:
+        pollers["max_concurrent_activity_task_polls"] = settings.activity_task_pollers
+    return pollers
 
 
 async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],

@@ -32,12 +32,13 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = 100
     max_concurrent_workflow_tasks: int = 100
     max_cached_workflows: int = 1000
-    # Pollers scale between 1 and this many per task queue kind, on the server's backlog
-    # hints. A fixed 5 (the SDK's default) leaves ONE poller on the shared workflow queue,
-    # which drains a backlog (mass starts, a worker restart, sticky tasks that timed out)
-    # at one task per poll round trip: 18 tasks/s in bench/README.md's 100,000-case run.
-    # 0: the SDK's fixed default.
-    max_task_pollers: int = 20
+    # Pollers per task queue kind. Half of the workflow pollers poll the shared queue
+    # (the rest this worker's sticky queue): the SDK's default of five leaves ONE on the
+    # shared queue, and once tasks back up there (mass starts, a worker restart, sticky
+    # tasks that timed out) it drains them one poll round trip at a time -- 18 tasks/s in
+    # bench/README.md's 100,000-case run. 0: the SDK's defaults.
+    workflow_task_pollers: int = 20
+    activity_task_pollers: int = 10
     # Payload encryption (security/codec.py). `k1:<base64 32 bytes>,k2:...`; unset in
     # development, where a key is generated once into `codec_key_file`.
     codec_keys: str | None = None
