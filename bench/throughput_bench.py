@@ -53,8 +53,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # The workflow package passed through the sandbox too (see bench/README.md); worker.py
     # has shipped with it since the open-cases runs, so this now equals "shipped".
     "workflows-passthrough": {"passthrough": "+workflows"},
-    # The SDK's fixed five pollers per queue kind, as shipped before poller autoscaling.
-    "fixed-pollers": {"max_task_pollers": 0},
+    # The SDK's default pollers (five per queue kind, one of the workflow five on the
+    # shared queue), as shipped before this session.
+    "sdk-pollers": {"workflow_task_pollers": 0, "activity_task_pollers": 0},
 }
 
 
