@@ -8,8 +8,11 @@ a snapshot of the calendar, once taken, is part of the case's state.
 
 from __future__ import annotations
 
+from datetime import date
+
 import holidays
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from domain.calendar import WorkingCalendar
 from domain.case import (
@@ -18,9 +21,7 @@ from domain.case import (
     ComputedClock,
     ComputeDeadlinesInput,
 )
-from domain.deadlines import compute_clock, snapshot_of
-
-MAX_SNAPSHOT_YEARS = 20
+from domain.deadlines import MAX_SNAPSHOT_YEARS, compute_clock, snapshot_of
 
 
 class DeadlineCalculator:
@@ -34,22 +35,22 @@ class DeadlineCalculator:
         for clock in request.clocks:
             one = compute_clock(request.profile, clock, self._calendar)
             if one is not None:
-                self._warn(one.started_at.year, one.due_at.year)
+                self._warn(one.started_at.date(), one.due_at.date())
                 computed.append(one)
         return computed
 
     @activity.defn
     async def calendar_snapshot(self, request: CalendarSnapshotInput) -> CalendarSnapshot:
         if not 0 <= request.last_year - request.first_year < MAX_SNAPSHOT_YEARS:
-            raise ValueError(f"a calendar snapshot spans 1 to {MAX_SNAPSHOT_YEARS} years, "
-                             f"not {request.first_year}-{request.last_year}")
-        self._warn(request.first_year, request.last_year)
+            raise ApplicationError(f"a calendar snapshot spans 1 to {MAX_SNAPSHOT_YEARS} "
+                                   f"years, not {request.first_year}-{request.last_year}",
+                                   non_retryable=True)
+        self._warn(date(request.first_year, 1, 1), date(request.last_year, 1, 1))
         return snapshot_of(self._calendar, request.first_year, request.last_year,
                            source=f"holidays {holidays.__version__}")
 
-    def _warn(self, first_year: int, last_year: int) -> None:
-        for year in range(first_year, last_year + 1):
-            warning = self._calendar.schedule(year).warning
-            if warning is not None and warning not in self._warned:
+    def _warn(self, first: date, last: date) -> None:
+        for warning in self._calendar.coverage_warnings(first, last):
+            if warning not in self._warned:
                 self._warned.add(warning)
                 activity.logger.warning("calendar: %s", warning)

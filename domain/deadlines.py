@@ -21,6 +21,7 @@ from domain.case import (
 from domain.policy import DeadlineProfile
 
 SNAPSHOT_YEARS_AHEAD = 2  # a case's clocks rarely run past the year after next
+MAX_SNAPSHOT_YEARS = 20  # a case's state carries no more; past it, the activity counts
 
 
 def compute_clock(profile: DeadlineProfile, request: ClockRequest,

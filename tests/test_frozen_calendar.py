@@ -11,10 +11,13 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
+from activities.deadlines import DeadlineCalculator
 from domain.calendar import OutsideSnapshot, WorkingCalendar
-from domain.case import CalendarSnapshot, ClockRequest
-from domain.deadlines import compute_clock, snapshot_of
+from domain.case import CalendarSnapshot, CalendarSnapshotInput, ClockRequest
+from domain.deadlines import MAX_SNAPSHOT_YEARS, compute_clock, snapshot_of
 from domain.models import Action, ClockName, Stage
 from domain.policy import available_profiles, load_profile
 from tests.lifecycle_helpers import COMPETENT_UNIT, Case, clock
@@ -48,6 +51,16 @@ def test_a_year_outside_the_snapshot_is_refused_not_guessed():
     assert refused.value.year == YEARS[1] + 1
 
 
+async def test_a_snapshot_past_its_bound_is_refused_for_good_not_retried():
+    desk, env = DeadlineCalculator(LIVE), ActivityEnvironment()
+    widest = CalendarSnapshotInput(first_year=2026, last_year=2026 + MAX_SNAPSHOT_YEARS - 1)
+    assert len((await env.run(desk.calendar_snapshot, widest)).years) == MAX_SNAPSHOT_YEARS
+    with pytest.raises(ApplicationError, match="spans 1 to 20 years") as refused:
+        await env.run(desk.calendar_snapshot, CalendarSnapshotInput(
+            first_year=2026, last_year=2026 + MAX_SNAPSHOT_YEARS))
+    assert refused.value.non_retryable
+
+
 @pytest.mark.parametrize("profile_name", available_profiles())
 def test_every_clock_counts_the_same_on_the_snapshot(profile_name):
     profile, frozen = load_profile(profile_name), _frozen().calendar()
@@ -69,7 +82,7 @@ async def _local_activities(case: Case) -> list[str]:
     found = []
     async for event in case.handle.fetch_history_events():
         marker = event.marker_recorded_event_attributes
-        if event.marker_recorded_event_attributes.marker_name == "core_local_activity":
+        if marker.marker_name == "core_local_activity":
             data = json.loads(marker.details["data"].payloads[0].data)
             found.append(data["activity_type"])
     return found

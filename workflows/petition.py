@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         TransitionRecord,
         UnitLookup,
     )
-    from domain.deadlines import SNAPSHOT_YEARS_AHEAD, compute_clock
+    from domain.deadlines import MAX_SNAPSHOT_YEARS, SNAPSHOT_YEARS_AHEAD, compute_clock
     from domain.lifecycle import (
         CLOCK_TITLES,
         LAPSE_ACTIONS,
@@ -182,9 +182,8 @@ class PetitionWorkflow:
         self._draining = False  # about to continue as new: start no batch nobody waits for
         self._published: dict[str, Any] = {}
         self._details_text: str | None = None
-        # The case's frozen calendar, built from its snapshot once per run.
+        # The case's frozen calendar, built from its snapshot once per run (and per widening).
         self._calendar: FrozenCalendar | None = None
-        self._calendar_for: CalendarSnapshot | None = None
 
     # ------------------------------------------------------------------ the run
 
@@ -1032,7 +1031,8 @@ class PetitionWorkflow:
 
     async def _count_here(self, requests: list[ClockRequest]) -> list[ComputedClock] | None:
         """Deadlines counted on the case's frozen calendar. A snapshot is taken only
-        when a count needs a year it lacks (never for clocks in hours or minutes)."""
+        when a count needs a year it lacks (never for clocks in hours or minutes); None
+        when the snapshot would grow past its bound, for the local activity to count."""
         st = self._case
         for _ in range(SNAPSHOT_ATTEMPTS):
             try:
@@ -1040,25 +1040,33 @@ class PetitionWorkflow:
                 counted = (compute_clock(st.profile, r, calendar) for r in requests)
                 return [c for c in counted if c is not None]
             except OutsideSnapshot as missing:
-                st.calendar = await self._widened_snapshot(missing.year)
+                wanted = self._snapshot_years(missing.year)
+                if wanted is None:
+                    return None
+                st.calendar = await self._take_snapshot(wanted)
+                self._calendar = None
         return None
 
     def _frozen_calendar(self) -> FrozenCalendar:
-        snapshot = self._case.calendar
-        if self._calendar_for is not snapshot or self._calendar is None:
+        if self._calendar is None:
+            snapshot = self._case.calendar
             self._calendar = snapshot.calendar() if snapshot else FrozenCalendar({})
-            self._calendar_for = snapshot
         return self._calendar
 
-    async def _widened_snapshot(self, year: int) -> CalendarSnapshot:
+    def _snapshot_years(self, year: int) -> CalendarSnapshotInput | None:
+        """The held years widened to `year` and two years on; None past the bound."""
         held = self._case.calendar
         first, last = held.year_range() if held else (year, year)
+        first, last = min(first, year), max(last, year + SNAPSHOT_YEARS_AHEAD)
+        if last - first >= MAX_SNAPSHOT_YEARS:
+            return None
+        return CalendarSnapshotInput(first_year=first, last_year=last)
+
+    async def _take_snapshot(self, years: CalendarSnapshotInput) -> CalendarSnapshot:
         result: CalendarSnapshot = await workflow.execute_local_activity_method(
-            DeadlineCalculator.calendar_snapshot,
-            CalendarSnapshotInput(first_year=min(first, year),
-                                  last_year=max(last, year + SNAPSHOT_YEARS_AHEAD)),
+            DeadlineCalculator.calendar_snapshot, years,
             start_to_close_timeout=timedelta(seconds=10), retry_policy=RETRY,
-            summary=f"freeze the working-day calendar from {min(first, year)}")
+            summary=f"freeze the working-day calendar from {years.first_year}")
         return result
 
     def _install(self, computed: list[Any], keep_started: bool = False) -> None:
