@@ -22,13 +22,13 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import ActivityDesks, build_desks
 from activities.notices import FileGateway, OutboxDrainer
-from domain.persistence.engine import (
+from adapters.engine import (
     create_engine,
     require_current_schema,
     resolve_database_url,
     session_maker,
 )
-from domain.settings import Settings, get_settings
+from adapters.settings import Settings, get_settings
 from security.codec import EncryptionCodec, KeyRing, keyring_from_settings
 from workflows.petition import PetitionWorkflow
 
@@ -132,7 +132,7 @@ if __name__ == "__main__":
     try:
         asyncio.run(main())
     except Exception as exc:  # the operator needs one clear line, not a traceback
-        from domain.persistence.engine import SchemaNotMigratedError
+        from adapters.engine import SchemaNotMigratedError
         from security.codec import CodecKeyError
 
         if isinstance(exc, SchemaNotMigratedError | CodecKeyError):

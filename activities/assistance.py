@@ -18,16 +18,16 @@ from activities.common import (
     utc_now,
     write_once,
 )
-from domain.case import (
+from activities.contracts import (
     AssistanceApplicationInput,
     AssistanceDecisionInput,
     AssistanceDecisionResult,
     DisbursementInput,
     DisbursementResult,
 )
+from adapters.engine import unit_of_work
+from adapters.tables import AssistanceApplication, AssistancePayment, Petition
 from domain.models import Role
-from domain.persistence.engine import unit_of_work
-from domain.persistence.tables import AssistanceApplication, AssistancePayment, Petition
 from domain.policy import load_profile
 
 

@@ -17,8 +17,10 @@ from temporalio.exceptions import ApplicationError
 from domain.calendar import WorkingCalendar
 from domain.case import (
     CalendarSnapshot,
-    CalendarSnapshotInput,
     ComputedClock,
+)
+from activities.contracts import (
+    CalendarSnapshotInput,
     ComputeDeadlinesInput,
 )
 from domain.deadlines import MAX_SNAPSHOT_YEARS, compute_clock, snapshot_of

@@ -13,9 +13,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import refuse, write_once
-from domain.case import EscalationInput, EscalationResult, UnitFacts
-from domain.persistence.directory import unit_facts
-from domain.persistence.tables import Escalation, Notice, Petition
+from activities.contracts import (
+    EscalationInput,
+    EscalationResult,
+)
+from adapters.directory import unit_facts
+from adapters.tables import Escalation, Notice, Petition
+from domain.case import (
+    UnitFacts,
+)
 
 MAX_DIRECTORY_DEPTH = 10
 BEIJING = ZoneInfo("Asia/Shanghai")

@@ -20,10 +20,13 @@ from activities.common import (
     refuse,
     utc_now,
 )
+from activities.contracts import (
+    HearingBooking,
+    HearingRecordInput,
+)
+from adapters.engine import unit_of_work
+from adapters.tables import Hearing, Notice, Person, Petition
 from domain.calendar import WorkingCalendar
-from domain.case import HearingBooking, HearingRecordInput
-from domain.persistence.engine import unit_of_work
-from domain.persistence.tables import Hearing, Notice, Person, Petition
 
 
 @dataclass(frozen=True)

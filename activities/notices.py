@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.common import Clock, utc_now, write_once
-from domain.case import NoticeInput
-from domain.persistence.tables import Notice
+from activities.contracts import (
+    NoticeInput,
+)
+from adapters.tables import Notice
 
 log = logging.getLogger(__name__)
 

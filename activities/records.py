@@ -19,8 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.common import integrity_refusal, refuse
-from domain.case import TransitionBatch, TransitionRecord
-from domain.persistence.tables import Petition, PetitionEvent
+from activities.contracts import (
+    TransitionBatch,
+)
+from adapters.tables import Petition, PetitionEvent
+from domain.case import (
+    TransitionRecord,
+)
 
 
 def event_key(record: TransitionRecord) -> str:

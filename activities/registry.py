@@ -19,26 +19,28 @@ from activities.common import (
     refuse,
     utc_now,
 )
-from activities.records import event_key, write_transitions
-from domain.case import (
+from activities.contracts import (
     RegisterPetitionInput,
     Registration,
     TerminationInput,
-    TransitionRecord,
-    UnitFacts,
     UnitLookup,
-    matter_key,
 )
-from domain.models import OPEN_STAGES, PetitionIntake, Stage
-from domain.persistence.directory import unit_facts
-from domain.persistence.engine import unit_of_work
-from domain.persistence.tables import (
+from activities.records import event_key, write_transitions
+from adapters.directory import unit_facts
+from adapters.engine import unit_of_work
+from adapters.tables import (
     Petition,
     PetitionEvent,
     RegistrationCounter,
     RegistrationNumber,
     TerminationEntry,
 )
+from domain.case import (
+    TransitionRecord,
+    UnitFacts,
+    matter_key,
+)
+from domain.models import OPEN_STAGES, PetitionIntake, Stage
 from domain.policy import load_profile
 
 BEIJING = ZoneInfo("Asia/Shanghai")  # registration years follow Beijing time

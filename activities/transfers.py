@@ -7,9 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.common import refuse, write_once
-from domain.case import TransferOrderInput, TransferOrderResult
-from domain.persistence.directory import unit_facts
-from domain.persistence.tables import Notice, Petition, TransferOrder
+from activities.contracts import (
+    TransferOrderInput,
+    TransferOrderResult,
+)
+from adapters.directory import unit_facts
+from adapters.tables import Notice, Petition, TransferOrder
 
 # Work-order number prefixes: 转送 (forwarded), 交办 (assigned, report back), 分流 (diverted).
 ORDER_PREFIX = {"transfer": "ZS", "assignment": "JB", "diversion": "FL"}

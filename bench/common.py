@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters.engine import create_engine, session_maker
 from devstack.postgres import database_url, drop_database, ensure_database, project_data_dir
-from domain.persistence.engine import create_engine, session_maker
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 
 BENCH_DIR_NAME = "bench"

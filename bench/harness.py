@@ -22,9 +22,9 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.settings import PROJECT_ROOT
 from bench.common import bench_dir, drop, fresh_database
 from devstack.temporal_server import start_dev_server
-from domain.settings import PROJECT_ROOT
 from worker import data_converter
 
 
@@ -119,8 +119,8 @@ async def _dev_server(filename: str, dynamic_config: Sequence[str]) -> WorkflowE
         return await start_dev_server(db_filename=filename, ui=False,
                                       data_converter=data_converter())
     # devstack's starter takes no extra server arguments: the same call, with them.
+    from adapters.search_attributes import ALL_KEYS
     from devstack.temporal_cli import resolve_temporal_cli
-    from domain.search_attributes import ALL_KEYS
 
     extra = [arg for value in dynamic_config for arg in ("--dynamic-config-value", value)]
     return await WorkflowEnvironment.start_local(

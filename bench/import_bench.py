@@ -26,15 +26,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bench.common import Report, Stopwatch, bench_dir, database, db_name, drop, fresh_database
-from bench.legacy_data import write_csv
-from domain.calendar import WorkingCalendar
-from domain.persistence.tables import (
+from adapters.tables import (
     Petition,
     PetitionEvent,
     RegistrationNumber,
     TerminationEntry,
 )
+from bench.common import Report, Stopwatch, bench_dir, database, db_name, drop, fresh_database
+from bench.legacy_data import write_csv
+from domain.calendar import WorkingCalendar
 from domain.policy import available_profiles
 from starter.legacy_import import (
     STAGING_COLUMNS,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from domain.persistence.directory import read_directory
+from adapters.directory import read_directory
 from starter.legacy_import import COLUMNS
 from starter.runtime import SAMPLE_DIRECTORY
 

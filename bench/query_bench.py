@@ -58,7 +58,7 @@ def index_baseline_revision() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from domain.settings import PROJECT_ROOT
+    from adapters.settings import PROJECT_ROOT
 
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))

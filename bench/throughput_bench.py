@@ -28,12 +28,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.settings import Settings
 from bench.common import Report, db_name, percentile
 from bench.floor import FloorInput, FloorNote, FloorWorkflow
 from bench.harness import Stack, WorkerProcess, lanes
 from domain.case import PetitionStart
 from domain.models import Accept, Actor, PetitionIntake, Reply, Role, Withdraw
-from domain.settings import Settings
 from workflows.petition import PetitionWorkflow
 
 DATABASE = "petitionflow_bench_throughput"
@@ -43,7 +43,7 @@ PETITIONER = Actor(id="petitioner", role=Role.PETITIONER, unit="QS-XFJ")
 
 _DEFAULTS = Settings()
 CONFIGS: dict[str, dict[str, Any]] = {
-    # As the product ships (domain/settings.py, worker.py).
+    # As the product ships (adapters/settings.py, worker.py).
     "shipped": {},
     # Without the sandbox passthrough of domain/activities/pydantic/sqlalchemy/holidays.
     "no-passthrough": {"passthrough": "0"},

@@ -16,9 +16,9 @@ import os
 import signal
 
 from activities import build_desks
+from adapters.engine import create_engine, resolve_database_url, session_maker
+from adapters.settings import get_settings
 from bench.floor import FloorWorkflow, floor_noop
-from domain.persistence.engine import create_engine, resolve_database_url, session_maker
-from domain.settings import get_settings
 from workflows.petition import PetitionWorkflow
 
 

@@ -29,12 +29,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from activities import build_desks
+from adapters.settings import Settings
+from adapters.tables import Escalation, Petition
 from bench.common import Report, Stopwatch, database, db_name, drop, fresh_database
 from bench.harness import lanes
 from bench.year_sim import COUNTY_BUREAU, DEPARTMENTS, CaseScript, YearClock, plan_year, year_start
 from devstack.temporal_server import start_time_skipping
-from domain.persistence.tables import Escalation, Petition
-from domain.settings import Settings
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
 

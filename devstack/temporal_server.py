@@ -14,9 +14,9 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.search_attributes import ALL_KEYS
 from devstack.postgres import project_data_dir
 from devstack.temporal_cli import resolve_temporal_cli, resolve_test_server
-from domain.search_attributes import ALL_KEYS
 
 DEV_PORT = 7233
 DEV_UI_PORT = 8233

@@ -20,9 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from adapters.engine import create_engine, session_maker
 from devstack.postgres import database_url, drop_database, ensure_database
 from devstack.temporal_server import start_dev_server
-from domain.persistence.engine import create_engine, session_maker
 from drills import postgres_outage, server_restart, worker_kills
 from drills.scenarios import Stack
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async

@@ -19,15 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import build_desks
+from activities.contracts import (
+    TransferOrderInput,
+    TransferOrderResult,
+)
 from activities.transfers import TransferDesk
-from domain.case import TransferOrderInput, TransferOrderResult
-from domain.persistence.engine import (
+from adapters.engine import (
     create_engine,
     require_current_schema,
     resolve_database_url,
     session_maker,
 )
-from domain.settings import get_settings
+from adapters.settings import get_settings
 from drills.processes import READY
 from worker import build_worker, connect
 

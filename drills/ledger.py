@@ -13,14 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from domain.models import Action
-from domain.persistence.tables import (
+from adapters.tables import (
     AssistanceApplication,
     AssistancePayment,
     Petition,
     PetitionEvent,
     TransferOrder,
 )
+from domain.models import Action
 from workflows.petition import PetitionWorkflow
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateStage
 
+from adapters.engine import create_engine, session_maker
 from devstack.postgres import database_url, ensure_database
 from domain.models import Accept, Action, RequestAssistance
-from domain.persistence.engine import create_engine, session_maker
 from drills.ledger import check_ledger, retried_activities, summary
 from drills.processes import WorkerProcess
 from drills.scenarios import (

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from domain.settings import PROJECT_ROOT
+from adapters.settings import PROJECT_ROOT
 
 READY = "worker polling task queue"
 

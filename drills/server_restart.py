@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.tables import Escalation, Notice, Petition
 from devstack.temporal_server import free_port, start_dev_server
 from domain.models import Accept, Action, ClockName, Stage
-from domain.persistence.tables import Escalation, Notice, Petition
 from domain.policy import load_profile
 from drills.ledger import check_ledger, summary
 from drills.processes import WorkerProcess

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from adapters.tables import AssistancePayment, PetitionEvent, TransferOrder
 from domain.models import Accept, Action, DecideAssistance, RequestAssistance, Transfer
-from domain.persistence.tables import AssistancePayment, PetitionEvent, TransferOrder
 from drills.ledger import check_ledger, retried_activities, summary
 from drills.processes import WorkerProcess
 from drills.scenarios import (

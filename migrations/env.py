@@ -6,9 +6,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from domain.persistence.engine import create_engine, resolve_database_url
-from domain.persistence.tables import Base
-from domain.settings import Settings
+from adapters.engine import create_engine, resolve_database_url
+from adapters.settings import Settings
+from adapters.tables import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

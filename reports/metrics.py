@@ -66,8 +66,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.models import Action, ClockName, HearingOutcome, Satisfaction, Stage
-from domain.persistence.tables import (
+from adapters.tables import (
     AssistancePayment,
     Escalation,
     Hearing,
@@ -75,6 +74,7 @@ from domain.persistence.tables import (
     PetitionEvent,
     Unit,
 )
+from domain.models import Action, ClockName, HearingOutcome, Satisfaction, Stage
 from reports.periods import ReportPeriod
 
 __all__ = ["RATES", "Figures", "Rate", "UnitTree", "compute_figures", "load_unit_tree"]

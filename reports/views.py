@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from domain import search_attributes as sa
+from adapters import search_attributes as sa
 from domain.models import Outcome, Stage
 from reports.periods import PeriodKind, current_period
 

@@ -42,13 +42,13 @@ from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities import build_desks  # noqa: E402
+from adapters.engine import create_engine, session_maker  # noqa: E402
 from devstack.postgres import database_url, drop_database, ensure_database  # noqa: E402
 from devstack.temporal_server import settled, start_time_skipping  # noqa: E402
 from domain.calendar import WorkingCalendar  # noqa: E402
 from domain.case import PetitionStart, PetitionStatus  # noqa: E402
 from domain.lifecycle import TABLE  # noqa: E402
 from domain.models import Action, Actor, PetitionIntake, Role, Stage  # noqa: E402
-from domain.persistence.engine import create_engine, session_maker  # noqa: E402
 from security.codec import KeyRing  # noqa: E402
 from starter.intake import workflow_id_for  # noqa: E402
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async  # noqa: E402

@@ -15,7 +15,7 @@ def codec_server_cmd(host: str | None, port: int | None) -> None:
     generated into .data/codec-server-token). Start the dev server with
     `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081/<token>`.
     """
-    from domain.settings import get_settings
+    from adapters.settings import get_settings
     from security.codec import CodecKeyError
     from security.codec_server import CodecServerError, run_from_settings
 

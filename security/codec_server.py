@@ -217,7 +217,7 @@ def ui_codec_server(ui_port: int, *, keyring: Any = None, settings: Any = None,
                     token: str | None = None, port: int = 0) -> CodecServer:
     """A started codec server for a local Web UI on `ui_port` (tests, `petition dev`) with
     the settings' keys (or `keyring`); a fresh random token unless one is given."""
-    from domain.settings import get_settings
+    from adapters.settings import get_settings
     from security.codec import keyring_from_settings
 
     settings = settings or get_settings()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from adapters.tables import Person, Unit
 from domain.models import Actor, Role
-from domain.persistence.tables import Person, Unit
 
 MAX_DIRECTORY_DEPTH = 10
 

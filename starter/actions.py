@@ -20,10 +20,10 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.tables import Petition, PetitionEvent
 from domain.case import PetitionStatus
 from domain.lifecycle import TABLE
 from domain.models import Action, Actor, Command
-from domain.persistence.tables import Petition, PetitionEvent
 from security.identity import identity_refusal
 from starter.errors import JsonProblem, describe_validation, load_json_object
 from workflows.petition import PetitionWorkflow

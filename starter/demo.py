@@ -52,6 +52,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from adapters.tables import Escalation, Person, Petition, Unit
 from domain.calendar import WorkingCalendar
 from domain.models import (
     Accept,
@@ -86,7 +87,6 @@ from domain.models import (
     Transfer,
     Withdraw,
 )
-from domain.persistence.tables import Escalation, Person, Petition, Unit
 from starter.intake import submit
 from workflows.petition import PetitionWorkflow
 
@@ -685,8 +685,8 @@ async def _summarise(sessions: async_sessionmaker[AsyncSession], run: str) -> di
 async def run_demo_command(*, count: int, seed: int | None, with_worker: bool) -> None:
     """`petition demo`: against the configured Temporal server and database."""
     from activities import build_desks
-    from domain.persistence.engine import create_engine, require_current_schema, session_maker
-    from domain.settings import get_settings
+    from adapters.engine import create_engine, require_current_schema, session_maker
+    from adapters.settings import get_settings
     from starter.runtime import runtime
     from worker import build_worker
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from temporalio.client import Client
 
+from adapters.tables import Petition, Unit
 from devstack.temporal_server import DEV_UI_PORT, start_project_dev_server
-from domain.persistence.tables import Petition, Unit
 from security.codec_server import CodecServer
 from starter.intake import read_intake, submit
 from starter.runtime import (

@@ -99,7 +99,8 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from domain import search_attributes as sa
+from adapters import search_attributes as sa
+from adapters.tables import Unit
 from domain.calendar import EXACT_UNITS, SHANGHAI, WorkingCalendar
 from domain.case import CaseState, Clock, PetitionStart, TimelineEntry, UnitFacts
 from domain.models import (
@@ -117,7 +118,6 @@ from domain.models import (
     ShortText,
     Stage,
 )
-from domain.persistence.tables import Unit
 from domain.policy import (
     DeadlineProfile,
     Period,

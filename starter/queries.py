@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from adapters.tables import Petition, PetitionEvent, Unit
 from domain.models import Category, Stage
-from domain.persistence.tables import Petition, PetitionEvent, Unit
 from workflows.petition import PetitionWorkflow
 
 BEIJING = ZoneInfo("Asia/Shanghai")  # dates on the command line are Beijing dates

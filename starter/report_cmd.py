@@ -50,7 +50,7 @@ def report_cmd(unit: str, period_text: str | None, fmt: str, chart: Path | None,
     """Assessment report of UNIT for one period, from the system of record."""
     from sqlalchemy.exc import DBAPIError
 
-    from domain.persistence.engine import SchemaNotMigratedError, require_current_schema
+    from adapters.engine import SchemaNotMigratedError, require_current_schema
     from reports.metrics import UnknownUnitError
     from reports.render import as_csv, as_json, as_table
     from reports.report import build_report, build_trend

@@ -11,9 +11,9 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from domain.persistence.directory import load_directory, read_directory
-from domain.persistence.engine import create_engine, resolve_database_url, session_maker
-from domain.settings import PROJECT_ROOT, Settings, get_settings
+from adapters.directory import load_directory, read_directory
+from adapters.engine import create_engine, resolve_database_url, session_maker
+from adapters.settings import PROJECT_ROOT, Settings, get_settings
 
 SAMPLE_DIRECTORY = PROJECT_ROOT / "domain" / "directory" / "sample.toml"
 SAMPLE_INTAKES = PROJECT_ROOT / "starter" / "samples"

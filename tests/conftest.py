@@ -24,11 +24,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import ActivityDesks, build_desks
+from adapters.engine import create_engine, session_maker
 from devstack.postgres import database_url, drop_database, ensure_database
 from devstack.temporal_server import free_port, settled, start_dev_server, start_time_skipping
 from domain.case import PetitionStart, PetitionStatus
 from domain.models import PetitionIntake
-from domain.persistence.engine import create_engine, session_maker
 from starter.intake import workflow_id_for
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 from worker import build_worker, data_converter

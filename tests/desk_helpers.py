@@ -16,11 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities import ActivityDesks
+from activities.contracts import (
+    RegisterPetitionInput,
+    Registration,
+)
+from adapters.engine import create_engine, session_maker
 from devstack.postgres import database_url, drop_database, ensure_database
 from domain.calendar import WorkingCalendar
-from domain.case import RegisterPetitionInput, Registration
 from domain.models import PetitionIntake
-from domain.persistence.engine import create_engine, session_maker
 from starter.intake import workflow_id_for
 from starter.runtime import migrate_async
 from tests.conftest import make_intake

@@ -1,7 +1,7 @@
 """Workflows that exist only to exercise the local Temporal servers in tests/test_devstack.py.
 
 Workflow modules import only stdlib and temporalio at top level (sandbox-friendly), so the
-search attribute key is declared here rather than imported from domain.search_attributes;
+search attribute key is declared here rather than imported from adapters.search_attributes;
 test_devstack checks that the two agree.
 """
 

@@ -14,12 +14,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
-from activities.registry import reserve_registration_no
-from activities.transfers import order_number
-from domain.case import (
+from activities.contracts import (
     AssistanceApplicationInput,
     AssistanceDecisionInput,
-    ClockRequest,
     ComputeDeadlinesInput,
     DisbursementInput,
     EscalationInput,
@@ -30,11 +27,11 @@ from domain.case import (
     TerminationInput,
     TransferOrderInput,
     TransitionBatch,
-    TransitionRecord,
     UnitLookup,
 )
-from domain.models import Action, Actor, ClockName, Role, Stage
-from domain.persistence.tables import (
+from activities.registry import reserve_registration_no
+from activities.transfers import order_number
+from adapters.tables import (
     AssistanceApplication,
     AssistancePayment,
     Escalation,
@@ -46,6 +43,11 @@ from domain.persistence.tables import (
     TerminationEntry,
     TransferOrder,
 )
+from domain.case import (
+    ClockRequest,
+    TransitionRecord,
+)
+from domain.models import Action, Actor, ClockName, Role, Stage
 from domain.policy import load_profile
 from starter.intake import workflow_id_for
 from tests.conftest import make_intake

@@ -17,14 +17,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
 from activities.assistance import payment_key
-from domain.case import (
+from activities.contracts import (
     AssistanceApplicationInput,
     AssistanceDecisionInput,
     DisbursementInput,
     Registration,
 )
+from adapters.tables import AssistanceApplication, AssistancePayment
 from domain.models import Accept, Actor, DecideAssistance, RequestAssistance, Role
-from domain.persistence.tables import AssistanceApplication, AssistancePayment
 from domain.policy import load_profile
 from tests.desk_helpers import count, register, run
 from workflows.petition import PetitionWorkflow

@@ -11,6 +11,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
+from adapters.tables import Petition, TerminationEntry
 from domain.models import (
     Accept,
     Action,
@@ -25,7 +26,6 @@ from domain.models import (
     ReviewOpinion,
     Role,
 )
-from domain.persistence.tables import Petition, TerminationEntry
 from starter.actions import ActionError, take_action
 from starter.queries import audit_trail
 from tests.conftest import make_intake

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from adapters.tables import PetitionEvent
 from devstack.temporal_server import settled
 from domain.models import (
     Accept,
@@ -26,7 +27,6 @@ from domain.models import (
     Role,
     Stage,
 )
-from domain.persistence.tables import PetitionEvent
 from security.identity import identity_refusal
 from starter.actions import ActionError, take_action
 from tests.cli import petition

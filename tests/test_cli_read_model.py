@@ -11,7 +11,13 @@ import pytest_asyncio
 from click.testing import CliRunner
 
 from activities import build_desks
-from domain.case import EscalationInput, RegisterPetitionInput, TransitionRecord
+from activities.contracts import (
+    EscalationInput,
+    RegisterPetitionInput,
+)
+from domain.case import (
+    TransitionRecord,
+)
 from domain.models import Accept, Action, Actor, ClockName, Role, Stage
 from starter.actions import ActionError, resolve_workflow_id
 from starter.cli import main

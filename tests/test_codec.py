@@ -21,11 +21,11 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.search_attributes import ALL_KEYS
 from devstack.temporal_cli import resolve_temporal_cli
 from devstack.temporal_server import free_port
 from domain.case import PetitionStart
 from domain.models import Accept, Actor, Reply, Role, Stage
-from domain.search_attributes import ALL_KEYS
 from security.codec import (
     ENCODING,
     KEY_ID_METADATA,
@@ -90,7 +90,7 @@ def test_dev_key_is_generated_once_private_and_reused(tmp_path: Path) -> None:
 
 
 def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
-    from domain.settings import Settings
+    from adapters.settings import Settings
     from security.codec import keyring_from_settings
 
     with pytest.raises(CodecKeyError, match="PETITION_CODEC_KEYS"):
@@ -99,7 +99,7 @@ def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_settings_keys_win_over_the_dev_key_file(tmp_path: Path) -> None:
-    from domain.settings import Settings
+    from adapters.settings import Settings
     from security.codec import keyring_from_settings
 
     settings = Settings(codec_keys=f"prod1:{_b64(K1)},prod2:{_b64(K2)}",

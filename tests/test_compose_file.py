@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from temporalio.common import SearchAttributeIndexedValueType as IndexedType
 
-from domain.search_attributes import ALL_KEYS
+from adapters.search_attributes import ALL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -12,9 +12,9 @@ from sqlalchemy import distinct, func, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from adapters.tables import Escalation, Petition
 from domain.calendar import PeriodUnit, WorkingCalendar
 from domain.models import ClockName
-from domain.persistence.tables import Escalation, Petition
 from domain.policy import ClockKind, load_profile
 from starter.demo import COVERAGE, STAYS_OPEN, Fate, load_demo_directory, plan_demo, run_demo
 from tests.cli import petition

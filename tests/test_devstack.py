@@ -30,9 +30,9 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from adapters.search_attributes import ALL_KEYS
 from devstack.postgres import database_url, ensure_database
 from devstack.temporal_server import free_port, start_dev_server, start_time_skipping
-from domain.search_attributes import ALL_KEYS
 from tests.devstack_workflows import PETITION_STAGE, LongSleepWorkflow, StageMarkerWorkflow
 
 TASK_QUEUE = "devstack-tests"

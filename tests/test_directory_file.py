@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from adapters.directory import Directory, UnitEntry, read_directory
 from domain.models import PetitionIntake, Role
-from domain.persistence.directory import Directory, UnitEntry, read_directory
 from domain.policy import available_profiles
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
-from domain import search_attributes as sa
+from adapters import search_attributes as sa
 from domain.models import Action, ClockName, Stage
 from domain.policy import load_profile
 from tests.lifecycle_helpers import (

@@ -15,12 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import build_desks
+from activities.contracts import (
+    EscalationInput,
+)
 from activities.escalation import escalation_target
+from adapters.directory import Directory, load_directory, read_directory
+from adapters.tables import Escalation, Notice, Person, Petition, Unit
 from domain.calendar import WorkingCalendar
-from domain.case import EscalationInput
 from domain.models import ClockName
-from domain.persistence.directory import Directory, load_directory, read_directory
-from domain.persistence.tables import Escalation, Notice, Person, Petition, Unit
 from domain.policy import load_profile
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file
 from tests.cli import petition

@@ -14,9 +14,15 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.contracts import (
+    CalendarSnapshotInput,
+)
 from activities.deadlines import DeadlineCalculator
 from domain.calendar import OutsideSnapshot, WorkingCalendar
-from domain.case import CalendarSnapshot, CalendarSnapshotInput, ClockRequest
+from domain.case import (
+    CalendarSnapshot,
+    ClockRequest,
+)
 from domain.deadlines import MAX_SNAPSHOT_YEARS, compute_clock, snapshot_of
 from domain.models import Action, ClockName, Stage
 from domain.policy import available_profiles, load_profile

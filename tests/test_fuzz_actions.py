@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from adapters.tables import Petition, PetitionEvent
 from domain.lifecycle import TABLE
 from domain.models import Action, Actor, AddNote, Command, Role, Stage, Withdraw
-from domain.persistence.tables import Petition, PetitionEvent
 from starter.actions import PERSON_ACTIONS, ActionError, build_command, parse_actor, take_action
 from tests.conftest import make_intake
 from workflows.petition import PetitionWorkflow

@@ -19,7 +19,13 @@ from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.case import PetitionStart, RegisterPetitionInput
+from activities.contracts import (
+    RegisterPetitionInput,
+)
+from adapters.tables import Petition, RegistrationCounter, RegistrationNumber
+from domain.case import (
+    PetitionStart,
+)
 from domain.models import (
     MAX_ATTACHMENTS,
     MAX_INTAKE_JSON_BYTES,
@@ -27,7 +33,6 @@ from domain.models import (
     MAX_TOTAL_ATTACHMENT_BYTES,
     PetitionIntake,
 )
-from domain.persistence.tables import Petition, RegistrationCounter, RegistrationNumber
 from starter.intake import IntakeError, parse_intake, submit, workflow_id_for
 from tests.cli import petition
 from tests.conftest import make_intake

@@ -12,10 +12,12 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
+from activities.contracts import (
+    HearingBooking,
+)
 from activities.hearings import HearingDesk, HearingRules
-from domain.case import HearingBooking
+from adapters.tables import Hearing, PetitionEvent
 from domain.models import Accept, Actor, Role, ScheduleHearing
-from domain.persistence.tables import Hearing, PetitionEvent
 from tests.desk_helpers import beijing, count, hearing_day, register, run
 from workflows.petition import PetitionWorkflow
 

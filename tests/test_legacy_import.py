@@ -11,18 +11,18 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from domain.calendar import WorkingCalendar
-from domain.case import matter_key
-from domain.models import Actor, ClockName, PetitionIntake, Reply, Role, Stage
-from domain.persistence.tables import (
+from adapters.search_attributes import PETITION_STAGE
+from adapters.tables import (
     Petition,
     PetitionEvent,
     RegistrationCounter,
     RegistrationNumber,
     TerminationEntry,
 )
+from domain.calendar import WorkingCalendar
+from domain.case import matter_key
+from domain.models import Actor, ClockName, PetitionIntake, Reply, Role, Stage
 from domain.policy import load_profile
-from domain.search_attributes import PETITION_STAGE
 from starter.legacy_import import COLUMNS, LegacyRecord, import_file, matter_key_of
 from tests.cli import petition
 from workflows.petition import PetitionWorkflow

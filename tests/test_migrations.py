@@ -13,9 +13,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from domain.persistence.engine import create_engine
-from domain.persistence.tables import Base
-from domain.settings import PROJECT_ROOT
+from adapters.engine import create_engine
+from adapters.settings import PROJECT_ROOT
+from adapters.tables import Base
 from starter.runtime import migrate_async
 from tests.desk_helpers import scratch_database
 

@@ -16,9 +16,11 @@ import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities.contracts import (
+    NoticeInput,
+)
 from activities.notices import FileGateway, NoticeDesk, OutboxDrainer, backoff
-from domain.case import NoticeInput
-from domain.persistence.tables import Notice
+from adapters.tables import Notice
 from tests.desk_helpers import run, scratch_database
 
 NO_REST = {"retry_after": lambda attempts: timedelta(0)}

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from adapters.tables import Notice, Petition
 from devstack.temporal_server import start_dev_server
 from domain.case import PetitionStart
 from domain.models import (
@@ -36,7 +37,6 @@ from domain.models import (
     Role,
     Stage,
 )
-from domain.persistence.tables import Notice, Petition
 from security.inspect import clear_payloads
 from starter.actions import ActionError, take_action
 from starter.intake import submit

@@ -115,7 +115,7 @@ async def test_the_gate_catches_a_change_that_would_break_running_petitions() ->
 
 
 def test_the_test_only_key_is_refused_as_a_real_key() -> None:
-    from domain.settings import Settings
+    from adapters.settings import Settings
     from security.codec import CodecKeyError, keyring_from_settings
 
     with pytest.raises(CodecKeyError, match="TEST-ONLY"):

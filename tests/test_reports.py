@@ -29,7 +29,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.persistence.tables import (
+from adapters.tables import (
     AssistanceApplication,
     AssistancePayment,
     Escalation,

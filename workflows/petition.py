@@ -23,6 +23,23 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.assistance import AssistanceDesk, check_decision
+    from activities.contracts import (
+        AssistanceApplicationInput,
+        AssistanceDecisionInput,
+        CalendarSnapshotInput,
+        ComputeDeadlinesInput,
+        DisbursementInput,
+        EscalationInput,
+        HearingBooking,
+        HearingRecordInput,
+        NoticeInput,
+        RegisterPetitionInput,
+        Registration,
+        TerminationInput,
+        TransferOrderInput,
+        TransitionBatch,
+        UnitLookup,
+    )
     from activities.deadlines import DeadlineCalculator
     from activities.escalation import EscalationDesk
     from activities.hearings import HearingDesk
@@ -30,38 +47,23 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import TransitionRecorder
     from activities.registry import PetitionRegistry
     from activities.transfers import TransferDesk
-    from domain import search_attributes as sa
+    from adapters import search_attributes as sa
     from domain.calendar import FrozenCalendar, OutsideSnapshot
     from domain.case import (
         TIMELINE_NOTES_KEPT,
-        AssistanceApplicationInput,
-        AssistanceDecisionInput,
         AssistanceFile,
         CalendarSnapshot,
-        CalendarSnapshotInput,
         CaseState,
         Clock,
         ClockRequest,
         ClockView,
         ComputedClock,
-        ComputeDeadlinesInput,
-        DisbursementInput,
-        EscalationInput,
         Hearing,
-        HearingBooking,
-        HearingRecordInput,
-        NoticeInput,
         PendingExtension,
         PetitionStart,
         PetitionStatus,
-        RegisterPetitionInput,
-        Registration,
-        TerminationInput,
         TimelineEntry,
-        TransferOrderInput,
-        TransitionBatch,
         TransitionRecord,
-        UnitLookup,
     )
     from domain.deadlines import MAX_SNAPSHOT_YEARS, SNAPSHOT_YEARS_AHEAD, compute_clock
     from domain.lifecycle import (

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from domain.settings import PROJECT_ROOT, Settings
+from adapters.settings import PROJECT_ROOT, Settings
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from adapters.tables import Person, Unit
 from domain.case import UnitFacts
-from domain.persistence.tables import Person, Unit
 from domain.policy import available_profiles
 
 UnitKind = Literal[
