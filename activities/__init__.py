@@ -13,6 +13,7 @@ from activities.common import Clock, utc_now
 from activities.deadlines import DeadlineCalculator
 from activities.escalation import EscalationDesk
 from activities.hearings import HEARING_RULES, HearingDesk, HearingRules
+from activities.holiday_notices import load_notices
 from activities.notices import NoticeDesk
 from activities.records import TransitionRecorder
 from activities.registry import PetitionRegistry
@@ -61,7 +62,7 @@ def build_desks(
     after_payment_written: Callable[[str], None] | None = None,
     hearing_rules: HearingRules = HEARING_RULES,
 ) -> ActivityDesks:
-    calendar = calendar or WorkingCalendar()
+    calendar = calendar or WorkingCalendar(notices=load_notices())  # docs/holidays.md
     return ActivityDesks(
         registry=PetitionRegistry(sessions, clock),
         deadlines=DeadlineCalculator(calendar),

@@ -24,11 +24,16 @@ and packaged; for other years it either estimates the statutory holidays (no
 make-up days) or has nothing at all, in which case this module counts Monday
 to Friday as working days. `WorkingCalendar.coverage_warning` says which case a
 date falls into, so callers can log it next to the deadline they store.
+
+An operator fills the gap with the official notice itself (`domain.holiday_notice`,
+`petition holidays load`, docs/holidays.md): `WorkingCalendar(notices=...)` takes a
+noticed year's days off and make-up working days from the notice alone.
 """
 
 from __future__ import annotations
 
 import calendar as _gregorian
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -36,6 +41,8 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import holidays
+
+from domain.holiday_notice import HolidayNotice
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _SATURDAY = 5
@@ -76,11 +83,20 @@ class PeriodLike(Protocol):
 
 @dataclass(frozen=True)
 class YearSchedule:
-    """One year of the State Council calendar as `holidays` knows it."""
+    """One year of the State Council calendar, from `holidays` or an official notice."""
 
     days_off: frozenset[date]
     weekend_workdays: frozenset[date]
     warning: str | None
+
+
+# What an operator does about a year without a schedule; part of every warning.
+LOAD_NOTICE_ADVICE = ("load the official notice with: petition holidays load <file> "
+                      "(see docs/holidays.md)")
+
+
+def library_source() -> str:
+    return f"holidays {holidays.__version__}"
 
 
 def _load_year(year: int) -> YearSchedule:
@@ -90,36 +106,75 @@ def _load_year(year: int) -> YearSchedule:
     return YearSchedule(days_off, workdays, _warning_for(year, days_off, workdays))
 
 
+def _notice_year(notice: HolidayNotice) -> YearSchedule:
+    # The notice's days off include the weekend days inside each holiday, as the
+    # library's do; ordinary weekends stay days off unless listed as make-up days.
+    return YearSchedule(notice.days_off, notice.workdays, None)
+
+
+def library_has_schedule(year: int) -> bool:
+    """Whether `holidays` packages the State Council's published schedule for `year`."""
+    return _load_year(year).warning is None
+
+
 def _warning_for(year: int, days_off: frozenset[date], workdays: frozenset[date]) -> str | None:
-    version = holidays.__version__
+    library = f"{library_source()} has none"
     if not days_off:
         return (
-            f"holidays {version} has no Chinese holiday data for {year}: "
-            "counting Monday to Friday as working days"
+            f"no Chinese holiday data for {year} ({library}): deadlines in {year} count "
+            f"Monday to Friday as working days; {LOAD_NOTICE_ADVICE}"
         )
     # Every published schedule moves at least one working day onto a weekend;
     # a year without any is one the library only derived from the statutory rules.
     if not workdays:
         return (
-            f"holidays {version} has no State Council holiday schedule for {year}: "
-            "holidays follow the statutory rules only, without make-up working days (调休)"
+            f"no State Council holiday schedule for {year} ({library}): deadlines in {year} "
+            f"count statutory holidays without make-up working days (调休); {LOAD_NOTICE_ADVICE}"
         )
     return None
 
 
 class WorkingCalendar:
-    """China's working days, loaded from `holidays` one year at a time and cached.
+    """China's working days, loaded one year at a time and cached.
+
+    A year comes from its official notice when one is given (`notices`), otherwise
+    from `holidays`. A notice replaces the library's year, it is not merged with it:
+    for a year without a published schedule the library's days off are an estimate,
+    with substitute days (observed) guessed from the statutory rules, and a union
+    would keep every guessed day the State Council did not grant (and a day off
+    cannot be taken back by a list of make-up days, which are weekend days only).
+    For a year the library does know, the notice is the same document; loading one
+    anyway is the operator's explicit choice, e.g. to correct a packaging error.
 
     Construct once and share: loading a year costs a few milliseconds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, notices: Iterable[HolidayNotice] = ()) -> None:
         self._years: dict[int, YearSchedule] = {}
+        self._notices: dict[int, HolidayNotice] = {}
+        for notice in notices:
+            other = self._notices.setdefault(notice.year, notice)
+            if other is not notice:
+                raise ValueError(f"two holiday notices for {notice.year}: "
+                                 f"{other.source} and {notice.source}")
+
+    @property
+    def notices(self) -> list[HolidayNotice]:
+        """The official notices this calendar counts with, by year."""
+        return [self._notices[y] for y in sorted(self._notices)]
+
+    @property
+    def source(self) -> str:
+        """Where the days come from, e.g. for a calendar snapshot."""
+        noticed = ", ".join(f"{n.year} {n.source}" for n in self.notices)
+        return f"{library_source()}; notices: {noticed}" if noticed else library_source()
 
     def _year(self, year: int) -> YearSchedule:
         data = self._years.get(year)
         if data is None:
-            data = self._years[year] = _load_year(year)
+            notice = self._notices.get(year)
+            data = _notice_year(notice) if notice is not None else _load_year(year)
+            self._years[year] = data
         return data
 
     def schedule(self, year: int) -> YearSchedule:
@@ -182,6 +237,10 @@ class FrozenCalendar(WorkingCalendar):
     def __init__(self, years: dict[int, YearSchedule]) -> None:
         super().__init__()
         self._years = dict(years)
+
+    @property
+    def source(self) -> str:
+        return "calendar snapshot"
 
     def _year(self, year: int) -> YearSchedule:
         data = self._years.get(year)

@@ -212,3 +212,7 @@ main.add_command(demo_cmd)
 from security.cli import codec_server_cmd  # noqa: E402 - the Web UI's codec endpoint
 
 main.add_command(codec_server_cmd)
+
+from starter.holidays_cmd import holidays_cmd  # noqa: E402 - official holiday notices
+
+main.add_command(holidays_cmd)
