@@ -14,6 +14,7 @@ from activities.common import (
     Clock,
     find_by_key,
     integrity_refusal,
+    refusal_error,
     refuse,
     utc_now,
     write_once,
@@ -27,8 +28,8 @@ from activities.contracts import (
 )
 from adapters.engine import unit_of_work
 from adapters.tables import AssistanceApplication, AssistancePayment, Petition
-from domain.models import Role
 from domain.policy import load_profile
+from domain.rules import assistance_amount_refusal
 
 
 def payment_key(workflow_id: str, application_no: int) -> str:
@@ -36,24 +37,17 @@ def payment_key(workflow_id: str, application_no: int) -> str:
 
 
 def check_decision(decision: AssistanceDecisionInput, requested: Decimal) -> Decimal | None:
-    """The amount to approve, or a refusal naming the rule. Pure, so the workflow's
-    validator and the activity apply the very same rule."""
+    """The amount to approve, or a refusal: the domain's rule (`domain.rules`), applied
+    again here because this activity is what pays."""
     if not decision.approved:
         return None
     amount = decision.amount_yuan or requested
-    role = decision.decided_by.role
-    if amount > requested:
-        raise refuse("assistance:amount", f"{amount} yuan is more than the {requested} yuan "
-                     "applied for")
-    if decision.exception_approved and role is not Role.LEADER:
-        raise refuse("assistance:exception", "only a leader may approve an exception to the cap")
-    if amount > decision.cap_yuan and not decision.exception_approved:
-        raise refuse("assistance:cap", f"{amount} yuan exceeds the cap of {decision.cap_yuan} "
-                     "yuan (the previous year's average monthly wage times the profile's "
-                     "multiplier) without an approved exception")
-    if amount > decision.leader_threshold_yuan and role is not Role.LEADER:
-        raise refuse("assistance:leader", f"{amount} yuan is above the "
-                     f"{decision.leader_threshold_yuan} yuan threshold: a leader must decide")
+    refusal = assistance_amount_refusal(
+        amount=amount, requested=requested, role=decision.decided_by.role,
+        exception_approved=decision.exception_approved, cap_yuan=decision.cap_yuan,
+        leader_threshold_yuan=decision.leader_threshold_yuan)
+    if refusal is not None:
+        raise refusal_error(refusal)
     return amount
 
 

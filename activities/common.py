@@ -11,6 +11,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
+from domain.rules import Refusal
+
 T = TypeVar("T")
 
 Clock = Callable[[], datetime]
@@ -24,10 +26,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def refuse(rule: str, message: str) -> ApplicationError:
-    """A business refusal: retrying cannot change the answer, so it is non-retryable."""
-    return ApplicationError(f"refused [{rule}]: {message}", type="BusinessRefusal",
-                            non_retryable=True)
+def refuse(rule: str, message: str, field: str | None = None,
+           **details: Any) -> ApplicationError:
+    """A business refusal: retrying cannot change the answer, so it is non-retryable. The
+    rule, field and figures travel as structured details, for programs to read."""
+    return ApplicationError(f"refused [{rule}]: {message}",
+                            {"rule": rule, "message": message, "field": field, **details},
+                            type="BusinessRefusal", non_retryable=True)
+
+
+def refusal_error(refusal: Refusal) -> ApplicationError:
+    """A refusal the domain core decided, raised by an activity."""
+    return refuse(refusal.rule, refusal.message, refusal.field, **refusal.details)
 
 
 def sqlstate(err: DBAPIError) -> str | None:

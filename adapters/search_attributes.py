@@ -3,6 +3,8 @@
 Never a key named `Status`: it collides with the Web UI's own column.
 """
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey
 
 PETITION_STAGE = SearchAttributeKey.for_keyword("PetitionStage")
@@ -28,3 +30,6 @@ ALL_KEYS = (
     LAW_RELATED,
     OUTCOME,
 )
+
+# The keys by name, for the values `domain.projections.search_attribute_values` gives.
+BY_NAME: dict[str, SearchAttributeKey[Any]] = {key.name: key for key in ALL_KEYS}

@@ -106,6 +106,17 @@ class PendingExtension(BaseModel):
     requested_by: str
 
 
+class EffectResults(BaseModel):
+    """What the activities that run before a transition answered (work order numbers, unit
+    facts, booking numbers ...): the transition's state change reads them."""
+
+    order_no: str | None = None
+    units: list[UnitFacts] = Field(default_factory=list)
+    hearing_no: int | None = None
+    application_no: int | None = None
+    approved_amount_yuan: Decimal | None = None
+
+
 class TransitionRecord(BaseModel):
     """One row of the audit trail and the read model's new state, written together."""
 
@@ -166,6 +177,19 @@ class CaseState(BaseModel):
     runs: int = 1
     # Audit records taken but not yet written; carried over by continue-as-new.
     unrecorded: list[TransitionRecord] = Field(default_factory=list)
+
+
+def open_case(*, workflow_id: str, petition_id: int, registration_no: str,
+              profile: DeadlineProfile, intake: PetitionIntake, unit: UnitFacts,
+              repeat_of: str | None = None, concluded_case: str | None = None) -> CaseState:
+    """A just-registered case, held by the unit that received it (the one constructor:
+    the workflow and the legacy importer both start from it)."""
+    return CaseState(
+        workflow_id=workflow_id, petition_id=petition_id, registration_no=registration_no,
+        profile=profile, channel=intake.channel, category=intake.category,
+        law_related=intake.law_related, registered_unit=intake.unit,
+        holding_unit=intake.unit, units={unit.code: unit}, repeat_of=repeat_of,
+        concluded_case=concluded_case)
 
 
 class PetitionStart(BaseModel):

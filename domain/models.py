@@ -118,6 +118,7 @@ class Action(StrEnum):
     REPEAT_VISIT = "repeat_visit"
     # Driven by the workflow's own clocks, never by a person.
     REGISTER = "register"
+    DECLINE_CONCLUDED = "decline_concluded_matter"
     REVIEW_WINDOW_LAPSED = "review_window_lapsed"
     RE_REVIEW_WINDOW_LAPSED = "re_review_window_lapsed"
 
@@ -426,6 +427,14 @@ class SystemCommand(Command):
     """A transition driven by the workflow's own clocks."""
 
     kind: Literal["system"] = "system"
+
+
+class DeclineConcluded(SystemCommand):
+    """Art. 30: the same matter, concluded after re-review, is not accepted again."""
+
+    concluded_case: ShortText
+    reason: Literal[DeclineReason.CONCLUDED_AFTER_RE_REVIEW] = \
+        DeclineReason.CONCLUDED_AFTER_RE_REVIEW
 
 
 SYSTEM_ACTOR = Actor(id="system", role=Role.SYSTEM, unit="system")

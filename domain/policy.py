@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from domain.calendar import (
+    EXACT_UNITS,
     PeriodUnit,
     WorkingCalendar,
     deadline_for,
@@ -181,6 +182,16 @@ class DeadlineProfile(_Strict):
 
     def clock(self, name: ClockName) -> ClockPolicy | None:
         return self.clocks.get(name)
+
+    @property
+    def counts_on_calendar(self) -> bool:
+        """Whether any period is counted in days (so a case needs a working-day calendar);
+        profiles in seconds (demo, benchmarks) count on the clock alone."""
+        periods = [self.extension.max_period]
+        for c in self.clocks.values():
+            periods += [p for p in (c.period, c.reminder_before, c.level2_after, c.repeat_every)
+                        if p is not None]
+        return any(p.unit not in EXACT_UNITS for p in periods)
 
     def deadline(
         self, clock: ClockName, start: datetime, calendar: WorkingCalendar

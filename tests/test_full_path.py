@@ -128,7 +128,7 @@ async def test_registered_to_concluded_then_the_same_matter_is_declined(
         decline = (await second.query(PetitionWorkflow.timeline))[-1]
     assert (declined.stage, declined.outcome) == (Stage.CLOSED, Outcome.NOT_ACCEPTED)
     assert declined.concluded_case == first.registration_no
-    assert decline.action is Action.DECLINE and decline.actor.role == "system"
+    assert decline.action is Action.DECLINE_CONCLUDED and decline.actor.role == "system"
     assert DeclineReason.CONCLUDED_AFTER_RE_REVIEW.value in decline.summary
 
     await _system_of_record(db_url, case.handle.id, first.registration_no, second.id)

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from domain.case import PetitionStatus
-from domain.lifecycle import TABLE, TRANSITIONS, Transition, UnitRule
+from domain.lifecycle import LAPSE_ACTIONS, TABLE, TRANSITIONS, Transition, UnitRule
 from domain.models import Action, ClockName, Outcome, Stage
 from domain.policy import Period, PeriodUnit, load_profile
 from starter.actions import ActionError, build_command
@@ -71,6 +71,7 @@ EXPECTED_MOVE: dict[Action, tuple[object, Outcome | None]] = {
     Action.REPEAT_VISIT: (SAME, None),
     Action.REVIEW_WINDOW_LAPSED: (Stage.CLOSED, Outcome.RESOLVED),
     Action.RE_REVIEW_WINDOW_LAPSED: (Stage.CLOSED, Outcome.RESOLVED),
+    Action.DECLINE_CONCLUDED: (Stage.CLOSED, Outcome.NOT_ACCEPTED),
 }
 
 # DOMAIN.md, "Deadlines" (national profile): the clocks running in each stage of the
@@ -103,7 +104,7 @@ STARTED_BY = {
 }
 
 PERSON_ROWS = [t for t in TRANSITIONS if not t.system]
-SYSTEM_ROWS = [t for t in TRANSITIONS if t.system]
+LAPSE_ROWS = [TABLE[a] for a in LAPSE_ACTIONS.values()]
 
 
 def _start_unit(row: Transition) -> str:
@@ -209,7 +210,7 @@ async def test_row_allowed_and_refused(row: Transition, ts_env, running_worker, 
             assert f"not allowed in stage {wrong}" in message
 
 
-@pytest.mark.parametrize("row", SYSTEM_ROWS, ids=lambda t: t.action.value)
+@pytest.mark.parametrize("row", LAPSE_ROWS, ids=lambda t: t.action.value)
 async def test_window_lapse_row(row: Transition, ts_env, running_worker, petitions):
     """No person may take a lapse; it happens when the window passes, not a second before."""
     assert not hasattr(PetitionWorkflow, row.action.value)
