@@ -52,6 +52,12 @@ class Unit(Base):
     supervising_leader_id: Mapped[str | None] = mapped_column(String(64))
     head_id: Mapped[str | None] = mapped_column(String(64))
     profile: Mapped[str] = mapped_column(String(64), server_default="national")
+    # Migration 0004, for the assessment report's two roll-ups: the unit's superior in its
+    # own line (a county department -> the city department of the same line), and the
+    # territories it is located in, outermost first: [{"code", "name", "level"}, ...]
+    # (province, city, county). NULL: the directory loaded did not say.
+    line_parent_code: Mapped[str | None] = mapped_column(ForeignKey("units.code"))
+    territory: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
 
 
 class Person(Base):

@@ -4,7 +4,7 @@ Qingshan County's year (`bench.year_sim.plan_year`: arrivals, transfers, accepta
 handling, extensions, replies, ratings, reviews and re-reviews) is played through the
 real PetitionWorkflow, activities and PostgreSQL on the Java time-skipping test server,
 until every case has closed; then the assessment report (`reports.report.build_report`,
-the code behind `petition report`) is taken for the year over the county's units.
+the code behind `petition report`) is taken for the year over the county (by territory).
 
 The SAME plan is then played under a second profile (default `sichuan`: handling in 30
 days instead of 60). People behave the same; the rules differ; the rates move. Figures
@@ -33,12 +33,12 @@ from adapters.settings import Settings
 from adapters.tables import Escalation, Petition
 from bench.common import Report, Stopwatch, database, db_name, drop, fresh_database
 from bench.harness import lanes
-from bench.year_sim import COUNTY_BUREAU, DEPARTMENTS, CaseScript, YearClock, plan_year, year_start
+from bench.year_sim import CaseScript, YearClock, plan_year, year_start
 from devstack.temporal_server import start_time_skipping
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
 
-COUNTY_UNITS = (COUNTY_BUREAU, *DEPARTMENTS)
+COUNTY = "QS"  # the territory of COUNTY_BUREAU and DEPARTMENTS (domain/directory/sample.toml)
 RATES = ("timely_acceptance", "on_schedule_completion", "satisfaction", "one_time_resolution")
 
 
@@ -54,7 +54,7 @@ class YearResult:
 
 
 async def play_year(profile: str, count: int, seed: int) -> YearResult:
-    from reports.metrics import RATE_BY_KEY, Figures
+    from reports.metrics import RATE_BY_KEY
     from reports.periods import PeriodKind, ReportPeriod
     from reports.report import build_report
 
@@ -104,10 +104,9 @@ async def play_year(profile: str, count: int, seed: int) -> YearResult:
                 level2 = await session.scalar(select(func.count()).select_from(Escalation)
                                               .where(Escalation.level == 2))
             period = ReportPeriod(PeriodKind.YEAR, start.date())
-            county = Figures()
-            for unit in COUNTY_UNITS:
-                report = await build_report(sessions, unit, period, as_of=ended)
-                county = county + report.total.figures
+            # The county's figures: every unit located in Qingshan County (by territory).
+            report = await build_report(sessions, COUNTY, period, as_of=ended)
+            county = report.total.figures
     finally:
         await drop(db)
     rates = {key: county.rate(RATE_BY_KEY[key]) for key in RATES}

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from reports.metrics import RATES, Figures, Rate
+from reports.metrics import RATES, Figures, Rate, RollUp
 from reports.report import Report, ReportRow
 
 __all__ = ["as_csv", "as_json", "as_table", "format_rate", "to_dict"]
@@ -20,6 +20,8 @@ COUNT_ROWS: tuple[tuple[str, str], ...] = (
     ("registered", "Registered"),
     ("open_cases", "Still open"),
     ("closed", "Closed"),
+    ("transfers", "Transfers made (转送 / 交办)"),
+    ("diversions", "Diversions (诉访分离)"),
     ("overdue", "Went overdue (level 1)"),
     ("escalated_level2", "Listed supervision (level 2)"),
     ("assistance_cases", "Assistance paid: cases"),
@@ -41,19 +43,26 @@ def _heading(row: ReportRow) -> str:
     return f"{row.unit} (own)" if row.scope == "own" else row.unit
 
 
+CAPTIONS = {
+    RollUp.TERRITORY: "By territory: a territory's total includes every unit located in it.",
+    RollUp.LINE: "By line: a unit's total includes the units below it in its line.",
+}
+
+
 def _outcomes(figures: Figures) -> str:
     parts = [f"{k.replace('_', ' ')} {v}" for k, v in figures.hearing_outcomes.items() if v]
     return ", ".join(parts) or "—"
 
 
 def as_table(report: Report, console: Console | None = None) -> str:
-    """Metrics down the side, units across: the unit's total, its own share, each child."""
-    table = Table(title=f"Assessment report · {report.unit} · {report.period.label} "
+    """Metrics down the side, units across: the root's total, its own share, each child."""
+    table = Table(title=f"Assessment report · {report.unit} {report.total.name} · by "
+                        f"{report.by} · {report.period.label} "
                         f"({report.period.kind}) · as of "
                         f"{report.as_of.astimezone(report.period.start.tzinfo):%Y-%m-%d %H:%M}"
                         " Beijing",
                   caption="Rates over petitions registered in the period; n/a = nothing to "
-                          "measure. A unit's total includes every unit under it.")
+                          f"measure. {CAPTIONS[report.by]}")
     table.add_column("Figure", style="bold")
     for row in report.rows:
         table.add_column(_heading(row), justify="right")
@@ -83,6 +92,7 @@ def _rate_value(figures: Figures, rate: Rate) -> float | None:
 def to_dict(report: Report) -> dict[str, Any]:
     return {
         "unit": report.unit,
+        "by": str(report.by),
         "period": report.period.label,
         "kind": str(report.period.kind),
         "start": report.period.start.isoformat(),
@@ -90,7 +100,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "as_of": report.as_of.isoformat(),
         "rows": [
             {
-                "unit": row.unit, "name": row.name, "scope": row.scope,
+                "unit": row.unit, "name": row.name, "node": row.node, "scope": row.scope,
                 "rates": {rate.key: _rate_value(row.figures, rate) for rate in RATES},
                 "counts": {k: (str(v) if isinstance(v, Decimal) else v)
                            for k, v in row.figures.counts().items()},
@@ -110,11 +120,12 @@ def as_csv(report: Report) -> str:
     buffer = io.StringIO()
     count_keys = list(Figures().counts())
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["period", "unit", "name", "scope", *(r.key for r in RATES), *count_keys])
+    writer.writerow(["period", "by", "unit", "name", "node", "scope", *(r.key for r in RATES),
+                     *count_keys])
     for row in report.rows:
         rates = [_rate_value(row.figures, r) for r in RATES]
         counts = row.figures.counts()
-        writer.writerow([report.period.label, row.unit, row.name, row.scope,
+        writer.writerow([report.period.label, report.by, row.unit, row.name, row.node, row.scope,
                          *("n/a" if v is None else f"{v:.6f}" for v in rates),
                          *(str(counts[k]) for k in count_keys)])
     return buffer.getvalue()

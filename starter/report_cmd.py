@@ -34,26 +34,52 @@ def _as_of(text: str | None) -> datetime | None:
 
 
 @click.command("report")
-@click.option("--unit", required=True, help="unit code; its figures include every unit under it")
+@click.option("--unit", required=True,
+              help="by territory: a territory code (QS), or a petition bureau standing for "
+                   "the territory it is located in (QS-XFJ); any other unit alone. By line: "
+                   "a unit, with the units below it in its line")
+@click.option("--by", "by", type=click.Choice(["territory", "line"]), default="territory",
+              show_default=True,
+              help="roll-up: every unit located in a territory, or a unit and its line "
+                   "below it (a city department with the county departments of its line)")
 @click.option("--period", "period_text", default=None,
               help="2026 | 2026-10 | 2026-W43 | 2026-10-05 (Beijing time); default: this month")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="also draw the trend of the main rates (PNG) for the unit and its children")
+              help="also draw the trend of the main rates (PNG) for the root and its children")
 @click.option("--periods", "trend_length", type=click.IntRange(2, 60), default=12,
               show_default=True, help="how many periods the chart covers, ending with --period")
 @click.option("--as-of", "as_of_text", default=None,
               help="judge pending deadlines as of this time (default: now)")
-def report_cmd(unit: str, period_text: str | None, fmt: str, chart: Path | None,
+def report_cmd(unit: str, by: str, period_text: str | None, fmt: str, chart: Path | None,
                trend_length: int, as_of_text: str | None) -> None:
-    """Assessment report of UNIT for one period, from the system of record."""
+    """Assessment report of UNIT for one period, from the system of record.
+
+    \b
+    Rates are over the petitions registered in the period (the cohort), rolled up from
+    summed counts (never averaged):
+      timely acceptance   of petitions accepted, declined or diverted, decided within the
+                          acceptance period of the unit that decided (a transferred
+                          petition: the receiving unit, counted from its receipt)
+      timely routing      of petitions a petition bureau transferred or assigned, routed
+                          within its routing period
+      on-schedule         handling opinion within the handling period, extension included
+      7-day / 3-month     procuratorate profile: first reply, result
+      satisfaction        (satisfied + basically satisfied) / rated
+      one-time resolution of petitions given a handling opinion, closed without a
+                          request for review (declined and diverted ones are not in it)
+      repeat petitions    repeating an earlier case or with repeat visits / registered
+    Counts: registered, open, closed, transfers made, diversions (same cohort); overdue,
+    listed supervision, assistance paid and hearings held in the period.
+    Definitions in full: --format json ("definitions"), or reports/metrics.py.
+    """
     from sqlalchemy.exc import DBAPIError
 
     from adapters.engine import SchemaNotMigratedError, require_current_schema
     from reports.metrics import UnknownUnitError
     from reports.render import as_csv, as_json, as_table
-    from reports.report import build_report, build_trend
+    from reports.report import RollUp, build_report, build_trend
     from starter.runtime import runtime
 
     try:
@@ -62,15 +88,17 @@ def report_cmd(unit: str, period_text: str | None, fmt: str, chart: Path | None,
     except PeriodError as err:
         _fail(str(err))
     as_of = _as_of(as_of_text) or datetime.now(UTC)
+    roll_up = RollUp(by)
 
     async def go() -> str:
         async with runtime() as rt:
             await require_current_schema(rt.engine)
-            report = await build_report(rt.sessions, unit, period, as_of)
+            report = await build_report(rt.sessions, unit, period, as_of, by=roll_up)
             if chart is not None:
                 from reports.chart import draw_trend
 
-                trend = await build_trend(rt.sessions, unit, period, trend_length, as_of)
+                trend = await build_trend(rt.sessions, unit, period, trend_length, as_of,
+                                          by=roll_up)
                 await asyncio.to_thread(draw_trend, trend, chart)
         return {"table": as_table, "csv": as_csv, "json": as_json}[fmt](report)
 

@@ -5,6 +5,7 @@ bureau. A directory with a dangling reference is refused, naming it. No database
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,75 @@ def test_a_person_in_an_unknown_unit_is_refused_naming_it() -> None:
     pid = data["people"][0]["id"]
     with pytest.raises(ValueError, match=rf"person {pid}: unknown unit 'NOWHERE'"):
         Directory.model_validate(data).check()
+
+
+# ------------------------------------------------- territories and lines (the report)
+
+
+def test_every_unit_is_located_in_a_territory_of_its_level(directory: Directory) -> None:
+    places = {t.code: t for t in directory.territories}
+    assert {t.code: t.parent for t in directory.territories} == {
+        "JN": None, "YZ": "JN", "LJ": "JN", "QS": "YZ", "BS": "YZ"}
+    for unit in directory.units:
+        assert unit.territory is not None, unit.code
+        place = places[unit.territory]
+        expected = "county" if unit.level == "township" else unit.level
+        assert place.level == expected, f"{unit.code} located in {place.code}"
+    chains = directory.territory_chains()
+    assert [t["code"] for t in chains["QS"]] == ["JN", "YZ", "QS"]
+
+
+def test_line_superiors_follow_same_kind_parents_unless_named(directory: Directory) -> None:
+    line = directory.line_superiors()
+    assert line["QS-HRSS"] == "YZ-HRSS" and line["BS-COURT"] == "YZ-COURT"
+    assert line["QS-XFJ"] == "YZ-XFJ" and line["YZ-XFJ"] == "PROV-XFJ"
+    # A township escalates to its county bureau but heads no line and is in none above.
+    assert line["QS-T1"] is None and line["YZ-HRSS"] is None
+    data = raw_sample()
+    psb = next(u for u in data["units"] if u["code"] == "QS-PSB")
+    psb["line_superior"] = "QS-XFJ"
+    assert Directory.model_validate(data).line_superiors()["QS-PSB"] == "QS-XFJ"
+
+
+def test_a_file_without_territories_still_loads() -> None:
+    data = raw_sample()
+    del data["territories"]
+    for unit in data["units"]:
+        del unit["territory"]
+    directory = Directory.model_validate(data)
+    directory.check()
+    assert directory.territory_chains() == {}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: _unit(d, "QS-T1").update(territory="QZ"), "unit QS-T1: unknown territory 'QZ'"),
+    (lambda d: _unit(d, "QS-T1").pop("territory"),
+     "unit QS-T1: no territory (the file declares territories"),
+    (lambda d: _unit(d, "YZ-HRSS").update(territory="QS"),
+     "unit YZ-HRSS (city) cannot be located in QS (county)"),
+    (lambda d: _territory(d, "QS").update(parent="BS"),
+     "territory QS (county) cannot lie inside BS (county)"),
+    (lambda d: _territory(d, "QS").update(parent="NOWHERE"),
+     "territory QS: unknown territory 'NOWHERE'"),
+    (lambda d: _territory(d, "QS").update(code="QS-XFJ"), "territory QS-XFJ: the code of a unit"),
+    (lambda d: _unit(d, "QS-PSB").update(line_superior="YZ-PSBB"),
+     "unit QS-PSB: unknown unit 'YZ-PSBB'"),
+    (lambda d: _unit(d, "YZ-PSB").update(line_superior="QS-PSB"),
+     "unit YZ-PSB: its line of superiors (line_superior) comes back to YZ-PSB"),
+])
+def test_a_bad_territory_or_line_is_refused_naming_it(change: Any, message: str) -> None:
+    data = raw_sample()
+    change(data)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Directory.model_validate(data).check()
+
+
+def _unit(data: dict[str, Any], code: str) -> dict[str, Any]:
+    return next(u for u in data["units"] if u["code"] == code)
+
+
+def _territory(data: dict[str, Any], code: str) -> dict[str, Any]:
+    return next(t for t in data["territories"] if t["code"] == code)
 
 
 def test_read_directory_refuses_a_bad_file(tmp_path: Path) -> None:

@@ -8,6 +8,9 @@ The rows go straight into the test database under a directory subtree of our own
     ├── B (department)
     └── P (procuratorate, profile "procuratorate")
 
+Its units record no territory, so every report here rolls up by line (the definitions
+and the territory roll-up: tests/test_report_definitions.py).
+
 Period under test: March 2025 (Beijing time); the report is taken as of
 2025-04-05 12:00 Beijing, so "pending" and "missed" deadlines are fixed.
 """
@@ -41,12 +44,13 @@ from adapters.tables import (
 from reports.metrics import RATE_BY_KEY, RATES, Figures
 from reports.periods import PeriodError, PeriodKind, parse_period
 from reports.render import as_csv, as_json, as_table
-from reports.report import build_report, build_trend
+from reports.report import RollUp, build_report, build_trend
 from tests.cli import petition
 
 BJ = ZoneInfo("Asia/Shanghai")
 AS_OF = datetime(2025, 4, 5, 12, 0, tzinfo=BJ)
 MARCH = parse_period("2025-03")
+LINE = RollUp.LINE
 
 
 def bj(*args: int) -> datetime:
@@ -67,8 +71,10 @@ class DataSet:
     def unit(self, short: str, parent: str | None, kind: str = "government_department",
              profile: str = "national") -> str:
         code = self.code(short)
+        up = self.code(parent) if parent else None
+        # This tree is a line (reports by line): each unit's line superior is its parent.
         self.session.add(Unit(code=code, name=f"Report test unit {short}", kind=kind,
-                              level="county", parent_code=self.code(parent) if parent else None,
+                              level="county", parent_code=up, line_parent_code=up,
                               profile=profile))
         return code
 
@@ -256,7 +262,7 @@ def _rate(figures: Figures, key: str) -> tuple[int, int]:
 
 
 async def test_every_rate_on_the_hand_built_month(sessions, data):
-    report = await build_report(sessions, data.code("A"), MARCH, as_of=AS_OF)
+    report = await build_report(sessions, data.code("A"), MARCH, as_of=AS_OF, by=LINE)
     rows = _rows(report)
     a_own, a1 = rows[(data.code("A"), "own")], rows[(data.code("A1"), "total")]
     a = rows[(data.code("A"), "total")]
@@ -267,7 +273,9 @@ async def test_every_rate_on_the_hand_built_month(sessions, data):
     assert _rate(a1, "on_schedule_completion") == (1, 2)
     assert _rate(a_own, "on_schedule_completion") == (0, 1)
     assert _rate(a1, "satisfaction") == (1, 2)
-    assert _rate(a1, "one_time_resolution") == (1, 1)
+    # Both opinions are still within their review window (pending); the decline is not in
+    # the one-time resolution rate at all.
+    assert _rate(a1, "one_time_resolution") == (0, 0)
     assert _rate(a_own, "one_time_resolution") == (0, 0)
     assert a_own.rate(RATE_BY_KEY["one_time_resolution"]) is None
     assert _rate(a1, "repeat_petition") == (1, 3) and _rate(a_own, "repeat_petition") == (1, 4)
@@ -283,15 +291,21 @@ async def test_every_rate_on_the_hand_built_month(sessions, data):
                                       "not_supported": 1, "adjourned": 0}
     assert a.open_cases == 6 and a.closed == 1
 
-    b = (await build_report(sessions, data.code("B"), MARCH, as_of=AS_OF)).total.figures
+    b = (await build_report(sessions, data.code("B"), MARCH, AS_OF, by=LINE)).total.figures
     assert b.registered == 4
-    assert _rate(b, "timely_acceptance") == (2, 3)  # on-time transfer, concluded; late transfer
+    # A transfer is not a decision: the one transferred on 10 March is undecided and its
+    # receiving clock (20 April) has not run out: pending. The one transferred late was
+    # accepted on 28 March within the receiving clock (12 April): timely. The concluded
+    # one was accepted in time. B is a department, so no routing rate.
+    assert _rate(b, "timely_acceptance") == (2, 2)
+    assert _rate(b, "timely_routing") == (0, 0) and b.transfers == 2
     assert _rate(b, "on_schedule_completion") == (1, 1)
     assert _rate(b, "satisfaction") == (1, 1)
-    assert _rate(b, "one_time_resolution") == (1, 2)
+    # Of the opinions, only the concluded one is settled, and it went to review.
+    assert _rate(b, "one_time_resolution") == (0, 1)
     assert (b.overdue, b.escalated_level2, b.assistance_cases) == (1, 0, 0)
 
-    p = (await build_report(sessions, data.code("P"), MARCH, as_of=AS_OF)).total.figures
+    p = (await build_report(sessions, data.code("P"), MARCH, AS_OF, by=LINE)).total.figures
     assert p.registered == 6
     assert _rate(p, "seven_day_reply") == (1, 4)
     assert _rate(p, "three_month_settlement") == (1, 2)
@@ -300,7 +314,7 @@ async def test_every_rate_on_the_hand_built_month(sessions, data):
 
 
 async def test_roll_up_is_the_sum_of_its_parts(sessions, data):
-    report = await build_report(sessions, data.code("ROOT"), MARCH, as_of=AS_OF)
+    report = await build_report(sessions, data.code("ROOT"), MARCH, as_of=AS_OF, by=LINE)
     rows = _rows(report)
     root = data.code("ROOT")
     assert [r.unit for r in report.rows] == [root, root, data.code("A"), data.code("B"),
@@ -323,13 +337,14 @@ async def test_roll_up_is_the_sum_of_its_parts(sessions, data):
     # Recomputed, not averaged: on-schedule completion 1/3 (A), 1/1 (B), 1/2 (P) -> 3/6,
     # where the mean of the three rates would be 0.611.
     assert _rate(total, "on_schedule_completion") == (3, 6)
-    assert _rate(total, "timely_acceptance") == (6, 9)
+    assert _rate(total, "timely_acceptance") == (6, 8)
     assert rows[(root, "own")].registered == 0
 
 
 async def test_periods_with_nothing_in_them_show_n_a(sessions, data):
     for text in ("2025-05", "2025-W20", "2025-03-15", "2019"):
-        report = await build_report(sessions, data.code("ROOT"), parse_period(text), AS_OF)
+        report = await build_report(sessions, data.code("ROOT"), parse_period(text), AS_OF,
+                                    by=LINE)
         figures = report.total.figures
         assert figures.registered == 0
         assert all(figures.rate(rate) is None for rate in RATES), text
@@ -342,14 +357,19 @@ async def test_periods_with_nothing_in_them_show_n_a(sessions, data):
 
 async def test_period_kinds_and_beijing_boundaries(sessions, data):
     root = data.code("ROOT")
-    day = (await build_report(sessions, root, parse_period("2025-03-03"), AS_OF)).total.figures
+
+    async def total(text: str) -> Figures:
+        report = await build_report(sessions, root, parse_period(text), AS_OF, by=LINE)
+        return report.total.figures
+
+    day = await total("2025-03-03")
     assert day.registered == 6  # 3 March: A1, A, B (two), P (two)
-    week = (await build_report(sessions, root, parse_period("2025-W10"), AS_OF)).total.figures
+    week = await total("2025-W10")
     assert week.registered == 10  # Monday 3 to Sunday 9 March
-    april = (await build_report(sessions, root, parse_period("2025-04"), AS_OF)).total.figures
+    april = await total("2025-04")
     assert april.registered == 1  # registered 00:10 on 1 April Beijing time
     assert (april.overdue, april.escalated_level2, april.assistance_cases) == (1, 1, 1)
-    year = (await build_report(sessions, root, parse_period("2025"), AS_OF)).total.figures
+    year = await total("2025")
     assert year.registered == 18
     assert year.hearings_held == 3  # February's hearing too
 
@@ -370,7 +390,7 @@ def test_period_parsing():
 
 async def test_trend_gives_one_figure_set_per_period(sessions, data):
     trend = await build_trend(sessions, data.code("ROOT"), parse_period("2025-04"), count=3,
-                              as_of=AS_OF)
+                              as_of=AS_OF, by=LINE)
     assert [p.label for p in trend.periods] == ["2025-02", "2025-03", "2025-04"]
     assert trend.units[0] == data.code("ROOT") and len(trend.units) == 4
     assert [f[data.code("ROOT")].registered for f in trend.figures] == [0, 17, 1]
@@ -379,16 +399,16 @@ async def test_trend_gives_one_figure_set_per_period(sessions, data):
 async def test_report_command_table_csv_json_chart(db_url, data, tmp_path):
     root = data.code("ROOT")
     common = {"db_url": db_url, "address": "127.0.0.1:1", "task_queue": "unused"}
-    as_of = ["--as-of", AS_OF.isoformat()]
+    as_of = ["--as-of", AS_OF.isoformat(), "--by", "line"]  # this tree is a line
     shown = await petition("report", "--unit", root, "--period", "2025-03", *as_of, **common)
     assert shown.code == 0, shown.err
-    assert "Timely acceptance" in shown.out and "66.7% (6/9)" in shown.out
+    assert "Timely acceptance" in shown.out and "75.0% (6/8)" in shown.out
     assert "n/a" in shown.out  # ROOT's own column has nothing to measure
 
     as_json_out = await petition("report", "--unit", root, "--period", "2025-03", *as_of,
                                  "--format", "json", **common)
     body = json.loads(as_json_out.out)
-    assert body["rows"][0]["rates"]["timely_acceptance"] == pytest.approx(6 / 9)
+    assert body["rows"][0]["rates"]["timely_acceptance"] == pytest.approx(6 / 8)
     assert body["rows"][1]["scope"] == "own"
     assert body["rows"][1]["rates"]["satisfaction"] is None
     assert body["rows"][0]["counts"]["assistance_yuan"] == "3000.50"
@@ -397,7 +417,7 @@ async def test_report_command_table_csv_json_chart(db_url, data, tmp_path):
                                 "--format", "csv", **common)
     lines = list(csv.DictReader(io.StringIO(as_csv_out.out)))
     assert [line["unit"] for line in lines][:2] == [root, root]
-    assert float(lines[0]["timely_acceptance"]) == pytest.approx(6 / 9)
+    assert float(lines[0]["timely_acceptance"]) == pytest.approx(6 / 8)
 
     chart = tmp_path / "trend.png"
     drawn = await petition("report", "--unit", root, "--period", "2025-04", *as_of,
@@ -414,7 +434,7 @@ async def test_report_command_table_csv_json_chart(db_url, data, tmp_path):
 ])
 async def test_report_command_refuses_bad_input_clearly(db_url, data, args, message):
     base = {"--unit": data.code("ROOT"), "--period": "2025-03"}
-    argv = ["report"]
+    argv = ["report", "--by", "line"]
     for flag, value in base.items():
         if flag not in args:
             argv += [flag, value]
