@@ -134,6 +134,12 @@ class Case:
     async def sleep(self, days: float) -> None:
         await self.rec.env.sleep(timedelta(days=days))
 
+    async def sleep_past(self, clock: str) -> None:
+        """Until just after `clock` is due (its due day depends on the day recorded)."""
+        due = next(c.due_at for c in (await self.status()).clocks if c.name == clock)
+        await self.rec.env.sleep(due - await self.rec.env.get_current_time()
+                                 + timedelta(minutes=1))
+
     async def hearing(self, actor: Actor, officers: list[str]) -> None:
         now = await self.rec.env.get_current_time()
         await self.act(Action.SCHEDULE_HEARING, actor, venue=f"听证室 room {uuid.uuid4().hex[:6]}",
@@ -344,7 +350,7 @@ async def procuratorate_progress(rec: Recorder) -> None:
     await case.act(Action.ACCEPT, h("QS-PROC"))
     await case.sleep(80)
     await case.act(Action.PROGRESS_REPLY, h("QS-PROC"), text="仍在办理 still in progress")
-    await case.sleep(15)  # the 3 months pass: the monthly progress clock takes over
+    await case.sleep_past("settlement")  # 3 months: the monthly progress clock takes over
     await case.until(lambda s: any(c.name == "progress_reply" for c in s.clocks),
                      "handed the settlement clock over to monthly progress replies")
     await case.act(Action.PROGRESS_REPLY, h("QS-PROC"), text="月度进展 monthly progress")

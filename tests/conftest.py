@@ -8,7 +8,6 @@ import contextlib
 import os
 import tempfile
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -92,17 +91,14 @@ def dev_ui_url(dev_env: WorkflowEnvironment, dev_ui_port: int) -> str:
 
 
 class TimeSkippingServer:
-    """The Java time-skipping test server, one per session, replaced when it has lost the
-    ability to skip time.
+    """The Java time-skipping test server, one per session.
 
     Its virtual time advances only while nothing holds its time lock, and a workflow
     terminated while one of its workflow tasks or activities is outstanding keeps that
     lock for good (temporal-test-server 1.38: the release is refused as "Completed
-    workflow"). One such termination would then stall every later test's `sleep` until
-    the client's 30-second RPC timeout. So each test first checks that a day passes
-    promptly, and gets a fresh server if it does not. A server that failed the check is
-    never checked again: the timed-out probe's own sleep stays pending on it and could
-    let a second probe pass until that sleep's end locks the clock once more.
+    workflow"). So after each test that used it, `check_after` makes sure a day still
+    passes promptly; if not, that test fails (it is the one that stalled the clock) and
+    the next test gets a fresh server. Nothing is replaced silently.
     """
 
     PROBE = timedelta(days=1)
@@ -110,17 +106,19 @@ class TimeSkippingServer:
 
     def __init__(self) -> None:
         self._env: WorkflowEnvironment | None = None
-        self.restarts = 0
 
     async def ready(self) -> WorkflowEnvironment:
-        if self._env is not None and not await self._skips_time(self._env):
-            self.restarts += 1
-            warnings.warn(f"the time-skipping server stopped skipping time (restart no. "
-                          f"{self.restarts}); a fresh one is started", stacklevel=1)
-            await self.close()
         if self._env is None:
             self._env = await start_time_skipping(data_converter=data_converter())
         return self._env
+
+    async def check_after(self, test: str) -> None:
+        """Fail `test` if it left the server unable to skip time (and start afresh)."""
+        if self._env is None or await self._skips_time(self._env):
+            return
+        await self.close()  # its clock is locked for good: the next test needs a new one
+        pytest.fail(f"{test} left the time-skipping server unable to skip time: a petition "
+                    "was terminated with a task outstanding (settle it first)", pytrace=False)
 
     async def _skips_time(self, env: WorkflowEnvironment) -> bool:
         try:
@@ -147,9 +145,13 @@ async def time_skipping_server() -> AsyncIterator[TimeSkippingServer]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def ts_env(time_skipping_server: TimeSkippingServer) -> WorkflowEnvironment:
+async def ts_env(time_skipping_server: TimeSkippingServer, petitions: Petitions,
+                 request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
     """The Java time-skipping test server: statutory months in seconds."""
-    return await time_skipping_server.ready()
+    env = await time_skipping_server.ready()
+    yield env
+    await petitions.close()  # the test's open petitions, before the clock is checked
+    await time_skipping_server.check_after(request.node.nodeid)
 
 
 @pytest.fixture
@@ -205,14 +207,19 @@ class Petitions:
         self._handles.append(handle)
 
     async def settle(self, client: Client, within: float = 5.0) -> None:
-        """Wait, briefly, until no petition of this test has a task outstanding."""
-        for handle in self._handles:
-            with contextlib.suppress(RPCError):
-                await settled(client, handle.id, within)
+        """Wait, briefly, until no petition of this test has a task outstanding; a petition
+        that does not settle fails the test (terminated mid-task, it would stall the
+        time-skipping server for every later test)."""
+        busy = [handle.id for handle in self._handles
+                if not await settled(client, handle.id, within)]
+        if busy:
+            pytest.fail(f"petitions still had tasks outstanding after {within} s: {busy}",
+                        pytrace=False)
 
     async def close(self) -> None:
-        for handle in self._handles:
-            with contextlib.suppress(RPCError):
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            with contextlib.suppress(RPCError):  # closed already
                 await handle.terminate(reason="test finished")
 
 

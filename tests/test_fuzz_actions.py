@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -22,8 +22,7 @@ from starter.actions import PERSON_ACTIONS, ActionError, build_command, parse_ac
 from tests.conftest import make_intake
 from workflows.petition import PetitionWorkflow
 
-FUZZ = settings(deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(deadline=None, derandomize=True, database=None)
 UNIT = "QS-HRSS"
 HANDLER = Actor(id="QS-HRSS.h1", role=Role.HANDLER, unit=UNIT)
 HEAD = Actor(id="QS-HRSS.head", role=Role.UNIT_HEAD, unit=UNIT)
@@ -68,7 +67,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=3),
     max_leaves=6)
-FUZZED: dict[str, int] = {}
 
 
 def _mutated(action: Action, field: str | None, value: Any, drop: bool) -> str | None:
@@ -126,7 +124,7 @@ def test_fuzzed_payloads_are_commands_or_one_clear_line(action: Action) -> None:
         dumped.encode("utf-8")
 
     run()
-    FUZZED[action.value] = count
+    assert count >= 60, count  # hypothesis ran the examples, not a handful
 
 
 def test_fuzzed_actors_and_action_names_are_refused_in_one_line() -> None:
@@ -152,7 +150,7 @@ def test_fuzzed_actors_and_action_names_are_refused_in_one_line() -> None:
     for clocked in (Action.REGISTER, Action.REVIEW_WINDOW_LAPSED, Action.RE_REVIEW_WINDOW_LAPSED):
         with pytest.raises(ActionError, match="taken by the workflow's clocks"):
             build_command(clocked.value, HANDLER, None)
-    FUZZED["actors and action names"] = count
+    assert count >= 150, count
 
 
 def _actor_for(action: Action) -> Actor:
@@ -231,12 +229,5 @@ async def test_fuzzed_commands_on_a_live_petition_are_taken_or_refused_never_stu
     async with sessions() as session:
         row = await session.scalar(select(Petition).where(Petition.workflow_id == handle.id))
     assert row is not None and row.stage == status.stage and row.last_seq == taken + 1
-    FUZZED["live commands"] = len(sample)
     print(f"\n[fuzz] live petition: {taken} taken, {refused} refused")
 
-
-def test_report_how_many_action_inputs_were_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
-    if not FUZZED:
-        pytest.skip("counts come from the tests above in this module")
-    with capsys.disabled():
-        print(f"\n[fuzz] actions: {sum(FUZZED.values())} inputs ({FUZZED})")

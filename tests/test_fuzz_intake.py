@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
@@ -39,8 +39,7 @@ from tests.conftest import make_intake
 from worker import data_converter
 
 TEMPORAL_BLOB_LIMIT = 2 * 1024 * 1024
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None)
 WIDE = "\U00020000"  # 𠀀: four bytes in UTF-8, the worst case for size
 
 json_scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
@@ -54,7 +53,6 @@ FIELDS = ["intake_id", "channel", "category", "unit", "received_at", "petitioner
           "subject", "content", "respondent", "law_related", "profile", "attachments",
           "petitioner.name", "petitioner.id_number", "petitioner.phone", "petitioner.address",
           "attachments.0.size_bytes", "attachments.0.content_b64", "attachments.0.media_type"]
-FUZZED: dict[str, int] = {}
 
 
 def _base() -> dict[str, Any]:
@@ -105,7 +103,7 @@ def _run(strategy: Any, check: Callable[..., None], name: str, examples: int = 4
         check(*args) if isinstance(args, tuple) else check(args)
 
     run()
-    FUZZED[name] = count
+    assert count >= examples // 2, (name, count)  # hypothesis ran the examples
 
 
 # ------------------------------------------------------------------ properties
@@ -300,7 +298,6 @@ async def test_refused_intakes_start_no_workflow_and_write_no_row(
         assert missing.value.status is RPCStatusCode.NOT_FOUND
     started = [w.id async for w in dev_env.client.list_workflows(f'TaskQueue = "{task_queue}"')]
     assert started == []
-    FUZZED["submitted and refused"] = len(texts)
 
 
 async def test_odd_but_valid_intakes_register_exactly_as_given(
@@ -323,9 +320,3 @@ async def test_odd_but_valid_intakes_register_exactly_as_given(
             assert row is not None
             assert (row.subject, row.content) == (intake.subject, intake.content)
 
-
-def test_report_how_many_intakes_were_fuzzed(capsys: pytest.CaptureFixture[str]) -> None:
-    if not FUZZED:
-        pytest.skip("counts come from the tests above in this module")
-    with capsys.disabled():
-        print(f"\n[fuzz] intakes: {FUZZED} = {sum(FUZZED.values())} inputs")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from domain.policy import available_profiles
 from security.codec import KEY_ID_METADATA, EncryptionCodec, KeyRing
 from security.inspect import clear_payloads
 from worker import data_converter, workflow_runner
-from workflows.petition import PATCHES, PetitionWorkflow
+from workflows.petition import PetitionWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 INDEX: dict[str, Any] = json.loads((HISTORIES / "index.json").read_text(encoding="utf-8"))
@@ -70,12 +71,32 @@ def test_the_histories_cover_every_stage_profile_and_path() -> None:
             "repeat_visit_attached", "decline_concluded", "settlement_handover"} <= covers
 
 
+PATCH_CALL = re.compile(r"workflow\.(?:patched|deprecate_patch)\(\s*['\"]([^'\"]+)")
+WORKFLOW_SOURCES = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.py"))
+
+
+def patch_ids() -> set[str]:
+    """Every `workflow.patched("...")` id in the workflow code."""
+    found = set()
+    for source in WORKFLOW_SOURCES:
+        found |= set(PATCH_CALL.findall(source.read_text(encoding="utf-8")))
+    return found
+
+
 def test_every_patch_is_replayed_both_ways() -> None:
-    """Petitions started before a patch (no marker) and after it are both in the gate."""
-    for patch in PATCHES:
+    """After go-live, a patch guards a change for running petitions: then petitions
+    started before it (no marker) and after it must both be in the gate."""
+    assert WORKFLOW_SOURCES
+    for patch in patch_ids():
         taken = {name for name, e in RECORDED.items() if patch in e.get("patches", [])}
         assert taken, f"no recorded history takes {patch}: record with --suffix"
         assert set(RECORDED) - taken, f"every history takes {patch}: none from before it"
+
+
+def test_the_patch_scan_finds_patches() -> None:
+    """The scan above would notice a patch (it is not vacuous)."""
+    sample = 'if workflow.patched("answer-in-one-task"):'
+    assert PATCH_CALL.findall(sample) == ["answer-in-one-task"]
 
 
 def test_every_history_file_is_indexed() -> None:

@@ -53,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
     from domain import changes, clocks, projections, transition
     from domain.calendar import FrozenCalendar
     from domain.case import (
-        CalendarSnapshot,
         CaseState,
         Clock,
         EffectResults,
@@ -162,8 +161,7 @@ class PetitionWorkflow:
         self._queued = len(carried)
         self._sizes = [len(r.model_dump_json()) for r in carried]  # to size batches
         self._unwritten_chars = sum(self._sizes)  # kept, not summed: conditions read it often
-        self._written = 0
-        self._writing = False
+        self._written, self._writing = 0, False
         self._waiting_for_records = 0
         self._writer_error: BaseException | None = None
         self._outbox: list[NoticeInput] = []  # notices of actions, sent in order after them
@@ -307,16 +305,22 @@ class PetitionWorkflow:
             raise _refused(refusal)
 
     async def _act(self, action: Action, command: Command) -> PetitionStatus:
+        row = TABLE[action]
         async with self._lock:
             if transition.already_taken(self._case, command):
                 return self.status()  # a client retry of an action already taken
             # Checked again: the case may have moved while this action waited for the lock.
-            refusal = transition.refusal(self._case, TABLE[action], command)
-            if refusal is None:
-                entry, refusal = await self._execute(TABLE[action], command)
+            refusal = transition.refusal(self._case, row, command)
+            try:  # the row's refusable activities first: they may still refuse
+                results = None if refusal else await self._effects_before(row, command)
+            except ActivityError as err:
+                refusal = _business_refusal(err)
+                if refusal is None:
+                    raise
             if refusal is not None:
                 self._record_refusal(action, command, refusal)
                 raise _refused(refusal)
+            entry = await self._execute_allowed(row, command, results)
         # Notes are written in batches; the caller of an Update still gets its answer
         # only once its record is in the audit trail.
         await self._written_through(entry)
@@ -340,18 +344,6 @@ class PetitionWorkflow:
             else:
                 self._record_refusal(action, command, refusal)
 
-    async def _execute(self, row: Transition, command: Command) -> tuple[int, Refusal | None]:
-        """Carry out a row the guard allowed: its refusable activities first (which may
-        still refuse), then the domain's transition, then payments, registries, notices."""
-        try:
-            results = await self._effects_before(row, command, workflow.now())
-        except ActivityError as err:
-            refusal = _business_refusal(err)
-            if refusal is None:
-                raise
-            return 0, refusal
-        return await self._execute_allowed(row, command, results), None
-
     async def _execute_allowed(self, row: Transition, command: Command,
                                results: EffectResults | None = None) -> int:
         st, now = self._case, workflow.now()
@@ -366,9 +358,8 @@ class PetitionWorkflow:
             self._publish()  # a note changes neither search attributes nor current details
         return entry
 
-    async def _effects_before(self, row: Transition, command: Command,
-                              now: datetime) -> EffectResults:
-        results = EffectResults()
+    async def _effects_before(self, row: Transition, command: Command) -> EffectResults:
+        results, now = EffectResults(), workflow.now()
         for effect in row.effects:
             runner = self._BEFORE.get(effect)
             if runner is not None:
@@ -492,20 +483,16 @@ class PetitionWorkflow:
         if held is None or held[0] > first or held[1] < last:
             if held is not None and max(last, held[1]) - min(first, held[0]) < MAX_SNAPSHOT_YEARS:
                 first, last = min(first, held[0]), max(last, held[1])
-            st.calendar = await self._take_snapshot(CalendarSnapshotInput(
-                first_year=first, last_year=last))
+            st.calendar = await workflow.execute_local_activity_method(
+                DeadlineCalculator.calendar_snapshot,
+                CalendarSnapshotInput(first_year=first, last_year=last),
+                start_to_close_timeout=timedelta(seconds=10), retry_policy=RETRY,
+                summary=f"freeze the working-day calendar {first}-{last}")
             self._calendar = None
         if self._calendar is None:
             assert st.calendar is not None
             self._calendar = st.calendar.calendar()
         return self._calendar
-
-    async def _take_snapshot(self, years: CalendarSnapshotInput) -> CalendarSnapshot:
-        result: CalendarSnapshot = await workflow.execute_local_activity_method(
-            DeadlineCalculator.calendar_snapshot, years,
-            start_to_close_timeout=timedelta(seconds=10), retry_policy=RETRY,
-            summary=f"freeze the working-day calendar {years.first_year}-{years.last_year}")
-        return result
 
     async def _wait_for_next_clock_event(self) -> None:
         self._clocks_changed = False
@@ -542,8 +529,10 @@ class PetitionWorkflow:
                 await self._lapse(clock)
             elif event.what == clocks.REMINDER:
                 clock.reminded = True
-                await self._send(projections.notice(self._case, "unit", clock.unit, "reminder",
-                                                    about=clock), now)
+                notice = projections.notice(self._case, "unit", clock.unit, "reminder",
+                                            about=clock)
+                await self._activity(NoticeDesk.send_notice, self._notice_input(notice, now),
+                                     notice.summary)
             elif not clocks.hand_over(self._case, clock, await self._calendar_for(now)):
                 await self._escalate(clock, now)
         self._clocks_changed = True
@@ -654,10 +643,6 @@ class PetitionWorkflow:
                            recipient_kind=notice.recipient_kind,
                            recipient_ref=notice.recipient_ref, template=notice.template,
                            body=notice.body, at=at)
-
-    async def _send(self, notice: projections.Notice, at: datetime) -> None:
-        await self._activity(NoticeDesk.send_notice, self._notice_input(notice, at),
-                             notice.summary)
 
     def _raise_writer_error(self) -> None:
         if self._writer_error is not None:
