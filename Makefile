@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := workflows activities adapters starter domain devstack reports $(wildcard worker.py)
 
-.PHONY: dev test lint constraints
+.PHONY: dev test test-fast lint constraints
 
 dev: $(STAMP)
 	$(BIN)/petition dev
@@ -16,6 +16,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m devstack.prepare
 	$(BIN)/python -m pytest
+
+# The fast tier: the pure domain core and single-service (PostgreSQL) tests, under 60 s.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m fast -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -33,6 +33,22 @@ from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
 
+# The fast tier (`make test-fast`, `pytest -m fast`): the pure domain core and tests of a
+# single service (PostgreSQL). A test is in it unless it needs a Temporal server, through
+# these fixtures or by starting one itself (marked `servers`), or runs the `petition`
+# command as a process (marked `cli`: seconds of interpreter start-up each).
+TEMPORAL_FIXTURES = frozenset({"dev_env", "ts_env", "running_worker", "time_skipping_server",
+                               "petitions", "dev_ui_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = TEMPORAL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        slow_faces = item.get_closest_marker("servers") or item.get_closest_marker("cli")
+        if not needs and slow_faces is None:
+            item.add_marker(pytest.mark.fast)
+
+
 # One database per test session, so runs side by side never drop each other's data.
 TEST_DATABASE = f"petitionflow_test_{os.getpid()}"
 

@@ -156,6 +156,7 @@ def _withdraw(actor_id: str, role: Role = Role.PETITIONER) -> Command:
     return Withdraw(actor=Actor(id=actor_id, role=role, unit=UNIT), reason="x")
 
 
+@pytest.mark.cli
 async def test_petition_act_refuses_a_forged_head_in_one_line(
         dev_env, running_worker, petitions, sessions, db_url, task_queue) -> None:
     async with running_worker(dev_env.client):

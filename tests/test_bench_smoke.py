@@ -15,6 +15,8 @@ from sqlalchemy import text
 from bench import import_bench, open_cases_bench, query_bench, throughput_bench, year_bench
 from bench.common import Report, database, db_name, drop, existing_database
 
+pytestmark = pytest.mark.servers  # starts its own servers: not in the fast tier
+
 
 @pytest.fixture(autouse=True)
 def own_databases(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,6 +128,7 @@ async def test_an_unknown_unit_is_refused_by_the_command(db_url):
     assert result.out == ""
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(("args", "expected"), [
     (["--from", "2087-06-05", "--to", "2087-06-01"],
      "error: --from 2087-06-05 is after --to 2087-06-01"),

@@ -322,6 +322,7 @@ async def test_the_dev_servers_web_ui_decodes_a_real_petition_through_the_codec_
     assert json.loads(clear.data)["intake"]["petitioner"]["name"] == intake.petitioner.name
 
 
+@pytest.mark.cli
 async def test_petition_codec_server_command_serves_with_the_configured_token(
         tmp_path: Path) -> None:
     port = free_port()

@@ -71,6 +71,7 @@ def _services() -> dict[str, Any]:
     return services
 
 
+@pytest.mark.cli
 def test_compose_file_is_valid() -> None:
     if _compose_plugin_available():
         result = subprocess.run(

@@ -8,6 +8,7 @@ import contextlib
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import distinct, func, select
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -128,6 +129,7 @@ async def test_short_demo_on_the_dev_server_gives_overdue_and_concluded_cases(
             await _terminate_queue(client, task_queue)
 
 
+@pytest.mark.cli
 async def test_demo_command_runs_its_own_worker(dev_env, db_url, task_queue):
     address = dev_env.client.service_client.config.target_host
     try:
@@ -141,6 +143,7 @@ async def test_demo_command_runs_its_own_worker(dev_env, db_url, task_queue):
         await _terminate_queue(dev_env.client, task_queue)
 
 
+@pytest.mark.cli
 async def test_demo_command_refuses_a_bad_count(db_url):
     result = await petition("demo", "--count", "0", db_url=db_url, address="127.0.0.1:1",
                             task_queue="unused")

@@ -35,6 +35,8 @@ from devstack.postgres import database_url, ensure_database
 from devstack.temporal_server import free_port, start_dev_server, start_time_skipping
 from tests.devstack_workflows import PETITION_STAGE, LongSleepWorkflow, StageMarkerWorkflow
 
+pytestmark = pytest.mark.servers  # starts its own servers: not in the fast tier
+
 TASK_QUEUE = "devstack-tests"
 T = TypeVar("T")
 

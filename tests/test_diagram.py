@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from domain.lifecycle import CLOCK_TITLES, TRANSITIONS, Transition
 from domain.models import Outcome, Stage
 from starter.diagram import mermaid
@@ -23,6 +25,7 @@ def _target(row: Transition) -> str:
     return row.to_stage.value
 
 
+@pytest.mark.cli
 async def test_petition_diagram_prints_every_action_of_the_table():
     result = await petition("diagram", db_url="postgresql+asyncpg://unused@localhost/unused",
                             address="127.0.0.1:1", task_queue="unused")

@@ -31,8 +31,6 @@ from domain.models import (
 )
 from domain.policy import load_profile
 
-pytestmark = pytest.mark.fast
-
 CALENDAR = WorkingCalendar()
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)  # Monday 09:30 Beijing time
 HOUR = timedelta(hours=1)

@@ -12,8 +12,12 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
+
 from drills import postgres_outage, server_restart, worker_kills
 from drills.scenarios import Stack
+
+pytestmark = pytest.mark.servers  # starts its own servers: not in the fast tier
 
 
 async def test_crashes_restarts_and_outages_lose_nothing_and_do_nothing_twice(

@@ -37,6 +37,7 @@ def _write(tmp_path: Path, payload: dict) -> Path:
     return path
 
 
+@pytest.mark.cli
 async def test_submitted_petition_is_accepted_and_replied_on_the_dev_server(
         dev_env, running_worker, task_queue, db_url, tmp_path):
     intake = make_intake()
@@ -118,6 +119,7 @@ async def test_reply_before_accept_is_refused_and_leaves_no_history_event(
         assert (await handle.query(PetitionWorkflow.status)).stage is Stage.REGISTERED
 
 
+@pytest.mark.cli
 async def test_same_intake_twice_gives_one_workflow_and_one_row(
         dev_env, running_worker, task_queue, db_url, tmp_path):
     intake = make_intake()
@@ -142,6 +144,7 @@ async def test_same_intake_twice_gives_one_workflow_and_one_row(
     assert rows == 1
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(("mutate", "field"), [
     (lambda d: d["petitioner"].update(id_number="12345"), "petitioner.id_number"),
     (lambda d: d.pop("channel"), "channel"),

@@ -263,6 +263,7 @@ def _intake_id(text: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@pytest.mark.cli
 async def test_refused_intakes_start_no_workflow_and_write_no_row(
         dev_env, running_worker, sessions, task_queue, db_url, tmp_path: Path) -> None:
     texts = _refused_samples(40)

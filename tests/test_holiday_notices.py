@@ -39,8 +39,6 @@ from domain.models import ClockName
 from domain.policy import load_profile
 from starter.holidays_cmd import holidays_cmd
 
-pytestmark = pytest.mark.fast
-
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "holiday-notices" / "example-2027.toml"
 

@@ -466,6 +466,7 @@ async def test_the_sample_directory_rolls_up_both_ways(sessions):
         assert sorted(bureaus.unit_codes) == ["BS-XFJ", "QS-XFJ", "YZ-XFJ"]
 
 
+@pytest.mark.cli
 async def test_report_command_by_territory_and_by_line(db_url, book):
     common = {"db_url": db_url, "address": "127.0.0.1:1", "task_queue": "unused"}
     argv = ["report", "--period", "2025-08", "--as-of", AS_OF.isoformat(), "--format", "json"]

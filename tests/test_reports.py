@@ -396,6 +396,7 @@ async def test_trend_gives_one_figure_set_per_period(sessions, data):
     assert [f[data.code("ROOT")].registered for f in trend.figures] == [0, 17, 1]
 
 
+@pytest.mark.cli
 async def test_report_command_table_csv_json_chart(db_url, data, tmp_path):
     root = data.code("ROOT")
     common = {"db_url": db_url, "address": "127.0.0.1:1", "task_queue": "unused"}
@@ -426,6 +427,7 @@ async def test_report_command_table_csv_json_chart(db_url, data, tmp_path):
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 20_000
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(("args", "message"), [
     (["--period", "2025-13"], "period '2025-13'"),
     (["--period", "March"], "not understood"),

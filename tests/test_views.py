@@ -134,6 +134,7 @@ def test_a_malformed_unit_is_refused_not_pasted_into_a_query():
         saved_views(["QS-HRSS' OR Overdue = false OR Channel = '"])
 
 
+@pytest.mark.cli
 async def test_views_command_prints_the_same_filters_and_links(db_url, sessions):
     common = {"db_url": db_url, "address": "127.0.0.1:1", "task_queue": "unused"}
     result = await petition("views", "--unit", "QS-HRSS", "--today", "2026-10-22",
