@@ -35,6 +35,16 @@ def refuse(rule: str, message: str, field: str | None = None,
                             type="BusinessRefusal", non_retryable=True)
 
 
+def refusal_of(error: ApplicationError) -> Refusal:
+    """The structured refusal an ApplicationError carries (its message, if it has none):
+    the inverse of `refuse`, for the workflow and the client."""
+    details = error.details[0] if error.details and isinstance(error.details[0], dict) else {}
+    known = {"rule", "message", "field"}
+    return Refusal(details.get("rule", error.type or "refused"),
+                   details.get("message", error.message), details.get("field"),
+                   {k: v for k, v in details.items() if k not in known})
+
+
 def refusal_error(refusal: Refusal) -> ApplicationError:
     """A refusal the domain core decided, raised by an activity."""
     return refuse(refusal.rule, refusal.message, refusal.field, **refusal.details)

@@ -94,7 +94,15 @@ class HearingDesk:
             if problem is None:
                 problem = await self._clash(session, booking, booking.starts_at, ends_at)
             if problem is not None:
-                raise refuse("hearing", problem + "; " + await self._suggestion(session, booking))
+                free = await self._earliest_free_slot(session, booking)
+                suggestion = (f"the earliest free slot for this venue and these officers is "
+                              f"{self._span(free, free + (ends_at - booking.starts_at))}"
+                              if free else
+                              f"no slot fits this venue and these officers within "
+                              f"{self._rules.search_working_days} working days; choose "
+                              "another venue or officers")
+                raise refuse("hearing", f"{problem}; {suggestion}", "starts_at",
+                             earliest_free_slot=free.isoformat() if free else None)
             session.add(Hearing(
                 idempotency_key=key, petition_id=booking.petition_id,
                 hearing_no=booking.hearing_no, venue=booking.venue,
@@ -157,7 +165,8 @@ class HearingDesk:
             .order_by(Hearing.starts_at)
         )).all()
 
-    async def _suggestion(self, session: AsyncSession, booking: HearingBooking) -> str:
+    async def _earliest_free_slot(self, session: AsyncSession,
+                                  booking: HearingBooking) -> datetime | None:
         """The earliest start on the slot grid, from the requested time on, that fits."""
         rules = self._rules
         duration = timedelta(minutes=booking.duration_minutes)
@@ -174,11 +183,9 @@ class HearingDesk:
                         and self._outside_hours(start, start + duration) is None
                         and await self._clash(session, booking, start, start + duration,
                                               others) is None):
-                    return (f"the earliest free slot for this venue and these officers is "
-                            f"{self._span(start, start + duration)}")
+                    return start
                 start += rules.slot_step
-        return (f"no slot fits this venue and these officers within "
-                f"{rules.search_working_days} working days; choose another venue or officers")
+        return None
 
     def _working_days_from(self, day: date, count: int) -> list[date]:
         days: list[date] = []

@@ -8,40 +8,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
+from adapters.petition_client import ActionRefused, PetitionClient, PetitionNotFound
 from adapters.tables import Petition, PetitionEvent
 from domain.case import PetitionStatus
 from domain.lifecycle import TABLE
 from domain.models import Action, Actor, Command
 from security.identity import identity_refusal
 from starter.errors import JsonProblem, describe_validation, load_json_object
-from workflows.petition import PetitionWorkflow
 
 PERSON_ACTIONS = tuple(t.action for t in TABLE.values() if not t.system)
 
 
 class ActionError(ValueError):
     """The action was malformed or refused: nothing changed."""
-
-
-def update_for(action: Action) -> Any:
-    """The workflow's Update method for `action` (by reference, never by string)."""
-    return getattr(PetitionWorkflow, action.value)
-
-
-def signal_for(action: Action) -> Any:
-    return getattr(PetitionWorkflow, f"{action.value}_signal")
 
 
 def parse_actor(text: str) -> Actor:
@@ -94,40 +79,15 @@ async def take_action(client: Client, sessions: async_sessionmaker[AsyncSession]
     if refusal is not None:  # the directory does not bear out the claimed role or unit
         await record_refused(sessions, workflow_id, action, command, refusal, via="identity")
         raise ActionError(refusal)
-    handle = client.get_workflow_handle(workflow_id)
+    petitions = PetitionClient(client, task_queue="")  # acting needs no task queue
     try:
-        if as_signal:
-            await handle.signal(signal_for(action), command)
-            return None
-        return await handle.execute_update(update_for(action), command,
-                                           id=command.request_id, result_type=PetitionStatus)
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(err)
-        await record_refused(sessions, workflow_id, action, command, message)
-        raise ActionError(message) from None
-    except RPCError as err:
-        if err.status is not RPCStatusCode.NOT_FOUND:
-            raise
-        if not await _closed(client, workflow_id):
-            raise ActionError(f"no petition {workflow_id}") from None
-        message = f"refused [closed]: {workflow_id} is closed; no action can be taken on it"
-        await record_refused(sessions, workflow_id, action, command, message)
-        raise ActionError(message) from None
-
-
-async def _closed(client: Client, workflow_id: str) -> bool:
-    """The petition's workflow exists and has ended (an Update to it may also have raced
-    with its last workflow task). Read raw: nothing of the case needs decoding."""
-    try:
-        found = await client.workflow_service.describe_workflow_execution(
-            DescribeWorkflowExecutionRequest(
-                namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)))
-    except RPCError:
-        return False
-    return found.workflow_execution_info.status not in (
-        WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED,
-        WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
+        return await petitions.act(workflow_id, command, as_signal=as_signal)
+    except ActionRefused as refused:
+        # A validator's refusal leaves no trace in the history: the audit trail gets it here.
+        await record_refused(sessions, workflow_id, action, command, str(refused.refusal))
+        raise ActionError(str(refused.refusal)) from None
+    except PetitionNotFound:
+        raise ActionError(f"no petition {workflow_id}") from None
 
 
 async def record_refused(sessions: async_sessionmaker[AsyncSession], workflow_id: str,

@@ -6,24 +6,20 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import Client
 
 from activities.registry import reserve_registration_no
-from domain.case import PetitionStart, PetitionStatus
+from adapters.petition_client import PetitionClient, workflow_id_for
+from domain.case import PetitionStatus
 from domain.models import PetitionIntake
 from domain.policy import available_profiles
 from starter.errors import JsonProblem, describe_validation, load_json_object
-from workflows.petition import PetitionWorkflow
+
+__all__ = ["IntakeError", "parse_intake", "read_intake", "submit", "workflow_id_for"]
 
 
 class IntakeError(ValueError):
     """The intake is malformed: nothing was started or written."""
-
-
-def workflow_id_for(intake_id: str) -> str:
-    return f"petition-{intake_id}"
 
 
 def parse_intake(text: str, *, source: str = "intake") -> PetitionIntake:
@@ -65,23 +61,8 @@ async def submit(client: Client, sessions: async_sessionmaker[AsyncSession],
                  intake: PetitionIntake, *, task_queue: str) -> PetitionStatus:
     """Idempotent on `intake_id`: a resubmission returns the same petition."""
     check_profile(intake)
-    workflow_id = workflow_id_for(intake.intake_id)
     number = await reserve_registration_no(sessions, intake)
-    handle: WorkflowHandle[PetitionWorkflow, PetitionStatus]
-    try:
-        handle = await client.start_workflow(
-            PetitionWorkflow.run,
-            PetitionStart(intake=intake, registration_no=number),
-            id=workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=static_summary(intake, number),
-            static_details=f"Petition registered as {number}. Deadlines under profile "
-                           f"`{intake.profile}`.",
-        )
-    except WorkflowAlreadyStartedError:
-        # Closed already (REJECT_DUPLICATE): the same petition, not a new one.
-        closed = client.get_workflow_handle_for(PetitionWorkflow.run, workflow_id)
-        return await closed.query(PetitionWorkflow.status)
-    return await handle.execute_update(PetitionWorkflow.wait_registered)
+    return await PetitionClient(client, task_queue).submit(
+        intake, number, static_summary=static_summary(intake, number),
+        static_details=f"Petition registered as {number}. Deadlines under profile "
+                       f"`{intake.profile}`.")

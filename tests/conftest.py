@@ -24,11 +24,11 @@ from temporalio.worker import Worker
 
 from activities import ActivityDesks, build_desks
 from adapters.engine import create_engine, session_maker
+from adapters.petition_client import PetitionClient, workflow_id_for
 from devstack.postgres import database_url, drop_database, ensure_database
 from devstack.temporal_server import free_port, settled, start_dev_server, start_time_skipping
-from domain.case import PetitionStart, PetitionStatus
+from domain.case import PetitionStatus
 from domain.models import PetitionIntake
-from starter.intake import workflow_id_for
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
@@ -212,11 +212,10 @@ class Petitions:
     async def start(self, env: WorkflowEnvironment, intake: PetitionIntake | None = None,
                     **overrides: Any) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
         intake = intake or make_intake(**overrides)
-        handle = await env.client.start_workflow(
-            PetitionWorkflow.run, PetitionStart(intake=intake),
-            id=workflow_id_for(intake.intake_id), task_queue=self.task_queue)
+        client = PetitionClient(env.client, self.task_queue)
+        handle = client.handle(workflow_id_for(intake.intake_id))
         self._handles.append(handle)
-        await handle.execute_update(PetitionWorkflow.wait_registered)
+        await client.submit(intake)
         return handle
 
     def track(self, handle: WorkflowHandle[Any, Any]) -> None:

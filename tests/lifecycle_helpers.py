@@ -22,10 +22,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.petition_client import ActionRefused, PetitionClient
 from devstack.temporal_server import settled
 from domain.calendar import WorkingCalendar
 from domain.case import ClockView, PetitionStatus, TimelineEntry
@@ -173,6 +173,7 @@ class Case:
                  status: PetitionStatus):
         self.env = env
         self.handle = handle
+        self.petitions = PetitionClient(env.client, task_queue="")
         self.last = status
         self.review_organ: str | None = None
         self.re_review_organ: str | None = None
@@ -199,8 +200,9 @@ class Case:
     async def act(self, action: Action, actor: Actor | None = None,
                   **changes: Any) -> PetitionStatus:
         command = self.command(action, actor, **changes)
-        update = getattr(PetitionWorkflow, action.value)
-        self.last = await self.handle.execute_update(update, command)
+        status = await self.petitions.act(self.handle.id, command)
+        assert status is not None
+        self.last = status
         if action is Action.REQUEST_REVIEW:
             self.review_organ = command.review_organ  # type: ignore[attr-defined]
         if action is Action.REQUEST_RE_REVIEW:
@@ -247,16 +249,14 @@ class Case:
         """The Update is refused naming `rule`; the history and the case are unchanged."""
         before_events = await self.history_of_the_case()
         before = await self.refresh()
-        update = getattr(PetitionWorkflow, action.value)
-        with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await self.handle.execute_update(update, self.command(action, actor, **changes))
-        cause = refused.value.cause
-        assert isinstance(cause, ApplicationError), cause
-        assert cause.message.startswith(f"refused [{rule}"), cause.message
+        with pytest.raises(ActionRefused) as refused:
+            await self.petitions.act(self.handle.id, self.command(action, actor, **changes))
+        refusal = refused.value.refusal
+        assert refusal.rule.startswith(rule), refusal
         assert await self.history_of_the_case() == before_events, "a refused Update left history"
         after = await self.refresh()
         assert after == before
-        return cause.message
+        return str(refusal)
 
 
 def clock(status: PetitionStatus, name: ClockName) -> ClockView:

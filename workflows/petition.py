@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.assistance import AssistanceDesk
+    from activities.common import refusal_of
     from activities.contracts import (
         AssistanceApplicationInput,
         AssistanceDecisionInput,
@@ -112,13 +113,9 @@ def _refused(refusal: Refusal) -> ApplicationError:
 def _business_refusal(err: ActivityError) -> Refusal | None:
     """The refusal an activity answered with (non-retryable), or None for a failure."""
     cause = err.cause
-    if not isinstance(cause, ApplicationError) or not cause.non_retryable:
-        return None
-    details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-    known = {"rule", "message", "field"}
-    return Refusal(details.get("rule", cause.type or "refused"),
-                   details.get("message", cause.message), details.get("field"),
-                   {k: v for k, v in details.items() if k not in known})
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return refusal_of(cause)
+    return None
 
 
 def _action_handlers(action: Action) -> tuple[Any, Any]:

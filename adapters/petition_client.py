@@ -1,0 +1,130 @@
+"""The one way to act on a petition: submit, act, status, timeline.
+
+The CLI, the demo load, the drills, the history recorder, the benchmarks and the tests
+all go through `PetitionClient`. A refusal arrives as `ActionRefused` carrying the
+domain's `Refusal` (rule, field, figures such as the earliest free hearing slot), read
+from `ApplicationError.details`, never parsed out of a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.common import refusal_of
+from domain.case import PetitionStart, PetitionStatus, TimelineEntry
+from domain.lifecycle import TABLE
+from domain.models import Action, Command, PetitionIntake
+from domain.rules import Refusal
+from workflows.petition import PetitionWorkflow
+
+# The action each command type takes (a person's rows: one command type each).
+ACTION_OF: dict[type[Command], Action] = {
+    row.command: row.action for row in TABLE.values() if not row.system}
+
+
+class PetitionNotFound(LookupError):
+    """No petition with that workflow id."""
+
+
+class ActionRefused(Exception):
+    """The case did not change: the domain's refusal says why (rule, field, details)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
+def workflow_id_for(intake_id: str) -> str:
+    """The intake id is the idempotency key: one intake, one petition."""
+    return f"petition-{intake_id}"
+
+
+class PetitionClient:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
+        return self.client.get_workflow_handle_for(PetitionWorkflow.run, workflow_id)
+
+    async def submit(self, intake: PetitionIntake, registration_no: str | None = None,
+                     **start_options: Any) -> PetitionStatus:
+        """Start the petition's workflow and answer once it is registered. Idempotent on
+        the intake id: a resubmission answers the same petition, open or closed."""
+        workflow_id = workflow_id_for(intake.intake_id)
+        try:
+            handle = await self.client.start_workflow(
+                PetitionWorkflow.run, PetitionStart(intake=intake, registration_no=registration_no),
+                id=workflow_id, task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, **start_options)
+        except WorkflowAlreadyStartedError:  # closed already: the same petition
+            return await self.status(workflow_id)
+        return await handle.execute_update(PetitionWorkflow.wait_registered)
+
+    async def act(self, workflow_id: str, command: Command, *,
+                  as_signal: bool = False) -> PetitionStatus | None:
+        """Take the action `command` stands for; the new status (None for a signal, which
+        is fire and forget: a refused signal is recorded by the workflow itself)."""
+        action = ACTION_OF[type(command)]
+        handle = self.handle(workflow_id)
+        try:
+            if as_signal:
+                await handle.signal(f"{action.value}", command)
+                return None
+            return await handle.execute_update(action.value, command, id=command.request_id,
+                                               result_type=PetitionStatus)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError):
+                raise ActionRefused(refusal_of(cause)) from None
+            raise
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            if not await self.closed(workflow_id):
+                raise PetitionNotFound(workflow_id) from None
+            raise ActionRefused(Refusal(
+                "closed", f"{workflow_id} is closed; no action can be taken on it")) from None
+
+    async def status(self, workflow_id: str) -> PetitionStatus:
+        try:
+            return await self.handle(workflow_id).query(PetitionWorkflow.status)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise PetitionNotFound(workflow_id) from None
+            raise
+
+    async def timeline(self, workflow_id: str) -> list[TimelineEntry]:
+        try:
+            return await self.handle(workflow_id).query(PetitionWorkflow.timeline)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                raise PetitionNotFound(workflow_id) from None
+            raise
+
+    async def closed(self, workflow_id: str) -> bool:
+        """The petition's workflow exists and has ended. Read raw: nothing of the case
+        needs decoding."""
+        try:
+            found = await self.client.workflow_service.describe_workflow_execution(
+                DescribeWorkflowExecutionRequest(
+                    namespace=self.client.namespace,
+                    execution=WorkflowExecution(workflow_id=workflow_id)))
+        except RPCError:
+            return False
+        return found.workflow_execution_info.status not in (
+            WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED,
+            WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
