@@ -1,9 +1,10 @@
 """Benchmark 4: `petition import` (COPY) against an ORM insert baseline, same run.
 
 1. Generate the legacy CSV (default 1,000,000 rows, 1% still open).
-2. Baseline: the same parsing and validation, then SQLAlchemy ORM `session.add_all`
-   in batches of 1,000 (petition, registration number, its history in the audit trail,
-   termination entry: exactly the rows the importer writes),
+2. Baseline: the same parsing, validation and replay through the domain core, then
+   SQLAlchemy ORM `session.add_all` in batches of 1,000 (petition, registration number,
+   its history in the audit trail, termination entry: exactly the rows the importer
+   writes),
    on a sample (default the first 20,000 rows) in a fresh database.
 3. The COPY import of the same sample in a fresh database (equal-size comparison), as
    is and `--offline` (secondary indexes rebuilt at the end of the transaction).
@@ -34,38 +35,39 @@ from adapters.tables import (
 )
 from bench.common import Report, Stopwatch, bench_dir, database, db_name, drop, fresh_database
 from bench.legacy_data import write_csv
-from domain.calendar import WorkingCalendar
-from domain.policy import available_profiles
-from starter.legacy_import import (
-    STAGING_COLUMNS,
-    _collector_paused,
-    _Deadlines,
-    _load_directory,
-    _read_chunks,
+from starter.legacy.importer import (
+    Preparer,
+    collector_paused,
     import_file,
-    prepare,
-    validate_chunk,
+    load_directory,
+    worker_calendar,
 )
+from starter.legacy.load import EVENT_COLUMNS, PETITION_COLUMNS
+from starter.legacy.read import read_chunks
 
 BENCH_DATABASE = "petitionflow_bench"
 BASELINE_DATABASE = "petitionflow_bench_orm"
 ORM_BATCH = 1_000
-_COL = {name: i for i, (name, _) in enumerate(STAGING_COLUMNS)}
+_COL = {name: i for i, name in enumerate(PETITION_COLUMNS)}
+_EV = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 
 
 async def orm_import(path: Path, engine: AsyncEngine,
                      sessions: async_sessionmaker[AsyncSession]) -> int:
-    """The baseline: the importer's own parsing and validation, then ORM inserts."""
+    """The baseline: the importer's own parsing, validation and replay, then ORM inserts."""
+    import json
     from datetime import UTC, datetime
 
-    directory = await _load_directory(sessions)
-    context = {"units": frozenset(directory.units), "profiles": frozenset(available_profiles())}
-    deadlines, now, count = _Deadlines(WorkingCalendar()), datetime.now(UTC), 0
-    for chunk in _read_chunks(path, ORM_BATCH):
-        records, errors = validate_chunk(chunk, context)
-        assert not errors, errors[:3]
-        rows = [prepare(line, r, directory, deadlines, now).row
-                for (line, _), r in zip(chunk, records, strict=True)]
+    directory = await load_directory(sessions)
+    prep = Preparer(directory, worker_calendar(), datetime.now(UTC), path.name)
+    count = 0
+    for chunk in read_chunks(path, ORM_BATCH):
+        batch = prep.prepare(chunk)
+        assert not batch.errors, batch.errors[:3]
+        rows = batch.petitions
+        events: dict[str, list[tuple[Any, ...]]] = {}
+        for event in batch.events:
+            events.setdefault(event[_EV["intake_id"]], []).append(event)
         async with sessions() as session:
             petitions = [_petition(row) for row in rows]
             session.add_all(petitions)
@@ -76,16 +78,18 @@ async def orm_import(path: Path, engine: AsyncEngine,
             await session.flush()
             session.add_all(PetitionEvent(
                 petition_id=p.id, workflow_id=p.workflow_id,
-                idempotency_key=f"{p.workflow_id}:{seq}:{action}", seq=seq, action=action,
-                actor_id="legacy-import", actor_role="system", actor_unit=p.registered_unit,
-                from_stage=src, to_stage=dst, accepted=True,
-                detail={"imported_from": path.name, "line": row[0]}, at=at)
-                for p, row in zip(petitions, rows, strict=True)
-                for seq, action, at, src, dst in _history(row))
+                idempotency_key=e[_EV["idempotency_key"]], seq=e[_EV["seq"]],
+                action=e[_EV["action"]], actor_id=e[_EV["actor_id"]],
+                actor_role=e[_EV["actor_role"]], actor_unit=e[_EV["actor_unit"]],
+                from_stage=e[_EV["from_stage"]], to_stage=e[_EV["to_stage"]], accepted=True,
+                detail=json.loads(e[_EV["detail"]]), at=e[_EV["at"]])
+                for p in petitions for e in events[p.intake_id])
             session.add_all(TerminationEntry(
                 petition_id=p.id, matter_key=p.matter_key, registration_no=p.registration_no,
-                concluded_at=p.closed_at, concluded_by_unit=p.responsible_unit or p.holding_unit)
-                for p in petitions if p.outcome == "concluded")
+                concluded_at=row[_COL["concluded_at"]],
+                concluded_by_unit=row[_COL["concluded_by"]])
+                for p, row in zip(petitions, rows, strict=True)
+                if row[_COL["concluded_at"]] is not None)
             await session.commit()
         count += len(rows)
     return count
@@ -97,9 +101,9 @@ def _petition(row: tuple[Any, ...]) -> Petition:
         intake_id=v["intake_id"], workflow_id=v["workflow_id"],
         registration_no=v["registration_no"], registered_unit=v["registered_unit"],
         holding_unit=v["holding_unit"], responsible_unit=v["responsible_unit"],
-        handler_id=v["handler_id"], channel=v["channel"], category=v["category"],
-        law_related=v["law_related"], profile=v["profile"], persons=v["persons"],
-        matter_key=v["matter_key"],
+        handler_id=v["handler_id"], leader_id=v["leader_id"], channel=v["channel"],
+        category=v["category"], law_related=v["law_related"], profile=v["profile"],
+        persons=v["persons"], matter_key=v["matter_key"],
         petitioner={"name": v["petitioner_name"], "id_number": v["petitioner_id_number"],
                     "phone": v["petitioner_phone"], "address": v["petitioner_address"]},
         subject=v["subject"], content=v["content"], attachments=[], stage=v["stage"],
@@ -107,22 +111,9 @@ def _petition(row: tuple[Any, ...]) -> Petition:
         accepted_at=v["accepted_at"], replied_at=v["replied_at"], closed_at=v["closed_at"],
         acceptance_due=v["acceptance_due"], handling_due=v["handling_due"],
         next_deadline=v["next_deadline"], overdue=v["overdue"], was_overdue=v["was_overdue"],
-        extension_days=v["extension_days"], satisfaction=v["satisfaction"],
+        escalation_level=v["escalation_level"], extension_days=v["extension_days"],
+        satisfaction=v["satisfaction"], repeat_visits=v["repeat_visits"],
         reviewed=v["reviewed"], last_seq=v["last_seq"])
-
-
-def _history(row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """The same audit rows the importer's SQL writes (see `_MOVE_SQL`)."""
-    v = {name: row[i] for name, i in _COL.items()}
-    steps = [(1, "register", v["registered_at"], None, "registered"),
-             (2, "accept", v["accepted_at"], "registered", "in_handling"),
-             (3, "reply", v["replied_at"], "in_handling", "replied"),
-             (4, "request_review", v["review_requested_at"], "replied", "under_review"),
-             (5, "review_opinion", v["review_replied_at"], "under_review", "review_replied"),
-             (6, "request_re_review", v["re_review_requested_at"], "review_replied",
-              "under_re_review"),
-             (v["last_seq"], v["closing_action"], v["closed_at"], v["closing_from"], "closed")]
-    return [s for s in steps if s[2] is not None]
 
 
 def _head(source: Path, target: Path, rows: int) -> Path:
@@ -154,7 +145,7 @@ async def run(rows: int, sample: int, open_share: float, *, keep_csv: bool = Tru
     url = await fresh_database(baseline_db)
     async with database(url) as (engine, sessions):
         clock = Stopwatch()
-        with _collector_paused():  # the importer's own GC setting, so only the writes differ
+        with collector_paused():  # the importer's own GC setting, so only the writes differ
             done = await orm_import(sample_path, engine, sessions)
         orm_rate = done / clock()
     env = await start_dev_server(db_filename=None, ui=False, data_converter=data_converter())
@@ -187,7 +178,7 @@ async def run(rows: int, sample: int, open_share: float, *, keep_csv: bool = Tru
                "rows/s", baseline=orm_rate,
                baseline_name=f"ORM add_all, {sample:,}-row sample", goal=">= 10x",
                met=rate >= 10 * orm_rate)
-    report.add("  of which validate+prepare", t["validate_s"], "s")
+    report.add("  of which validate+replay+stage", t["validate_s"], "s")
     report.add("  of which COPY to staging", t["copy_s"], "s")
     report.add("  of which INSERT ... SELECT (overlapped)", t.get("insert_s", 0.0), "s")
     report.add("  of which waiting for the server", t.get("wait_s", 0.0), "s")

@@ -32,8 +32,15 @@ OPEN_STAGES = ("registered", "in_handling", "in_handling", "in_handling", "repli
                "under_review", "review_replied", "under_re_review")
 
 
+# Who re-reviews what the top of the directory reviewed: no organ sits above it, and the
+# lifecycle only requires another organ than the reviewer and the responsible unit.
+TOP_RE_REVIEWER = "PROV-COURT"
+
+
 def _units() -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
-    """Registering units (county/city bureaus), their departments, each unit's reviewer."""
+    """Registering units (county/city bureaus), their departments, each unit's reviewer:
+    the superior organ the lifecycle lets review it (its parent, else its superior
+    petition bureau)."""
     directory = read_directory(SAMPLE_DIRECTORY)
     bureaus = [u.code for u in directory.units
                if u.kind == "petition_bureau" and u.level in ("county", "city")]
@@ -43,8 +50,9 @@ def _units() -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
         prefix = u.code.split("-")[0]
         if u.kind in ("government_department", "public_security") and u.level != "township":
             departments.setdefault(prefix, []).append(u.code)
-        if u.parent:
-            reviewer[u.code] = u.parent
+        above = u.parent or u.superior_bureau
+        if above:
+            reviewer[u.code] = above
     return bureaus, departments, reviewer
 
 
@@ -110,7 +118,7 @@ def _open(row: dict[str, Any], stage: str, received: datetime, dept: str,
     row["review_replied_at"] = marks[3].isoformat()
     if stage == "review_replied":
         return
-    organ = reviewer.get(row["review_organ"], "PROV-XFJ")
+    organ = reviewer.get(row["review_organ"], TOP_RE_REVIEWER)
     row.update(re_review_organ=organ,
                re_review_requested_at=(marks[3] + (now - marks[3]) / 2).isoformat())
 
@@ -140,7 +148,7 @@ def _closed(row: dict[str, Any], received: datetime, accepted: datetime, replied
             row.update(outcome="concluded", review_organ=organ,
                        review_requested_at=(replied + timedelta(days=10)).isoformat(),
                        review_replied_at=(replied + timedelta(days=35)).isoformat(),
-                       re_review_organ=reviewer.get(organ, "PROV-XFJ"),
+                       re_review_organ=reviewer.get(organ, TOP_RE_REVIEWER),
                        re_review_requested_at=(replied + timedelta(days=45)).isoformat(),
                        closed_at=(replied + timedelta(days=70)).isoformat())
 

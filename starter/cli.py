@@ -199,7 +199,7 @@ def dev_cmd(demo_count: int) -> None:
     asyncio.run(run_dev(demo_count=demo_count))
 
 
-from starter.legacy_import import import_command  # noqa: E402 - registered last, on purpose
+from starter.legacy.command import import_command  # noqa: E402 - registered last, on purpose
 
 main.add_command(import_command)
 

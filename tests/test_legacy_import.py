@@ -1,5 +1,7 @@
 """Issue 7, item 4: `petition import FILE.csv` — COPY into the system of record, all or
-nothing, and open cases resuming their ORIGINAL deadlines as running workflows."""
+nothing, and open cases resuming their ORIGINAL deadlines as running workflows.
+Issue 11, item 5: each record's history is replayed through the domain core (see also
+tests/test_import_differential.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from domain.calendar import WorkingCalendar
 from domain.case import matter_key
 from domain.models import Actor, ClockName, PetitionIntake, Reply, Role, Stage
 from domain.policy import load_profile
-from starter.legacy_import import COLUMNS, LegacyRecord, import_file, matter_key_of
+from starter.legacy import COLUMNS, LegacyRecord, import_file
+from starter.legacy.replay import intake_of
 from tests.cli import petition
 from workflows.petition import PetitionWorkflow
 
@@ -66,10 +69,11 @@ async def _count(sessions, model, column, values) -> int:
 async def test_small_csv_imports_closed_history_into_the_system_of_record(
         engine, sessions, tmp_path):
     year = 2023
-    concluded = _row(outcome="concluded", review_organ="QS-XFJ",
+    concluded = _row(outcome="concluded", review_organ="YZ-XFJ",
                      review_requested_at="2023-04-20T08:00:00+08:00",
                      review_replied_at="2023-05-10T08:00:00+08:00",
-                     re_review_organ="YZ-XFJ", re_review_requested_at="2023-05-20T08:00:00+08:00",
+                     re_review_organ="PROV-XFJ",
+                     re_review_requested_at="2023-05-20T08:00:00+08:00",
                      closed_at="2023-06-15T08:00:00+08:00")
     own_format = _row(registration_no=f"QS-XFJ-{year}-900001", stage="closed",
                       outcome="not_accepted", accepted_at=None, replied_at=None,
@@ -97,18 +101,24 @@ async def test_small_csv_imports_closed_history_into_the_system_of_record(
     assert first.acceptance_due == load_profile("national").deadline(
         ClockName.ROUTING, datetime.fromisoformat(rows[0]["received_at"]), WorkingCalendar())
     assert stored[concluded["intake_id"]].reviewed is True
-    # The history is in the audit trail at its original times, keyed as the workflow keys it.
+    # The history is in the audit trail at its original times, keyed as the workflow keys
+    # it: registered by the bureau, transferred to the unit holding it (when, the record
+    # does not say: at registration), accepted, replied and rated, closed by the window.
     trail = sorted((e.seq, e.action, e.at, e.idempotency_key) for e in events
                    if e.workflow_id == first.workflow_id)
     assert [(seq, action) for seq, action, _, _ in trail] == [
-        (1, "register"), (2, "accept"), (3, "reply"), (4, "review_window_lapsed")]
+        (1, "register"), (2, "transfer"), (3, "accept"), (4, "reply"), (5, "rate"),
+        (6, "review_window_lapsed")]
     assert [at for _, _, at, _ in trail] == [datetime.fromisoformat(rows[0][k]) for k in (
-        "received_at", "accepted_at", "replied_at", "closed_at")]
-    assert trail[1][3] == f"{first.workflow_id}:2:accept" and first.last_seq == 4
+        "received_at", "received_at", "accepted_at", "replied_at", "replied_at", "closed_at")]
+    assert trail[2][3] == f"{first.workflow_id}:3:accept" and first.last_seq == 6
+    assert first.matter_key == matter_key(intake_of(LegacyRecord.model_validate(rows[0]),
+                                                    "national"))
     concluded_trail = [e.action for e in sorted(events, key=lambda e: e.seq or 0)
                        if e.workflow_id == f"petition-{concluded['intake_id']}"]
-    assert concluded_trail == ["register", "accept", "reply", "request_review",
-                               "review_opinion", "request_re_review", "re_review_opinion"]
+    assert concluded_trail == ["register", "transfer", "accept", "reply", "rate",
+                               "request_review", "review_opinion", "request_re_review",
+                               "re_review_opinion"]
     declined = [e.action for e in sorted(events, key=lambda e: e.seq or 0)
                 if e.workflow_id == f"petition-{own_format['intake_id']}"]
     assert declined == ["register", "decline"]
@@ -258,4 +268,5 @@ def test_matter_key_matches_live_registrations():
         "unit": row.unit, "received_at": row.received_at, "subject": row.subject,
         "content": "x", "respondent": row.respondent,
         "petitioner": {"name": row.petitioner_name, "id_number": row.petitioner_id_number}})
-    assert matter_key_of(row) == matter_key(intake)
+    assert matter_key(intake_of(row, "national")) == matter_key(intake)
+    assert matter_key(intake_of(row, "national", checked=False)) == matter_key(intake)

@@ -1,0 +1,318 @@
+"""`petition import FILE.csv`: historical petitions into the system of record, all or nothing.
+
+The stages: `read` (CSV chunks, the record model) -> `validate` (row checks) ->
+`replay` (each record replayed through the domain core into the case the workflow
+would hold: clocks, audit records, read model) -> `load` (COPY into staging tables, one
+`INSERT ... SELECT` per chunk) -> `resume` (open cases start their workflows carrying
+the replayed case).
+
+Rows are read, validated and replayed chunk by chunk in a worker thread while the
+database moves the previous chunk. Everything runs in ONE transaction: the first bad
+row stops all writing, the rest of the file is still validated and replayed so that
+every bad row is reported with its line number, and the transaction rolls back --
+nothing is imported. Re-running the same file after a crash is safe: rows already
+imported unchanged (same intake id and registration number) are skipped, and an open
+case whose workflow already exists is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from activities.holiday_notices import load_notices
+from adapters.tables import Unit
+from domain.calendar import WorkingCalendar
+from domain.case import UnitFacts
+from domain.policy import available_profiles
+from starter.legacy import load
+from starter.legacy.read import Chunk, ImportFileError, RowError, read_chunks, validate_chunk
+from starter.legacy.replay import Directory, Replayed, Replayer, ReplayRefused
+from starter.legacy.resume import start_workflows
+from starter.legacy.validate import FileRepeats
+
+# Small enough that a file of a few tens of thousands of rows is already a pipeline (the
+# thread replays chunk n+1 while the server moves chunk n), large enough that the
+# per-statement costs of a chunk vanish.
+CHUNK_ROWS = 5_000
+MAX_ERRORS_KEPT = 1_000
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    imported: int = 0
+    already_imported: int = 0
+    open_cases: int = 0
+    workflows_started: int = 0
+    workflows_existing: int = 0
+    workflow_failures: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0 and not self.workflow_failures
+
+    def error(self, e: RowError) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(e)
+
+
+async def load_directory(sessions: async_sessionmaker[AsyncSession]) -> Directory:
+    async with sessions() as session:
+        rows = (await session.scalars(select(Unit))).all()
+    units = {u.code: UnitFacts(code=u.code, name=u.name, kind=u.kind, level=u.level,
+                               parent=u.parent_code, superior_bureau=u.superior_bureau_code,
+                               supervising_leader=u.supervising_leader_id, head=u.head_id)
+             for u in rows}
+    return Directory(units=units, profiles_by_unit={u.code: u.profile for u in rows})
+
+
+def worker_calendar() -> WorkingCalendar:
+    """The calendar the worker counts on: the holidays library and the official notices
+    loaded (`petition holidays load`), so an imported clock is the one a live one would be."""
+    return WorkingCalendar(notices=load_notices())
+
+
+@dataclass
+class Batch:
+    size: int
+    petitions: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    open_cases: list[Replayed]
+    errors: list[RowError]
+    seconds: float
+
+
+class Preparer:
+    """Validates, replays and stages one chunk at a time (run in a worker thread), and
+    remembers every intake id and registration number seen, to catch repeats in the file."""
+
+    def __init__(self, directory: Directory, calendar: WorkingCalendar, now: datetime,
+                 file_name: str):
+        self._context = {"units": frozenset(directory.units),
+                         "profiles": frozenset(available_profiles())}
+        self._replayer = Replayer(directory, calendar, now)
+        self._repeats = FileRepeats()
+        self._file_name = file_name
+
+    def prepare(self, chunk: Chunk) -> Batch:
+        t = time.perf_counter()
+        records, errors = validate_chunk(chunk, self._context)
+        batch = Batch(len(chunk), [], [], [], errors, 0.0)
+        for line, r in records:
+            problem = self._repeats.problem(line, r)
+            if problem is not None:
+                errors.append(RowError(line, problem))
+                continue
+            try:
+                replayed = self._replayer.replay(line, r)
+            except ReplayRefused as err:
+                errors.append(RowError(line, str(err)))
+                continue
+            petition, events = load.staging_rows(replayed, self._file_name)
+            batch.petitions.append(petition)
+            batch.events += events
+            if replayed.is_open:
+                batch.open_cases.append(replayed)
+        errors.sort(key=lambda e: e.line)
+        batch.seconds = time.perf_counter() - t
+        return batch
+
+    def next_chunk(self, chunks: Iterator[Chunk]) -> Batch | None:
+        chunk = next(chunks, None)
+        return None if chunk is None else self.prepare(chunk)
+
+
+class Progress:
+    """rich.progress when wanted, else nothing (tests, benchmarks)."""
+
+    def __init__(self, enabled: bool):
+        self._bar: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=Console(stderr=True))
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Progress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def add(self, key: str, description: str, total: int | None) -> None:
+        if self._bar is not None:
+            self._tasks[key] = self._bar.add_task(description, total=total)
+
+    def advance(self, key: str, n: int) -> None:
+        if self._bar is not None and key in self._tasks:
+            self._bar.advance(self._tasks[key], n)
+
+    def finish(self, key: str, total: int) -> None:
+        if self._bar is not None and key in self._tasks:
+            self._bar.update(self._tasks[key], total=total, completed=total)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Validation and replay allocate millions of short-lived, acyclic objects; with the
+    cyclic garbage collector running, its repeated full passes over them cost as much as
+    the work itself. Paused for the import, run once after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
+
+
+async def import_file(
+    path: Path, engine: AsyncEngine, *, client: Client | None, task_queue: str,
+    progress: bool = True, chunk_rows: int = CHUNK_ROWS, dry_run: bool = False,
+    now: datetime | None = None, offline: bool = False,
+    calendar: WorkingCalendar | None = None,
+) -> ImportResult:
+    """Validate and import `path`; start the workflows of its open cases on `task_queue`.
+
+    One transaction: chunk by chunk, rows are validated and replayed (in a thread) while
+    the database moves the previous chunk from staging into the system of record; the
+    first bad row stops all writing (the rest is only validated, to report every bad line)
+    and the transaction rolls back. `client` may be None for a dry run or a file without
+    open cases. `calendar`: the working days to count on (default: the worker's).
+
+    `offline`: for the first migration, before the system goes live. The secondary
+    indexes and the foreign keys of the tables written are dropped inside the transaction
+    and restored before it commits (one sort per index instead of a million insertions,
+    one join per foreign key instead of a check per row); the tables are locked against
+    every other reader and writer until then. Unique indexes stay: they are what catches
+    a clash.
+    """
+    with collector_paused():
+        return await _import_file(path, engine, client=client, task_queue=task_queue,
+                                  progress=progress, chunk_rows=chunk_rows, dry_run=dry_run,
+                                  now=now or datetime.now(UTC), offline=offline,
+                                  calendar=calendar or worker_calendar())
+
+
+async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None,
+                       task_queue: str, progress: bool, chunk_rows: int, dry_run: bool,
+                       now: datetime, offline: bool,
+                       calendar: WorkingCalendar) -> ImportResult:
+    from sqlalchemy.ext.asyncio import async_sessionmaker as maker
+
+    started = time.perf_counter()
+    result = ImportResult()
+    directory = await load_directory(maker(engine, expire_on_commit=False))
+    prep = Preparer(directory, calendar, now, path.name)
+    chunks = read_chunks(path, chunk_rows)
+    open_cases: list[Replayed] = []
+    ids: dict[int, int] = {}
+    timings = result.timings
+    for key in ("validate_s", "copy_s", "insert_s", "wait_s"):
+        timings[key] = 0.0
+
+    async def move(pg: Any) -> None:
+        t = time.perf_counter()
+        inserted, opened, clashes = await load.move_chunk(pg, MAX_ERRORS_KEPT)
+        result.imported += inserted
+        ids.update(opened)
+        for clash in clashes:
+            result.error(clash)
+        timings["insert_s"] += time.perf_counter() - t
+
+    async with engine.connect() as sa_conn:
+        raw = await sa_conn.get_raw_connection()
+        pg: Any = raw.driver_connection
+        transaction = pg.transaction()
+        await transaction.start()
+        moving: asyncio.Task[None] | None = None
+        try:
+            await load.create_staging(pg)
+            rebuild = await load.drop_secondary_indexes(pg) if offline and not dry_run else []
+            with Progress(progress) as bar:
+                bar.add("rows", f"validating and importing {path.name}", None)
+                while True:
+                    # The thread prepares the next chunk while the server runs `moving`.
+                    batch = await asyncio.to_thread(prep.next_chunk, chunks)
+                    if moving is not None:
+                        t = time.perf_counter()
+                        await moving
+                        timings["wait_s"] += time.perf_counter() - t
+                        moving = None
+                    if batch is None:
+                        break
+                    timings["validate_s"] += batch.seconds
+                    result.rows += batch.size
+                    for e in batch.errors:
+                        result.error(e)
+                    open_cases += batch.open_cases
+                    bar.advance("rows", batch.size)
+                    if result.error_count or dry_run:
+                        continue
+                    t = time.perf_counter()
+                    await load.copy_chunk(pg, batch.petitions, batch.events)
+                    timings["copy_s"] += time.perf_counter() - t
+                    moving = asyncio.create_task(move(pg))
+                bar.finish("rows", result.rows)
+                result.open_cases = len(open_cases)
+                if result.error_count or dry_run:
+                    await transaction.rollback()
+                    timings["total_s"] = time.perf_counter() - started
+                    return result
+                if open_cases and client is None:
+                    raise ImportFileError("open cases need a Temporal client to start them")
+                if rebuild:
+                    t = time.perf_counter()
+                    bar.add("indexes", "rebuilding indexes and foreign keys", len(rebuild))
+                    await pg.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                    for definition in rebuild:
+                        await pg.execute(definition)
+                        bar.advance("indexes", 1)
+                    timings["reindex_s"] = time.perf_counter() - t
+                await transaction.commit()
+                result.already_imported = result.rows - result.imported
+                if open_cases and client is not None:
+                    t = time.perf_counter()
+                    bar.add("workflows", "starting workflows of open cases", len(open_cases))
+                    (result.workflows_started, result.workflows_existing,
+                     result.workflow_failures) = await start_workflows(
+                        client, task_queue, open_cases, ids, now,
+                        lambda: bar.advance("workflows", 1))
+                    timings["workflows_s"] = time.perf_counter() - t
+        except BaseException:
+            if moving is not None and not moving.done():
+                moving.cancel()
+            if not transaction._done:  # noqa: SLF001 - asyncpg exposes no public flag
+                await transaction.rollback()
+            raise
+    timings["total_s"] = time.perf_counter() - started
+    return result

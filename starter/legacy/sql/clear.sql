@@ -1,0 +1,1 @@
+TRUNCATE legacy_import_staging, legacy_import_events;
