@@ -30,13 +30,12 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -44,14 +43,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import (
-    Client,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from adapters.petition_client import ACTION_OF, ActionRefused, PetitionClient, PetitionNotFound
 from adapters.tables import Escalation, Person, Petition, Unit
 from domain.calendar import WorkingCalendar
 from domain.models import (
@@ -88,7 +83,6 @@ from domain.models import (
     Withdraw,
 )
 from starter.intake import submit
-from workflows.petition import PetitionWorkflow
 
 __all__ = ["DemoSummary", "Fate", "plan_demo", "run_demo", "run_demo_command"]
 
@@ -391,7 +385,7 @@ class Staff:
 
     def __init__(self, client: Client, directory: DemoDirectory, rng: random.Random,
                  think: tuple[float, float], log: Callable[[str], None]):
-        self.client = client
+        self.petitions = PetitionClient(client, task_queue="")  # acting needs no task queue
         self.d = directory
         self.rng = rng
         self.think = think
@@ -408,19 +402,19 @@ class Staff:
     async def pause(self) -> None:
         await asyncio.sleep(self.rng.uniform(*self.think))
 
-    async def act(self, handle: WorkflowHandle[Any, Any], update: Any,
-                  command: Command) -> bool:
+    async def act(self, workflow_id: str, command: Command) -> bool:
+        """Take the command's action as an Update; False if it was refused."""
         await self.pause()
+        action = ACTION_OF[type(command)]
         async with self._gate:
             try:
-                await handle.execute_update(update, command)
-            except WorkflowUpdateFailedError as err:
-                self.refused.append(f"{handle.id} {update.__name__}: "
-                                    f"{getattr(err.cause, 'message', err)}")
-                return False
-            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+                await self.petitions.act(workflow_id, command)
+            except ActionRefused as refused:
                 # E.g. the case closed meanwhile (a window lapsed while the machine was busy).
-                self.refused.append(f"{handle.id} {update.__name__}: {err}")
+                self.refused.append(f"{workflow_id} {action}: {refused.refusal}")
+                return False
+            except (PetitionNotFound, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+                self.refused.append(f"{workflow_id} {action}: {err}")
                 return False
         self.actions += 1
         return True
@@ -430,82 +424,81 @@ class Staff:
 
     async def run_case(self, case: DemoCase) -> None:
         assert case.workflow_id is not None
-        h = self.client.get_workflow_handle_for(PetitionWorkflow.run, case.workflow_id)
-        fate, unit, w = case.fate, case.intake.unit, PetitionWorkflow
+        wf = case.workflow_id
+        fate, unit = case.fate, case.intake.unit
         if fate in (Fate.NEGLECTED, Fate.REPEAT):
             return
         if fate is Fate.WITHDRAWN:
-            await self.act(h, w.withdraw, Withdraw(actor=self.petitioner(case),
+            await self.act(wf, Withdraw(actor=self.petitioner(case),
                                                    reason="问题已自行解决 settled privately"))
             return
         if fate is Fate.DECLINED:
-            await self.act(h, w.decline, Decline(
+            await self.act(wf, Decline(
                 actor=self.d.handler(unit, self.rng), reason=DeclineReason.OUTSIDE_PETITION_SCOPE,
                 explanation="属于民事纠纷，请通过诉讼解决 a civil dispute for the courts"))
             return
         if fate is Fate.DIVERTED and case.organ:
-            await self.act(h, w.divert, Divert(
+            await self.act(wf, Divert(
                 actor=self.d.handler(unit, self.rng), track=DivertTrack.LITIGATION,
                 organ=case.organ, explanation="涉诉事项导入诉讼程序 litigation-related"))
             return
         if fate is Fate.PROCURATORATE:
-            await self.act(h, w.progress_reply, ProgressReply(
+            await self.act(wf, ProgressReply(
                 actor=self.d.handler(unit, self.rng),
                 text="来信已收到，已转控告申诉检察部办理 received; with the complaints office"))
         if case.transfer_to:
-            if not await self.act(h, w.transfer, Transfer(
+            if not await self.act(wf, Transfer(
                     actor=self.d.handler(unit, self.rng), to_unit=case.transfer_to,
                     instructions="请依法受理并按期答复 please accept and answer on time")):
                 return
             unit = case.transfer_to
-        if not await self.act(h, w.accept, Accept(actor=self.d.handler(unit, self.rng))):
+        if not await self.act(wf, Accept(actor=self.d.handler(unit, self.rng))):
             return
         handler = self.d.handler(unit, self.rng)
         if self.rng.random() < 0.3:  # the head names a handler; otherwise whoever accepted
-            await self.act(h, w.assign, Assign(actor=self.d.head(unit), handler_id=handler.id))
-        await self._handle(case, h, unit, handler)
+            await self.act(wf, Assign(actor=self.d.head(unit), handler_id=handler.id))
+        await self._handle(case, wf, unit, handler)
 
-    async def _handle(self, case: DemoCase, h: WorkflowHandle[Any, Any], unit: str,
-                      handler: Actor) -> None:
-        fate, w = case.fate, PetitionWorkflow
+    async def _handle(self, case: DemoCase, wf: str, unit: str, handler: Actor) -> None:
+        fate = case.fate
         if fate is Fate.HANDLING_OVERDUE:
             leader = self.d.leader_for(unit)
             if leader and self.rng.random() < 0.5:
-                await self.act(h, w.contract_to_leader, ContractToLeader(
+                await self.act(wf, ContractToLeader(
                     actor=self.d.head(unit), leader_id=leader))
             return
         if fate is Fate.PROCURATORATE and self.rng.random() < 0.3:
             return  # still investigating: the 3-month settlement clock keeps running
         if fate is Fate.EXTENDED:
-            await self.act(h, w.request_extension, RequestExtension(
+            await self.act(wf, RequestExtension(
                 actor=handler, days=20, reason="需现场核查 an on-site inspection is needed"))
-            await self.act(h, w.decide_extension, DecideExtension(
+            await self.act(wf, DecideExtension(
                 actor=self.d.head(unit), approved=True,
                 reason_to_petitioner="需现场核查，延期答复 extended for an inspection"))
         if fate is Fate.HEARING:
-            await self._hearing(h, unit, handler)
+            await self._hearing(wf, unit, handler)
         if fate is Fate.ASSISTANCE:
             amount = Decimal(self.rng.randrange(3_000, 45_000, 500))
-            if await self.act(h, w.request_assistance, RequestAssistance(
+            if await self.act(wf, RequestAssistance(
                     actor=handler, kind=AssistanceKind.JUDICIAL, amount_yuan=amount,
                     persons=self.rng.randint(1, 3),
                     reason="因案致贫，生活困难 hardship caused by the case")):
-                await self.act(h, w.decide_assistance, DecideAssistance(
+                await self.act(wf, DecideAssistance(
                     actor=self.d.head(unit), application_no=1, approved=True,
                     reason="符合救助条件 meets the conditions"))
-        await self.act(h, w.reply, Reply(
+        await self.act(wf, Reply(
             actor=handler, opinion="经调查核实，已督促相关方依法处理。After investigation the "
                                    "party concerned has been required to remedy the matter."))
         if fate in (Fate.REVIEWED, Fate.CONCLUDED):
-            await self._review(case, h, unit)
+            await self._review(case, wf, unit)
         elif self.rng.random() < 0.8:
             satisfaction = self.rng.choices(
                 (Satisfaction.SATISFIED, Satisfaction.BASICALLY_SATISFIED,
                  Satisfaction.UNSATISFIED), weights=(60, 25, 15))[0]
-            await self.act(h, w.rate, Rate(actor=self.petitioner(case),
+            await self.act(wf, Rate(actor=self.petitioner(case),
                                            satisfaction=satisfaction))
 
-    async def _hearing(self, h: WorkflowHandle[Any, Any], unit: str, handler: Actor) -> None:
+    async def _hearing(self, wf: str, unit: str, handler: Actor) -> None:
         """Book a real sitting slot on a coming working day; on a clash take the suggested one."""
         k = self._hearings
         self._hearings += 1
@@ -525,21 +518,21 @@ class Staff:
             await self.pause()
             try:
                 async with self._gate:
-                    status = await h.execute_update(PetitionWorkflow.schedule_hearing, command)
-            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
-                self.refused.append(f"{h.id} schedule_hearing: {err}")
+                    status = await self.petitions.act(wf, command)
+            except (PetitionNotFound, RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+                self.refused.append(f"{wf} schedule_hearing: {err}")
                 return
-            except WorkflowUpdateFailedError as err:
-                message = str(getattr(err.cause, "message", err))
-                suggested = _suggested_slot(message)
-                if suggested is None:
-                    self.refused.append(f"{h.id} schedule_hearing: {message}")
+            except ActionRefused as refused:
+                suggested = refused.refusal.details.get("earliest_free_slot")
+                if refused.refusal.rule != "hearing" or not suggested:
+                    self.refused.append(f"{wf} schedule_hearing: {refused.refusal}")
                     return
-                starts = suggested
+                starts = datetime.fromisoformat(suggested)
                 continue
+            assert status is not None
             self.actions += 1
             hearing_no = status.hearings[-1].hearing_no
-            await self.act(h, PetitionWorkflow.record_hearing, RecordHearing(
+            await self.act(wf, RecordHearing(
                 actor=handler, hearing_no=hearing_no,
                 outcome=self.rng.choice((HearingOutcome.SUPPORTED,
                                          HearingOutcome.PARTLY_SUPPORTED,
@@ -547,42 +540,28 @@ class Staff:
                 summary="听证员评议后形成意见 the hearing officers gave their view"))
             return
 
-    async def _review(self, case: DemoCase, h: WorkflowHandle[Any, Any], unit: str) -> None:
+    async def _review(self, case: DemoCase, wf: str, unit: str) -> None:
         chain = self.d.review_chain(unit)
         if chain is None:
             return
         review, re_review = chain
-        w = PetitionWorkflow
-        await self.act(h, w.rate, Rate(actor=self.petitioner(case),
+        await self.act(wf, Rate(actor=self.petitioner(case),
                                        satisfaction=Satisfaction.UNSATISFIED))
-        if not await self.act(h, w.request_review, RequestReview(
+        if not await self.act(wf, RequestReview(
                 actor=self.petitioner(case), review_organ=review,
                 reason="对处理意见不服 disagrees with the handling opinion")):
             return
-        await self.act(h, w.review_opinion, ReviewOpinion(
+        await self.act(wf, ReviewOpinion(
             actor=self.d.handler(review, self.rng), opinion="经复查，维持原处理意见。Upheld."))
         if case.fate is not Fate.CONCLUDED:
             return
-        if not await self.act(h, w.request_re_review, RequestReReview(
+        if not await self.act(wf, RequestReReview(
                 actor=self.petitioner(case), re_review_organ=re_review,
                 reason="对复查意见不服 disagrees with the review opinion")):
             return
-        await self.act(h, w.re_review_opinion, ReReviewOpinion(
+        await self.act(wf, ReReviewOpinion(
             actor=self.d.handler(re_review, self.rng),
             opinion="经复核，维持复查意见，该信访事项终结。Upheld; the matter is concluded."))
-
-
-_SLOT = re.compile(r"earliest free slot for this venue and these officers is "
-                   r"(\d{4}-\d{2}-\d{2}) (\d{2}):(\d{2})")
-
-
-def _suggested_slot(message: str) -> datetime | None:
-    match = _SLOT.search(message)
-    if match is None:
-        return None
-    day = date.fromisoformat(match.group(1))
-    return datetime.combine(day, datetime.min.time(), BEIJING).replace(
-        hour=int(match.group(2)), minute=int(match.group(3)))
 
 
 # --------------------------------------------------------------------------- the run
