@@ -100,16 +100,16 @@ class PetitionClient:
                 "closed", f"{workflow_id} is closed; no action can be taken on it")) from None
 
     async def status(self, workflow_id: str) -> PetitionStatus:
-        try:
-            return await self.handle(workflow_id).query(PetitionWorkflow.status)
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                raise PetitionNotFound(workflow_id) from None
-            raise
+        status: PetitionStatus = await self._query(workflow_id, PetitionWorkflow.status)
+        return status
 
     async def timeline(self, workflow_id: str) -> list[TimelineEntry]:
+        entries: list[TimelineEntry] = await self._query(workflow_id, PetitionWorkflow.timeline)
+        return entries
+
+    async def _query(self, workflow_id: str, query: Any) -> Any:
         try:
-            return await self.handle(workflow_id).query(PetitionWorkflow.timeline)
+            return await self.handle(workflow_id).query(query)
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND:
                 raise PetitionNotFound(workflow_id) from None
