@@ -1,10 +1,10 @@
-"""A clock's due, reminder and level-2 times: one function for the activity and the
-workflow.
+"""A clock's due, reminder and level-2 times, counted on a working-day calendar.
 
-The `DeadlineCalculator` local activity runs it on the live calendar; the workflow
-runs it on the calendar snapshot frozen in its state (`domain.case.CalendarSnapshot`).
-A change to this arithmetic changes what a replay computes: guard it with
-`workflow.patched` like any other change to workflow code.
+The workflow counts on the calendar snapshot frozen in its case (`CalendarSnapshot`,
+taken once by the `DeadlineCalculator.calendar_snapshot` local activity); the legacy
+importer and the tests count on the live `WorkingCalendar`. After go-live, a change to
+this arithmetic changes what a replay computes: guard it with `workflow.patched` like any
+other change to workflow code (docs/safe-changes.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from domain.case import (
 from domain.policy import DeadlineProfile
 
 SNAPSHOT_YEARS_AHEAD = 2  # a case's clocks rarely run past the year after next
-MAX_SNAPSHOT_YEARS = 20  # a case's state carries no more; past it, the activity counts
+MAX_SNAPSHOT_YEARS = 20  # a case's state carries no more (older years are dropped)
 
 
 def compute_clock(profile: DeadlineProfile, request: ClockRequest,
