@@ -28,13 +28,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.petition_client import PetitionClient
 from adapters.settings import Settings
 from bench.common import Report, db_name, percentile
 from bench.floor import FloorInput, FloorNote, FloorWorkflow
 from bench.harness import Stack, WorkerProcess, lanes
-from domain.case import PetitionStart
 from domain.models import Accept, Actor, PetitionIntake, Reply, Role, Withdraw
-from workflows.petition import PetitionWorkflow
 
 DATABASE = "petitionflow_bench_throughput"
 TRANSITIONS_PER_LIFECYCLE = 4  # register, accept, reply, close (withdraw)
@@ -70,21 +69,22 @@ def intake(tag: str) -> PetitionIntake:
     })
 
 
-async def _start_petition(stack: Stack, tag: str) -> Any:
-    case = intake(tag)
-    handle = await stack.client.start_workflow(
-        PetitionWorkflow.run, PetitionStart(intake=case), id=f"petition-{case.intake_id}",
-        task_queue=stack.task_queue)
-    await handle.execute_update(PetitionWorkflow.wait_registered)
-    return handle
+def petition_client(stack: Stack) -> PetitionClient:
+    return PetitionClient(stack.client, stack.task_queue)
+
+
+async def _start_petition(stack: Stack, tag: str) -> str:
+    """Start and register a petition; its workflow id."""
+    return (await petition_client(stack).submit(intake(tag))).workflow_id
 
 
 async def petition_lifecycle(stack: Stack, tag: str) -> None:
-    handle = await _start_petition(stack, tag)
-    await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
-    await handle.execute_update(PetitionWorkflow.reply, Reply(actor=HANDLER, opinion="done"))
-    await handle.execute_update(PetitionWorkflow.withdraw, Withdraw(actor=PETITIONER))
-    await handle.result()
+    client = petition_client(stack)
+    workflow_id = await _start_petition(stack, tag)
+    await client.act(workflow_id, Accept(actor=HANDLER))
+    await client.act(workflow_id, Reply(actor=HANDLER, opinion="done"))
+    await client.act(workflow_id, Withdraw(actor=PETITIONER))
+    await client.handle(workflow_id).result()
 
 
 async def floor_lifecycle(stack: Stack, tag: str) -> None:
@@ -116,14 +116,15 @@ async def floor_update_latencies(stack: Stack, samples: int) -> list[float]:
 
 
 async def accept_latencies(stack: Stack, samples: int) -> list[float]:
-    handles = [await _start_petition(stack, "lat") for _ in range(samples)]
+    client = petition_client(stack)
+    workflow_ids = [await _start_petition(stack, "lat") for _ in range(samples)]
     latencies = []
-    for handle in handles:
+    for workflow_id in workflow_ids:
         t = time.perf_counter()
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
+        await client.act(workflow_id, Accept(actor=HANDLER))
         latencies.append((time.perf_counter() - t) * 1000)
-    for handle in handles:
-        await handle.execute_update(PetitionWorkflow.withdraw, Withdraw(actor=PETITIONER))
+    for workflow_id in workflow_ids:
+        await client.act(workflow_id, Withdraw(actor=PETITIONER))
     return latencies
 
 
