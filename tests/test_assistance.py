@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
@@ -23,11 +22,11 @@ from activities.contracts import (
     DisbursementInput,
     Registration,
 )
+from adapters.petition_client import ActionRefused, PetitionClient
 from adapters.tables import AssistanceApplication, AssistancePayment
 from domain.models import Accept, Actor, DecideAssistance, RequestAssistance, Role
 from domain.policy import load_profile
 from tests.desk_helpers import count, register, run
-from workflows.petition import PetitionWorkflow
 
 HANDLER = Actor(id="qs-xfj-h1", role=Role.HANDLER, unit="QS-XFJ")
 HEAD = Actor(id="QS-XFJ.head", role=Role.UNIT_HEAD, unit="QS-XFJ")
@@ -163,13 +162,14 @@ async def test_a_worker_crash_after_paying_is_retried_by_temporal_and_pays_once(
     desks = build_desks(sessions, after_payment_written=crash)
     async with running_worker(dev_env.client, desks):
         handle = await petitions.start(dev_env)
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
-        await handle.execute_update(PetitionWorkflow.request_assistance, RequestAssistance(
+        client = PetitionClient(dev_env.client, task_queue="")
+        await client.act(handle.id, Accept(actor=HANDLER))
+        await client.act(handle.id, RequestAssistance(
             actor=HANDLER, kind="hardship", amount_yuan=Decimal("20000.00"), persons=3,
             reason="因病致困 hardship after illness"))
-        status = await handle.execute_update(PetitionWorkflow.decide_assistance,
-                                             DecideAssistance(actor=HEAD, application_no=1,
-                                                              approved=True, reason="符合条件"))
+        status = await client.act(handle.id, DecideAssistance(
+            actor=HEAD, application_no=1, approved=True, reason="符合条件"))
+    assert status is not None
     [paid] = status.assistance
     assert paid.status == "paid" and paid.payment_ref
     async with sessions() as session:
@@ -190,17 +190,21 @@ async def test_above_the_cap_through_the_workflow_is_refused_then_paid_with_an_e
     amount = CAP + Decimal("1000.00")
     async with running_worker(dev_env.client):
         handle = await petitions.start(dev_env)
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
-        await handle.execute_update(PetitionWorkflow.request_assistance, RequestAssistance(
+        client = PetitionClient(dev_env.client, task_queue="")
+        await client.act(handle.id, Accept(actor=HANDLER))
+        await client.act(handle.id, RequestAssistance(
             actor=HANDLER, kind="judicial", amount_yuan=amount, reason="重大伤残 grave injury"))
-        with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update(PetitionWorkflow.decide_assistance, DecideAssistance(
+        with pytest.raises(ActionRefused) as refused:
+            await client.act(handle.id, DecideAssistance(
                 actor=LEADER, application_no=1, approved=True, reason="超限"))
-        assert f"exceeds the cap of {CAP} yuan" in str(refused.value.cause)
-        assert (await handle.query(PetitionWorkflow.status)).assistance[0].status == "requested"
-        status = await handle.execute_update(PetitionWorkflow.decide_assistance, DecideAssistance(
+        refusal = refused.value.refusal
+        assert (refusal.rule, refusal.field) == ("assistance:cap", "amount_yuan")
+        assert refusal.details["cap_yuan"] == str(CAP)
+        assert f"exceeds the cap of {CAP} yuan" in str(refusal)
+        assert (await client.status(handle.id)).assistance[0].status == "requested"
+        status = await client.act(handle.id, DecideAssistance(
             actor=LEADER, application_no=1, approved=True, exception_approved=True,
             reason="特殊困难，报经批准 exception approved"))
-    assert status.assistance[0].status == "paid"
+    assert status is not None and status.assistance[0].status == "paid"
     assert await count(sessions, AssistancePayment,
                        AssistancePayment.idempotency_key == payment_key(handle.id, 1)) == 1

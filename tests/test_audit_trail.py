@@ -11,6 +11,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
+from adapters.petition_client import PetitionClient
 from adapters.tables import Petition, TerminationEntry
 from domain.models import (
     Accept,
@@ -29,7 +30,6 @@ from domain.models import (
 from starter.actions import ActionError, take_action
 from starter.queries import audit_trail
 from tests.conftest import make_intake
-from workflows.petition import PetitionWorkflow
 
 UNIT = "QS-HRSS"  # a county department: reviewed by the city department above it
 HANDLER = Actor(id="QS-HRSS.h1", role=Role.HANDLER, unit=UNIT)
@@ -63,7 +63,8 @@ async def test_a_whole_lifecycle_is_in_the_audit_trail_in_order_refusals_include
             await take_action(client, sessions, wf, action, command)
 
         # A refused Update: the validator refuses, the client records it.
-        with pytest.raises(ActionError, match="reply is not allowed in stage registered"):
+        with pytest.raises(ActionError,
+                           match=r"refused \[stage\]: reply is not allowed in stage registered"):
             await act(Action.REPLY, Reply(actor=HANDLER, opinion="过早 too early",
                                           request_id="early-reply"))
         await act(Action.ACCEPT, Accept(actor=HANDLER))
@@ -77,8 +78,9 @@ async def test_a_whole_lifecycle_is_in_the_audit_trail_in_order_refusals_include
         await act(Action.REQUEST_REVIEW, RequestReview(
             actor=PETITIONER, review_organ="YZ-HRSS", reason="金额不足 amount too low"))
         # A refused Signal: the county department may not give its own review opinion.
-        await handle.signal(PetitionWorkflow.review_opinion_signal, ReviewOpinion(
-            actor=HANDLER, opinion="自行复查 reviewing ourselves"))
+        petition_client = PetitionClient(client, task_queue="")
+        await petition_client.act(wf, ReviewOpinion(
+            actor=HANDLER, opinion="自行复查 reviewing ourselves"), as_signal=True)
         refused_signal = await trail_with(sessions, wf, 10)
         assert refused_signal[-1]["action"] == "review_opinion"
         assert refused_signal[-1]["accepted"] is False
@@ -87,7 +89,7 @@ async def test_a_whole_lifecycle_is_in_the_audit_trail_in_order_refusals_include
             actor=PETITIONER, re_review_organ="PROV-XFJ", reason="仍不服 still disagree"))
         await act(Action.RE_REVIEW_OPINION, ReReviewOpinion(
             actor=RE_REVIEWER, opinion="复核维持，终结 concluded"))
-        timeline = await handle.query(PetitionWorkflow.timeline)
+        timeline = await petition_client.timeline(wf)
         trail = await trail_with(sessions, wf, 13)
 
     expected = [
