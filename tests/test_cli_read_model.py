@@ -15,18 +15,17 @@ from activities.contracts import (
     EscalationInput,
     RegisterPetitionInput,
 )
+from adapters.petition_client import PetitionClient, workflow_id_for
 from domain.case import (
     TransitionRecord,
 )
 from domain.models import Accept, Action, Actor, ClockName, Role, Stage
 from starter.actions import ActionError, resolve_workflow_id
 from starter.cli import main
-from starter.intake import workflow_id_for
 from starter.queries import PetitionFilter, list_petitions
 from tests.cli import petition
 from tests.conftest import make_intake
 from tests.desk_helpers import run
-from workflows.petition import PetitionWorkflow
 
 HANDLER = Actor(id="qs-xfj-h1", role=Role.HANDLER, unit="QS-XFJ")
 # A stretch of registration dates no other test uses (the test database is per session).
@@ -148,8 +147,10 @@ async def test_show_gives_status_and_audit_trail_and_survives_a_stopped_worker(
     address = dev_env.client.service_client.config.target_host
     async with running_worker(dev_env.client):
         handle = await petitions.start(dev_env)
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
-        number = (await handle.query(PetitionWorkflow.status)).registration_no
+        status = await PetitionClient(dev_env.client, task_queue="").act(
+            handle.id, Accept(actor=HANDLER))
+        assert status is not None
+        number = status.registration_no
         assert number is not None
         shown = await cli("show", number, db_url=db_url, address=address)
         assert shown.code == 0, shown.err
