@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from adapters.petition_client import PetitionClient, workflow_id_for
 from adapters.search_attributes import ALL_KEYS
 from devstack.temporal_cli import resolve_temporal_cli
 from devstack.temporal_server import free_port
@@ -37,7 +38,6 @@ from security.codec import (
 )
 from security.codec_server import CodecServer, CodecServerError
 from security.inspect import clear_payloads, walk_payloads
-from starter.intake import workflow_id_for
 from tests.conftest import make_intake
 from worker import data_converter
 from workflows.petition import PetitionWorkflow
@@ -174,18 +174,16 @@ async def test_rotating_keys_mid_case_keeps_the_petition_running(
     intake = make_intake()
     old_client, new_client = _client(dev_env, before), _client(dev_env, after)
     async with running_worker(old_client):
-        handle = await old_client.start_workflow(
-            PetitionWorkflow.run, PetitionStart(intake=intake),
-            id=workflow_id_for(intake.intake_id), task_queue=task_queue)
+        old = PetitionClient(old_client, task_queue)
+        handle = old.handle(workflow_id_for(intake.intake_id))
         petitions.track(handle)
-        await handle.execute_update(PetitionWorkflow.wait_registered)
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
+        await old.submit(intake)
+        await old.act(handle.id, Accept(actor=HANDLER))
     # A fresh worker with the rotated ring replays the history written under the old key.
     async with running_worker(new_client):
-        rotated = new_client.get_workflow_handle_for(PetitionWorkflow.run, handle.id)
-        status = await rotated.execute_update(PetitionWorkflow.reply,
-                                              Reply(actor=HANDLER, opinion="已答复 replied"))
-    assert status.stage is Stage.REPLIED
+        status = await PetitionClient(new_client, task_queue).act(
+            handle.id, Reply(actor=HANDLER, opinion="已答复 replied"))
+    assert status is not None and status.stage is Stage.REPLIED
 
     raw = Client(dev_env.client.service_client, namespace=dev_env.client.namespace)
     history = await raw.get_workflow_handle(handle.id).fetch_history()
@@ -294,6 +292,8 @@ async def test_the_dev_servers_web_ui_decodes_a_real_petition_through_the_codec_
             dev_server_existing_path=await asyncio.to_thread(resolve_temporal_cli),
             dev_server_extra_args=["--ui-codec-endpoint", server.ui_endpoint])
         async with env:
+            # Started, not submitted: no worker serves this server (the started event's
+            # input is all the test reads), and submitting waits for the registration.
             handle = await env.client.start_workflow(
                 PetitionWorkflow.run, PetitionStart(intake=intake),
                 id=workflow_id_for(intake.intake_id), task_queue=task_queue)
