@@ -18,8 +18,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devstack.temporal_server import settled
-from domain.case import TimelineEntry
-from domain.models import Action, AddNote, Channel, ClockName, RepeatVisit, Stage
+from domain.case import PetitionStatus, TimelineEntry
+from domain.models import Action, AddNote, Channel, ClockName, Command, RepeatVisit, Stage
 from domain.policy import load_profile
 from tests.lifecycle_helpers import (
     CALENDAR,
@@ -32,7 +32,7 @@ from tests.lifecycle_helpers import (
     pg_fetch,
     sleep_until,
 )
-from workflows.petition import CONTINUE_AS_NEW_AFTER_EVENTS, PetitionWorkflow
+from workflows.petition import CONTINUE_AS_NEW_AFTER_EVENTS
 
 NOTES = 1_300
 VISITS = 900
@@ -74,24 +74,23 @@ async def test_a_flood_of_notes_and_visits_continues_as_new_and_keeps_the_case(
         before = await case.refresh()
         timeline_before = await case.timeline()
         unit = before.holding_unit or ""
-        first_run = case.handle.first_execution_run_id or case.handle.result_run_id
+        first_run = (await case.handle.describe()).run_id  # the only run so far
         assert first_run
 
-        signals: list[Any] = (
-            [(PetitionWorkflow.add_note_signal,
-              AddNote(actor=handler(unit), text=f"第{n}份补充材料 note {n}")) for n in range(NOTES)]
-            + [(PetitionWorkflow.repeat_visit_signal,
-                RepeatVisit(actor=PETITIONER, channel=Channel.VISIT, summary=f"visit {n}"))
+        signals: list[Command] = (
+            [AddNote(actor=handler(unit), text=f"第{n}份补充材料 note {n}") for n in range(NOTES)]
+            + [RepeatVisit(actor=PETITIONER, channel=Channel.VISIT, summary=f"visit {n}")
                for n in range(VISITS)])
         signals = signals[::2] + signals[1::2]  # notes and visits interleaved
         started = time.perf_counter()
-        assign: asyncio.Task[Any] | None = None
+        assign: asyncio.Task[PetitionStatus | None] | None = None
         for n in range(0, len(signals), BATCH):
-            await asyncio.gather(*(case.handle.signal(s, arg) for s, arg in signals[n:n + BATCH]))
+            await asyncio.gather(*(case.petitions.act(case.handle.id, command, as_signal=True)
+                                   for command in signals[n:n + BATCH]))
             if assign is None and n >= len(signals) // 2:
                 # An Update in the middle of the flood: continue-as-new waits for it.
-                assign = asyncio.create_task(case.handle.execute_update(
-                    PetitionWorkflow.assign, case.command(Action.ASSIGN, handler_id=f"{unit}.h3")))
+                assign = asyncio.create_task(case.petitions.act(
+                    case.handle.id, case.command(Action.ASSIGN, handler_id=f"{unit}.h3")))
         sent = time.perf_counter() - started
 
         async def all_counted() -> bool:
@@ -105,7 +104,8 @@ async def test_a_flood_of_notes_and_visits_continues_as_new_and_keeps_the_case(
         processed = time.perf_counter() - started
         # The run that passed the threshold continues as new once its handlers finish.
         assert await eventually(turned_over), case.last
-        assert assign is not None and (await assign).handler_id == f"{unit}.h3"
+        assigned = await assign if assign is not None else None
+        assert assigned is not None and assigned.handler_id == f"{unit}.h3"
         after = case.last
         timeline_after = await case.timeline()
         runs = await runs_of(dev_env.client, case.handle.id, first_run)
@@ -176,8 +176,8 @@ async def test_a_case_continued_as_new_keeps_its_deadlines_and_they_fire(
         while (await case.refresh()).runs < 2:
             length = (await case.handle.describe()).history_length
             burst = 200 if length < CONTINUE_AS_NEW_AFTER_EVENTS - 300 else 1
-            await asyncio.gather(*(case.handle.signal(
-                PetitionWorkflow.add_note_signal, AddNote(actor=actor, text=f"note {sent + n}"))
+            await asyncio.gather(*(case.petitions.act(
+                case.handle.id, AddNote(actor=actor, text=f"note {sent + n}"), as_signal=True)
                 for n in range(burst)))
             sent += burst
             assert await settled(case.env.client, case.handle.id), "the case never went quiet"
