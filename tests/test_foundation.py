@@ -12,11 +12,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowUpdateFailedError
 
+from adapters.petition_client import ActionRefused, PetitionClient, workflow_id_for
 from devstack.temporal_server import settled
 from domain.models import Accept, Actor, Reply, Role, Stage
-from starter.intake import workflow_id_for
 from tests.cli import petition
 from tests.conftest import make_intake
 from tests.lifecycle_helpers import eventually
@@ -50,12 +49,11 @@ async def test_submitted_petition_is_accepted_and_replied_on_the_dev_server(
         receipt = submitted.json()
         assert receipt["workflow_id"] == workflow_id_for(intake.intake_id)
         assert receipt["registration_no"].startswith("QS-XFJ-")
-        handle = dev_env.client.get_workflow_handle_for(PetitionWorkflow.run,
-                                                        receipt["workflow_id"])
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
-        await handle.execute_update(PetitionWorkflow.reply,
-                                    Reply(actor=HANDLER, opinion="工资已支付 wages paid"))
-        status = await handle.query(PetitionWorkflow.status)
+        client = PetitionClient(dev_env.client, task_queue)
+        await client.act(receipt["workflow_id"], Accept(actor=HANDLER))
+        await client.act(receipt["workflow_id"],
+                         Reply(actor=HANDLER, opinion="工资已支付 wages paid"))
+        status = await client.status(receipt["workflow_id"])
         assert status.stage is Stage.REPLIED
         assert status.registration_no == receipt["registration_no"]
 
@@ -93,7 +91,8 @@ async def test_accept_before_the_deadline_cancels_the_timer(ts_env, running_work
     async with running_worker(ts_env.client):
         handle = await petitions.start(ts_env, intake)
         accepter = Actor(id="qs-hrss-h1", role=Role.HANDLER, unit="QS-HRSS")
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=accepter))
+        await PetitionClient(ts_env.client, task_queue="").act(
+            handle.id, Accept(actor=accepter))
         await ts_env.sleep(timedelta(days=20))
         status = await handle.query(PetitionWorkflow.status)
         assert status.stage is Stage.IN_HANDLING and not status.overdue
@@ -110,13 +109,14 @@ async def test_reply_before_accept_is_refused_and_leaves_no_history_event(
         # The registration notice follows the answer to `wait_registered`.
         assert await settled(dev_env.client, handle.id)
         before = [e async for e in handle.fetch_history_events()]
-        with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update(PetitionWorkflow.reply,
-                                        Reply(actor=HANDLER, opinion="too early"))
-        assert "reply is not allowed in stage registered" in str(refused.value.cause)
+        client = PetitionClient(dev_env.client, task_queue="")
+        with pytest.raises(ActionRefused) as refused:
+            await client.act(handle.id, Reply(actor=HANDLER, opinion="too early"))
+        assert refused.value.refusal.rule == "stage"
+        assert "reply is not allowed in stage registered" in str(refused.value.refusal)
         after = [e async for e in handle.fetch_history_events()]
         assert len(after) == len(before)
-        assert (await handle.query(PetitionWorkflow.status)).stage is Stage.REGISTERED
+        assert (await client.status(handle.id)).stage is Stage.REGISTERED
 
 
 @pytest.mark.cli
@@ -178,9 +178,9 @@ async def test_registration_and_transitions_are_in_postgresql(
     intake = make_intake()
     async with running_worker(dev_env.client):
         handle = await petitions.start(dev_env, intake)
-        await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
-        await handle.execute_update(PetitionWorkflow.reply,
-                                    Reply(actor=HANDLER, opinion="处理意见 handling opinion"))
+        client = PetitionClient(dev_env.client, task_queue="")
+        await client.act(handle.id, Accept(actor=HANDLER))
+        await client.act(handle.id, Reply(actor=HANDLER, opinion="处理意见 handling opinion"))
     conn = await _raw_pg(db_url)
     try:
         row = await conn.fetchrow(
