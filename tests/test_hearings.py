@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
+from activities.common import refusal_of
 from activities.contracts import (
     HearingBooking,
 )
 from activities.hearings import HearingDesk, HearingRules
+from adapters.petition_client import ActionRefused, PetitionClient
 from adapters.tables import Hearing, PetitionEvent
 from domain.models import Accept, Actor, Role, ScheduleHearing
+from domain.rules import Refusal
 from tests.desk_helpers import beijing, count, hearing_day, register, run
-from workflows.petition import PetitionWorkflow
 
 HANDLER = Actor(id="qs-xfj-h1", role=Role.HANDLER, unit="QS-XFJ")
 
@@ -42,19 +43,28 @@ async def book(desks, *, venue: str, starts_at, officers, minutes: int = 120,
     return await run((desk or desks.hearings).schedule_hearing, booking)
 
 
-async def refusal(coro) -> str:
+async def refused_with(coro) -> Refusal:
     with pytest.raises(ApplicationError) as refused:
         await coro
     assert refused.value.non_retryable and refused.value.type == "BusinessRefusal"
-    return refused.value.message
+    found = refusal_of(refused.value)
+    assert found.rule == "hearing", found
+    return found
+
+
+async def refusal(coro) -> str:
+    return (await refused_with(coro)).message
 
 
 async def test_a_booked_venue_is_refused_naming_the_clash_and_the_next_free_slot(desks):
     day, room = hearing_day(), venue()
     await book(desks, venue=room, starts_at=beijing(day, 9), officers=["HO-03"])
     # The same room however it is typed; other officers.
-    message = await refusal(book(desks, venue=f"  {room.upper()} ", starts_at=beijing(day, 10),
-                                 officers=["HO-04"]))
+    found = await refused_with(book(desks, venue=f"  {room.upper()} ",
+                                    starts_at=beijing(day, 10), officers=["HO-04"]))
+    assert found.field == "starts_at"
+    assert datetime.fromisoformat(found.details["earliest_free_slot"]) == beijing(day, 11)
+    message = found.message
     assert f"venue {room!r} is already booked {day:%Y-%m-%d} 09:00-11:00" in message
     assert f"earliest free slot for this venue and these officers is {day:%Y-%m-%d} 11:00-13:00" \
         in message, message
@@ -102,10 +112,12 @@ async def test_a_non_working_day_is_refused_and_the_next_working_day_offered(des
     day = hearing_day()
     while calendar.is_working_day(day):
         day += timedelta(days=1)
-    message = await refusal(book(desks, venue=venue(), starts_at=beijing(day, 9),
-                                 officers=["HO-02"]))
+    found = await refused_with(book(desks, venue=venue(), starts_at=beijing(day, 9),
+                                    officers=["HO-02"]))
+    message = found.message
     assert f"falls on {day:%A} {day:%Y-%m-%d}, not a working day" in message
     nxt = calendar.next_working_day_on_or_after(day)
+    assert datetime.fromisoformat(found.details["earliest_free_slot"]) == beijing(nxt, 8, 30)
     assert f"earliest free slot for this venue and these officers is {nxt:%Y-%m-%d} 08:30" \
         in message, message
 
@@ -116,8 +128,10 @@ async def test_when_no_slot_fits_the_refusal_says_so(sessions, desks):
     desk = HearingDesk(sessions, rules=HearingRules(search_working_days=1))
     day, room = hearing_day(), venue()
     await book(desks, venue=room, starts_at=beijing(day, 12), officers=["HO-08"], minutes=60)
-    message = await refusal(book(desks, venue=room, starts_at=beijing(day, 8, 30),
-                                 officers=["HO-07"], minutes=480, desk=desk))
+    found = await refused_with(book(desks, venue=room, starts_at=beijing(day, 8, 30),
+                                    officers=["HO-07"], minutes=480, desk=desk))
+    assert found.details == {"earliest_free_slot": None}
+    message = found.message
     assert "already booked" in message
     assert "no slot fits this venue and these officers within 1 working days" in message
 
@@ -144,20 +158,25 @@ async def test_double_booking_through_the_workflow_is_refused_and_audited(
         dev_env, running_worker, petitions, sessions):
     day, room = hearing_day(), venue()
     async with running_worker(dev_env.client):
+        client = PetitionClient(dev_env.client, task_queue="")
         first = await petitions.start(dev_env)
         second = await petitions.start(dev_env)
         for handle in (first, second):
-            await handle.execute_update(PetitionWorkflow.accept, Accept(actor=HANDLER))
-        status = await first.execute_update(PetitionWorkflow.schedule_hearing, ScheduleHearing(
+            await client.act(handle.id, Accept(actor=HANDLER))
+        status = await client.act(first.id, ScheduleHearing(
             actor=HANDLER, venue=room, starts_at=beijing(day, 9), officers=["HO-02", "HO-03"]))
-        assert [h.hearing_no for h in status.hearings] == [1]
-        with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await second.execute_update(PetitionWorkflow.schedule_hearing, ScheduleHearing(
+        assert status is not None and [h.hearing_no for h in status.hearings] == [1]
+        with pytest.raises(ActionRefused) as refused:
+            await client.act(second.id, ScheduleHearing(
                 actor=HANDLER, venue=f"Room {uuid.uuid4().hex[:4]}", starts_at=beijing(day, 10),
                 officers=["HO-03"]))
-        message = str(refused.value.cause)
-        assert f"hearing officer(s) HO-03 already sit {day:%Y-%m-%d} 09:00-11:00" in message
-        assert (await second.query(PetitionWorkflow.status)).hearings == []
+        refusal = refused.value.refusal
+        assert (refusal.rule, refusal.field) == ("hearing", "starts_at")
+        # HO-03 sits until 11:00: the first two free hours from 10:00 on start then.
+        free = refusal.details["earliest_free_slot"]
+        assert free is not None and datetime.fromisoformat(free) == beijing(day, 11)
+        assert f"hearing officer(s) HO-03 already sit {day:%Y-%m-%d} 09:00-11:00" in str(refusal)
+        assert (await client.status(second.id)).hearings == []
         # The workflow writes its audit records in batches after answering: wait for it.
         refusals = 0
         for _ in range(50):
