@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from temporalio.client import Client
 
+from adapters.petition_client import PetitionClient
 from domain.models import (
     Accept,
     Actor,
@@ -26,7 +27,6 @@ from reports.periods import BEIJING
 from reports.views import SavedView, saved_views, ui_link
 from tests.cli import petition
 from tests.conftest import make_intake
-from workflows.petition import PetitionWorkflow
 
 HRSS = Actor(id="QS-HRSS.h1", role=Role.HANDLER, unit="QS-HRSS")
 BUREAU = Actor(id="QS-XFJ.h1", role=Role.HANDLER, unit="QS-XFJ")
@@ -51,6 +51,7 @@ def _view(views: list[SavedView], key: str) -> SavedView:
 async def test_each_saved_view_finds_the_petition_built_for_it(
         dev_env, running_worker, petitions):
     client = dev_env.client
+    acting = PetitionClient(client, task_queue="")
     async with running_worker(client):
         # Neglected under the demo profile: overdue after 20 s, level 2 after 30 s.
         neglected = await petitions.start(dev_env, make_intake(unit="QS-HRSS", profile="demo"))
@@ -59,24 +60,21 @@ async def test_each_saved_view_finds_the_petition_built_for_it(
         waiting = await petitions.start(dev_env, make_intake(unit="QS-HRSS"))
         diverted = await petitions.start(dev_env, make_intake(
             unit="QS-XFJ", category="law_and_litigation", law_related=True))
-        await diverted.execute_update(PetitionWorkflow.divert, Divert(
+        await acting.act(diverted.id, Divert(
             actor=BUREAU, track=DivertTrack.LITIGATION, organ="QS-COURT",
             explanation="a judgment is being appealed"))
         concluded = await petitions.start(dev_env, make_intake(unit="QS-HRSS"))
-        for update, command in (
-                (PetitionWorkflow.accept, Accept(actor=HRSS)),
-                (PetitionWorkflow.reply, Reply(actor=HRSS, opinion="wages paid")),
-                (PetitionWorkflow.request_review, RequestReview(
-                    actor=PETITIONER, review_organ="YZ-XFJ", reason="not satisfied")),
-                (PetitionWorkflow.review_opinion, ReviewOpinion(
-                    actor=Actor(id="YZ-XFJ.h1", role=Role.HANDLER, unit="YZ-XFJ"),
-                    opinion="upheld")),
-                (PetitionWorkflow.request_re_review, RequestReReview(
-                    actor=PETITIONER, re_review_organ="PROV-XFJ", reason="still not")),
-                (PetitionWorkflow.re_review_opinion, ReReviewOpinion(
-                    actor=Actor(id="PROV-XFJ.h1", role=Role.HANDLER, unit="PROV-XFJ"),
-                    opinion="upheld; concluded"))):
-            await concluded.execute_update(update, command)
+        for command in (
+                Accept(actor=HRSS),
+                Reply(actor=HRSS, opinion="wages paid"),
+                RequestReview(actor=PETITIONER, review_organ="YZ-XFJ", reason="not satisfied"),
+                ReviewOpinion(actor=Actor(id="YZ-XFJ.h1", role=Role.HANDLER, unit="YZ-XFJ"),
+                              opinion="upheld"),
+                RequestReReview(actor=PETITIONER, re_review_organ="PROV-XFJ",
+                                reason="still not"),
+                ReReviewOpinion(actor=Actor(id="PROV-XFJ.h1", role=Role.HANDLER, unit="PROV-XFJ"),
+                                opinion="upheld; concluded")):
+            await acting.act(concluded.id, command)
         ours = {h.id for h in (neglected, waiting, diverted, concluded)}
 
         # A case closes once the notices of its last action are sent.
@@ -84,7 +82,7 @@ async def test_each_saved_view_finds_the_petition_built_for_it(
         await diverted.result()
         closed_at = (await concluded.describe()).close_time
         assert closed_at is not None
-        due = (await waiting.query(PetitionWorkflow.status)).next_deadline
+        due = (await acting.status(waiting.id)).next_deadline
         assert due is not None
         this_month = saved_views(now=closed_at)
         week_of_due = saved_views(now=due - timedelta(minutes=1))
