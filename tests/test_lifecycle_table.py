@@ -256,8 +256,8 @@ async def test_only_the_responsible_unit_replies_and_a_refused_signal_is_recorde
 
         # The same action as a Signal: nothing changes, and the refusal is on record.
         before = await case.refresh()
-        await case.handle.signal(PetitionWorkflow.reply_signal,
-                                 case.command(Action.REPLY, handler(BUREAU)))
+        await case.petitions.act(case.handle.id, case.command(Action.REPLY, handler(BUREAU)),
+                                 as_signal=True)
 
         async def refused() -> PetitionStatus | None:
             status = await case.refresh()
