@@ -21,10 +21,10 @@ from activities.contracts import (
     Registration,
 )
 from adapters.engine import create_engine, session_maker
+from adapters.petition_client import workflow_id_for
 from devstack.postgres import database_url, drop_database, ensure_database
 from domain.calendar import WorkingCalendar
 from domain.models import PetitionIntake
-from starter.intake import workflow_id_for
 from starter.runtime import migrate_async
 from tests.conftest import make_intake
 

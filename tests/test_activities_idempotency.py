@@ -31,6 +31,7 @@ from activities.contracts import (
 )
 from activities.registry import reserve_registration_no
 from activities.transfers import order_number
+from adapters.petition_client import workflow_id_for
 from adapters.tables import (
     AssistanceApplication,
     AssistancePayment,
@@ -49,7 +50,6 @@ from domain.case import (
 )
 from domain.models import Action, Actor, ClockName, Role, Stage
 from domain.policy import load_profile
-from starter.intake import workflow_id_for
 from tests.conftest import make_intake
 from tests.desk_helpers import beijing, count, hearing_day, register, run
 from workflows.petition import PetitionWorkflow
