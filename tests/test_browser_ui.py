@@ -21,11 +21,11 @@ from playwright.async_api import Page, async_playwright
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
+from adapters.petition_client import PetitionClient
 from devstack.browser import CHROMIUM_ARGS, ensure_chromium
 from devstack.temporal_cli import ProvisioningError
 from starter.intake import static_summary, submit
 from tests.conftest import make_intake
-from workflows.petition import PetitionWorkflow
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 UI_WAIT_MS = 30_000
@@ -85,9 +85,10 @@ async def test_web_ui_filters_by_registration_no_and_shows_summary_details_and_t
         status = await submit(client, sessions, intake, task_queue=task_queue)
         decoy = await submit(client, sessions, make_intake(unit="QS-HRSS"),
                              task_queue=task_queue)
-        handle = client.get_workflow_handle_for(PetitionWorkflow.run, status.workflow_id)
+        acting = PetitionClient(client, task_queue)
+        handle = acting.handle(status.workflow_id)
         petitions.track(handle)
-        petitions.track(client.get_workflow_handle(decoy.workflow_id))
+        petitions.track(acting.handle(decoy.workflow_id))
         number = status.registration_no
         assert number is not None
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from adapters.petition_client import PetitionClient
 from adapters.tables import Notice, Petition
 from devstack.temporal_server import start_dev_server
 from domain.case import PetitionStart
@@ -105,7 +106,8 @@ async def _whole_life(client: Client, sessions: Any, task_queue: str,
     async def act(action: Action, command: Any) -> None:
         await take_action(client, sessions, wf, action, command)
 
-    with pytest.raises(ActionError):  # a refusal and its failure message belong to the run
+    # A refusal and its failure message belong to the run.
+    with pytest.raises(ActionError, match=r"^refused \[stage\]: "):
         await act(Action.REPLY, Reply(actor=HANDLER, opinion=secrets["opinion"]))
     await act(Action.ACCEPT, Accept(actor=HANDLER))
     await act(Action.REQUEST_ASSISTANCE, RequestAssistance(
@@ -121,8 +123,7 @@ async def _whole_life(client: Client, sessions: Any, task_queue: str,
                                                         re_review_organ="PROV-XFJ",
                                                         reason="仍不服"))
     await act(Action.RE_REVIEW_OPINION, ReReviewOpinion(actor=RE_REVIEWER, opinion="终结"))
-    handle = client.get_workflow_handle_for(PetitionWorkflow.run, wf)
-    final = await handle.result()
+    final = await PetitionClient(client, task_queue).handle(wf).result()
     assert final.stage is Stage.CLOSED and final.assistance[0].status == "paid"
     return wf
 
@@ -138,8 +139,8 @@ async def test_no_personal_field_outside_the_encrypted_payloads(
         with _all_logs() as logs:
             async with running_worker(client):
                 wf = await _whole_life(client, sessions, task_queue, secrets)
-        # A control petition started without the codec: its canary must be found below,
-        # or the scans prove nothing.
+        # A control petition started without the codec (raw, not submitted: no worker
+        # serves it): its canary must be found below, or the scans prove nothing.
         canary = f"CANARY-{uuid.uuid4().hex}"
         plain = Client(client.service_client, namespace=client.namespace,
                        data_converter=pydantic_data_converter)
