@@ -270,3 +270,51 @@ def test_matter_key_matches_live_registrations():
         "petitioner": {"name": row.petitioner_name, "id_number": row.petitioner_id_number}})
     assert matter_key(intake_of(row, "national")) == matter_key(intake)
     assert matter_key(intake_of(row, "national", checked=False)) == matter_key(intake)
+
+
+async def test_a_history_the_lifecycle_refuses_is_a_bad_row(engine, tmp_path):
+    """Each record is replayed through the lifecycle table: what a live case would have
+    been refused is reported on its line, and nothing is imported."""
+    rows = [
+        _row(content="x", review_organ="QS-XFJ", outcome="concluded",   # line 2: not above
+             review_requested_at="2023-04-20T08:00:00+08:00",
+             review_replied_at="2023-05-10T08:00:00+08:00", re_review_organ="PROV-XFJ",
+             re_review_requested_at="2023-05-20T08:00:00+08:00",
+             closed_at="2023-06-15T08:00:00+08:00"),
+        _row(content="x", extension_days="40"),                          # line 3: > 30 days
+        _row(content="x", stage="in_handling", outcome=None, closed_at=None,
+             satisfaction=None),                                          # line 4: replied
+        _row(content="x", outcome="not_accepted", replied_at=None,
+             satisfaction=None),                                          # line 5: accepted
+        _row(content="x", outcome="withdrawn", responsible_unit=None,
+             accepted_at=None, replied_at=None, satisfaction=None),      # line 6: fine
+    ]
+    result = await import_file(_write(tmp_path, rows), engine, client=None,
+                               task_queue="unused", progress=False)
+    found = {e.line: e.message for e in result.errors}
+    assert sorted(found) == [2, 3, 4, 5], found
+    assert "request_review at 2023-04-20T08:00:00+08:00: refused [review:organ]" in found[2]
+    assert "refused [extension:max]" in found[3]
+    assert "replied_at must be empty in stage in_handling" in found[4]
+    assert "accepted_at must be empty in stage closed (not_accepted)" in found[5]
+    assert result.imported == 0
+
+
+async def test_worker_processes_replay_a_file_of_several_chunks(engine, sessions, tmp_path):
+    """A file of several chunks is replayed by worker processes; a repeat is still found
+    across chunks, and what they replayed is what is imported."""
+    rows = [_row(content="x") for _ in range(5)]
+    repeated = [*rows, _row(content="x", intake_id=rows[0]["intake_id"])]
+    bad = await import_file(_write(tmp_path, repeated), engine, client=None,
+                            task_queue="unused", progress=False, chunk_rows=2, workers=2)
+    assert [(e.line, e.message) for e in bad.errors] == [
+        (7, f"intake_id {rows[0]['intake_id']!r} repeats line 2")]
+    result = await import_file(_write(tmp_path, rows), engine, client=None,
+                               task_queue="unused", progress=False, chunk_rows=2, workers=2)
+    assert (result.error_count, result.imported) == (0, 5)
+    async with sessions() as session:
+        trails = (await session.execute(
+            select(PetitionEvent.workflow_id, func.count()).where(PetitionEvent.workflow_id.in_(
+                [f"petition-{r['intake_id']}" for r in rows])).group_by(
+                PetitionEvent.workflow_id))).all()
+    assert sorted(n for _, n in trails) == [6] * 5  # register ... review_window_lapsed

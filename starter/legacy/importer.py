@@ -6,8 +6,10 @@ would hold: clocks, audit records, read model) -> `load` (COPY into staging tabl
 `INSERT ... SELECT` per chunk) -> `resume` (open cases start their workflows carrying
 the replayed case).
 
-Rows are read, validated and replayed chunk by chunk in a worker thread while the
-database moves the previous chunk. Everything runs in ONE transaction: the first bad
+Rows are read, validated and replayed chunk by chunk -- in worker processes when the
+file has more than one chunk (replaying through the core is the costly part), else in a
+thread -- while the database moves the previous chunk. Everything runs in ONE
+transaction: the first bad
 row stops all writing, the rest of the file is still validated and replayed so that
 every bad row is reported with its line number, and the transaction rolls back --
 nothing is imported. Re-running the same file after a crash is safe: rows already
@@ -19,9 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
+import multiprocessing
+import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import AsyncGenerator, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +54,7 @@ from starter.legacy.validate import FileRepeats
 # per-statement costs of a chunk vanish.
 CHUNK_ROWS = 5_000
 MAX_ERRORS_KEPT = 1_000
+WORKERS_VARIABLE = "PETITION_IMPORT_WORKERS"
 
 
 @dataclass
@@ -95,30 +103,27 @@ class Batch:
     events: list[tuple[Any, ...]]
     open_cases: list[Replayed]
     errors: list[RowError]
+    keys: list[tuple[int, str, str]]  # (line, intake id, registration no.) of valid records
     seconds: float
 
 
 class Preparer:
-    """Validates, replays and stages one chunk at a time (run in a worker thread), and
-    remembers every intake id and registration number seen, to catch repeats in the file."""
+    """Validates, replays and stages one chunk at a time (in a worker thread or process).
+    Repeats across the file are the caller's to find (`Batch.keys`, `FileRepeats`)."""
 
     def __init__(self, directory: Directory, calendar: WorkingCalendar, now: datetime,
                  file_name: str):
         self._context = {"units": frozenset(directory.units),
                          "profiles": frozenset(available_profiles())}
         self._replayer = Replayer(directory, calendar, now)
-        self._repeats = FileRepeats()
         self._file_name = file_name
 
     def prepare(self, chunk: Chunk) -> Batch:
-        t = time.perf_counter()
+        t = time.process_time()
         records, errors = validate_chunk(chunk, self._context)
-        batch = Batch(len(chunk), [], [], [], errors, 0.0)
+        batch = Batch(len(chunk), [], [], [], errors, [], 0.0)
         for line, r in records:
-            problem = self._repeats.problem(line, r)
-            if problem is not None:
-                errors.append(RowError(line, problem))
-                continue
+            batch.keys.append((line, r.intake_id, r.registration_no))
             try:
                 replayed = self._replayer.replay(line, r)
             except ReplayRefused as err:
@@ -129,13 +134,68 @@ class Preparer:
             batch.events += events
             if replayed.is_open:
                 batch.open_cases.append(replayed)
-        errors.sort(key=lambda e: e.line)
-        batch.seconds = time.perf_counter() - t
+        batch.seconds = time.process_time() - t
         return batch
 
-    def next_chunk(self, chunks: Iterator[Chunk]) -> Batch | None:
-        chunk = next(chunks, None)
-        return None if chunk is None else self.prepare(chunk)
+
+# The preparer of a worker process (see `_batches`).
+_WORKER: Preparer | None = None
+
+
+def _start_worker(directory: Directory, calendar: WorkingCalendar, now: datetime,
+                  file_name: str) -> None:
+    global _WORKER
+    gc.disable()  # as in the importing process (`collector_paused`)
+    _WORKER = Preparer(directory, calendar, now, file_name)
+
+
+def _prepare_in_worker(chunk: Chunk) -> Batch:
+    assert _WORKER is not None
+    return _WORKER.prepare(chunk)
+
+
+def replay_workers() -> int:
+    """How many processes replay a file of several chunks: `$PETITION_IMPORT_WORKERS`, or
+    one per core but one (left to PostgreSQL and the COPY), at most 8; 1 replays in a
+    thread of the importing process (on two cores, worker processes only add their start
+    and the pickling of every batch: bench/README.md)."""
+    configured = os.environ.get(WORKERS_VARIABLE, "").strip()
+    if configured:
+        return max(1, int(configured))
+    return max(1, min((os.cpu_count() or 1) - 1, 8))
+
+
+async def _batches(chunks: Iterator[Chunk], prepare: Preparer, workers: int,
+                   setup: tuple[Any, ...]) -> AsyncGenerator[Batch, None]:
+    """The file's batches, in order. One chunk (or one worker): replayed in a thread. More:
+    in `workers` processes (spawned, so nothing of this process is shared with them),
+    `workers + 1` chunks in flight."""
+    first = await asyncio.to_thread(next, chunks, None)
+    second = await asyncio.to_thread(next, chunks, None) if first is not None else None
+    ahead = iter([c for c in (first, second) if c is not None])
+    chunks = itertools.chain(ahead, chunks)
+    if second is None or workers <= 1:
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield await asyncio.to_thread(prepare.prepare, chunk)
+        return
+    loop = asyncio.get_running_loop()
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=setup)
+    try:
+        pending: deque[asyncio.Future[Batch]] = deque()
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) <= workers:
+                chunk = await asyncio.to_thread(next, chunks, None)
+                if chunk is None:
+                    exhausted = True
+                else:
+                    pending.append(loop.run_in_executor(pool, _prepare_in_worker, chunk))
+            if not pending:
+                return
+            yield await pending.popleft()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Progress:
@@ -199,7 +259,7 @@ async def import_file(
     path: Path, engine: AsyncEngine, *, client: Client | None, task_queue: str,
     progress: bool = True, chunk_rows: int = CHUNK_ROWS, dry_run: bool = False,
     now: datetime | None = None, offline: bool = False,
-    calendar: WorkingCalendar | None = None,
+    calendar: WorkingCalendar | None = None, workers: int | None = None,
 ) -> ImportResult:
     """Validate and import `path`; start the workflows of its open cases on `task_queue`.
 
@@ -207,7 +267,8 @@ async def import_file(
     the database moves the previous chunk from staging into the system of record; the
     first bad row stops all writing (the rest is only validated, to report every bad line)
     and the transaction rolls back. `client` may be None for a dry run or a file without
-    open cases. `calendar`: the working days to count on (default: the worker's).
+    open cases. `calendar`: the working days to count on (default: the worker's);
+    `workers`: replay processes (default `replay_workers()`).
 
     `offline`: for the first migration, before the system goes live. The secondary
     indexes and the foreign keys of the tables written are dropped inside the transaction
@@ -220,20 +281,22 @@ async def import_file(
         return await _import_file(path, engine, client=client, task_queue=task_queue,
                                   progress=progress, chunk_rows=chunk_rows, dry_run=dry_run,
                                   now=now or datetime.now(UTC), offline=offline,
-                                  calendar=calendar or worker_calendar())
+                                  calendar=calendar or worker_calendar(), workers=workers)
 
 
 async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None,
                        task_queue: str, progress: bool, chunk_rows: int, dry_run: bool,
-                       now: datetime, offline: bool,
-                       calendar: WorkingCalendar) -> ImportResult:
+                       now: datetime, offline: bool, calendar: WorkingCalendar,
+                       workers: int | None) -> ImportResult:
     from sqlalchemy.ext.asyncio import async_sessionmaker as maker
 
     started = time.perf_counter()
     result = ImportResult()
     directory = await load_directory(maker(engine, expire_on_commit=False))
-    prep = Preparer(directory, calendar, now, path.name)
-    chunks = read_chunks(path, chunk_rows)
+    setup = (directory, calendar, now, path.name)
+    prepared = _batches(read_chunks(path, chunk_rows), Preparer(*setup),
+                        replay_workers() if workers is None else workers, setup)
+    repeats = FileRepeats()
     open_cases: list[Replayed] = []
     ids: dict[int, int] = {}
     timings = result.timings
@@ -249,7 +312,7 @@ async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None
             result.error(clash)
         timings["insert_s"] += time.perf_counter() - t
 
-    async with engine.connect() as sa_conn:
+    async with aclosing(prepared) as batches, engine.connect() as sa_conn:
         raw = await sa_conn.get_raw_connection()
         pg: Any = raw.driver_connection
         transaction = pg.transaction()
@@ -261,8 +324,8 @@ async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None
             with Progress(progress) as bar:
                 bar.add("rows", f"validating and importing {path.name}", None)
                 while True:
-                    # The thread prepares the next chunk while the server runs `moving`.
-                    batch = await asyncio.to_thread(prep.next_chunk, chunks)
+                    # The next chunk is prepared while the server runs `moving`.
+                    batch = await anext(batches, None)
                     if moving is not None:
                         t = time.perf_counter()
                         await moving
@@ -272,7 +335,10 @@ async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None
                         break
                     timings["validate_s"] += batch.seconds
                     result.rows += batch.size
-                    for e in batch.errors:
+                    errors = batch.errors + [
+                        RowError(line, problem) for line, intake_id, number in batch.keys
+                        if (problem := repeats.problem(line, intake_id, number)) is not None]
+                    for e in sorted(errors, key=lambda e: e.line):
                         result.error(e)
                     open_cases += batch.open_cases
                     bar.advance("rows", batch.size)

@@ -161,11 +161,11 @@ class FileRepeats:
     intake_ids: dict[str, int] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
 
-    def problem(self, line: int, r: LegacyRecord) -> str | None:
-        first = self.intake_ids.setdefault(r.intake_id, line)
+    def problem(self, line: int, intake_id: str, registration_no: str) -> str | None:
+        first = self.intake_ids.setdefault(intake_id, line)
         if first != line:
-            return f"intake_id {r.intake_id!r} repeats line {first}"
-        first = self.numbers.setdefault(r.registration_no, line)
+            return f"intake_id {intake_id!r} repeats line {first}"
+        first = self.numbers.setdefault(registration_no, line)
         if first != line:
-            return f"registration_no {r.registration_no!r} repeats line {first}"
+            return f"registration_no {registration_no!r} repeats line {first}"
         return None
