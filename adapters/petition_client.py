@@ -17,6 +17,8 @@ from temporalio.client import (
     Client,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -59,20 +61,41 @@ class PetitionClient:
     def handle(self, workflow_id: str) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
         return self.client.get_workflow_handle_for(PetitionWorkflow.run, workflow_id)
 
-    async def submit(self, intake: PetitionIntake, registration_no: str | None = None,
-                     **start_options: Any) -> PetitionStatus:
-        """Start the petition's workflow and answer once it is registered. Idempotent on
-        the intake id: a resubmission answers the same petition, open or closed."""
+    async def start(self, intake: PetitionIntake, registration_no: str | None = None,
+                    **start_options: Any) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
+        """Start the petition's workflow (or find it, open or closed) without waiting for
+        its registration. Idempotent on the intake id."""
         workflow_id = workflow_id_for(intake.intake_id)
         try:
-            handle = await self.client.start_workflow(
+            return await self.client.start_workflow(
                 PetitionWorkflow.run, PetitionStart(intake=intake, registration_no=registration_no),
                 id=workflow_id, task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, **start_options)
         except WorkflowAlreadyStartedError:  # closed already: the same petition
-            return await self.status(workflow_id)
+            return self.handle(workflow_id)
+
+    async def submit(self, intake: PetitionIntake, registration_no: str | None = None,
+                     **start_options: Any) -> PetitionStatus:
+        """Start the petition and answer once it is registered (the intake's receipt)."""
+        handle = await self.start(intake, registration_no, **start_options)
+        if await self.closed(handle.id):
+            return await self.status(handle.id)
         return await handle.execute_update(PetitionWorkflow.wait_registered)
+
+    async def act_accepted(self, workflow_id: str,
+                           command: Command) -> WorkflowUpdateHandle[PetitionStatus]:
+        """Send the action and return once the workflow has accepted it (its answer may
+        wait on an activity: a drill sends actions while PostgreSQL is down)."""
+        action = ACTION_OF[type(command)]
+        try:
+            return await self.handle(workflow_id).start_update(
+                action.value, command, id=command.request_id, result_type=PetitionStatus,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        except WorkflowUpdateFailedError as err:
+            if isinstance(err.cause, ApplicationError):
+                raise ActionRefused(refusal_of(err.cause)) from None
+            raise
 
     async def act(self, workflow_id: str, command: Command, *,
                   as_signal: bool = False) -> PetitionStatus | None:

@@ -16,9 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowUpdateStage
+from temporalio.client import Client
 
 from adapters.engine import create_engine, session_maker
+from adapters.petition_client import PetitionClient
 from devstack.postgres import database_url, ensure_database
 from domain.models import Accept, Action, RequestAssistance
 from drills.ledger import check_ledger, retried_activities, summary
@@ -33,7 +34,6 @@ from drills.scenarios import (
     terminate_all,
 )
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
-from workflows.petition import PetitionWorkflow
 
 
 class DrillPostgres:
@@ -105,12 +105,10 @@ async def run(client_: Client, address: str, work_dir: Path, *, petitions: int =
         down = time.monotonic()
         # Applications for assistance reach the workflows (Temporal is up): their activities
         # find PostgreSQL down and are retried with backoff.
-        in_flight = {wf: await client_.get_workflow_handle_for(
-            PetitionWorkflow.run, wf).start_update(
-                PetitionWorkflow.request_assistance, RequestAssistance(
+        petitions_ = PetitionClient(client_, task_queue="")
+        in_flight = {wf: await petitions_.act_accepted(wf, RequestAssistance(
                     actor=HANDLER, kind="judicial", amount_yuan=Decimal("2500.00"),
-                    reason="司法救助", request_id=rid(wf, "apply")),
-                id=rid(wf, "apply"), wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+                    reason="司法救助", request_id=rid(wf, "apply")))
             for wf in workflow_ids}
 
         async def then_pay(wf: str) -> None:

@@ -25,7 +25,6 @@ from adapters.petition_client import PetitionClient, workflow_id_for
 from adapters.search_attributes import ALL_KEYS
 from devstack.temporal_cli import resolve_temporal_cli
 from devstack.temporal_server import free_port
-from domain.case import PetitionStart
 from domain.models import Accept, Actor, Reply, Role, Stage
 from security.codec import (
     ENCODING,
@@ -40,7 +39,6 @@ from security.codec_server import CodecServer, CodecServerError
 from security.inspect import clear_payloads, walk_payloads
 from tests.conftest import make_intake
 from worker import data_converter
-from workflows.petition import PetitionWorkflow
 
 K1, K2 = generate_key(), generate_key()
 TOKEN = "t0ken-for-this-test-only-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
@@ -294,9 +292,7 @@ async def test_the_dev_servers_web_ui_decodes_a_real_petition_through_the_codec_
         async with env:
             # Started, not submitted: no worker serves this server (the started event's
             # input is all the test reads), and submitting waits for the registration.
-            handle = await env.client.start_workflow(
-                PetitionWorkflow.run, PetitionStart(intake=intake),
-                id=workflow_id_for(intake.intake_id), task_queue=task_queue)
+            handle = await PetitionClient(env.client, task_queue).start(intake)
             raw = Client(env.client.service_client, namespace=env.client.namespace,
                          data_converter=DataConverter.default)
             history = await raw.get_workflow_handle(handle.id).fetch_history()

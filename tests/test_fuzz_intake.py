@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.contracts import (
     RegisterPetitionInput,
 )
+from adapters.petition_client import workflow_id_for
 from adapters.tables import Petition, RegistrationCounter, RegistrationNumber
 from domain.case import (
     PetitionStart,
@@ -33,7 +34,7 @@ from domain.models import (
     MAX_TOTAL_ATTACHMENT_BYTES,
     PetitionIntake,
 )
-from starter.intake import IntakeError, parse_intake, submit, workflow_id_for
+from starter.intake import IntakeError, parse_intake, submit
 from tests.cli import petition
 from tests.conftest import make_intake
 from worker import data_converter
