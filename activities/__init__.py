@@ -36,10 +36,8 @@ class ActivityDesks:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.registry.register_petition,
-            self.registry.record_transition,
             self.registry.resolve_unit,
             self.registry.enter_termination_registry,
-            self.deadlines.compute_deadlines,
             self.deadlines.calendar_snapshot,
             self.transfers.issue_transfer_order,
             self.hearings.schedule_hearing,

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from domain.case import ClockRequest, TransitionRecord, UnitFacts
+from domain.case import TransitionRecord, UnitFacts
 from domain.models import Actor, ClockName, PetitionIntake
 from domain.policy import DeadlineProfile
 
@@ -42,11 +42,6 @@ class Registration(BaseModel):
 class CalendarSnapshotInput(BaseModel):
     first_year: int
     last_year: int
-
-
-class ComputeDeadlinesInput(BaseModel):
-    profile: DeadlineProfile
-    clocks: list[ClockRequest]
 
 
 class UnitLookup(BaseModel):

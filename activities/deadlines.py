@@ -19,14 +19,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
     CalendarSnapshotInput,
-    ComputeDeadlinesInput,
 )
 from domain.calendar import WorkingCalendar
 from domain.case import (
     CalendarSnapshot,
-    ComputedClock,
 )
-from domain.deadlines import MAX_SNAPSHOT_YEARS, compute_clock, snapshot_of
+from domain.deadlines import MAX_SNAPSHOT_YEARS, snapshot_of
 
 # A plain logger, not `activity.logger`: that one appends the activity's info as a dict
 # to every message, and the warning is about the process's calendar, not one activity.
@@ -64,16 +62,6 @@ class DeadlineCalculator:
     def __init__(self, calendar: WorkingCalendar, warnings: CoverageWarnings | None = None):
         self._calendar = calendar
         self._warnings = PROCESS_WARNINGS if warnings is None else warnings
-
-    @activity.defn
-    async def compute_deadlines(self, request: ComputeDeadlinesInput) -> list[ComputedClock]:
-        computed = []
-        for clock in request.clocks:
-            one = compute_clock(request.profile, clock, self._calendar)
-            if one is not None:
-                self._warn(one.started_at.date(), one.due_at.date())
-                computed.append(one)
-        return computed
 
     @activity.defn
     async def calendar_snapshot(self, request: CalendarSnapshotInput) -> CalendarSnapshot:

@@ -25,18 +25,15 @@ from activities.contracts import (
     TerminationInput,
     UnitLookup,
 )
-from activities.records import event_key, write_transitions
 from adapters.directory import unit_facts
 from adapters.engine import unit_of_work
 from adapters.tables import (
     Petition,
-    PetitionEvent,
     RegistrationCounter,
     RegistrationNumber,
     TerminationEntry,
 )
 from domain.case import (
-    TransitionRecord,
     UnitFacts,
     matter_key,
 )
@@ -195,17 +192,6 @@ class PetitionRegistry:
             .order_by(Petition.id)
             .limit(1)
         )
-
-    @activity.defn
-    async def record_transition(self, record: TransitionRecord) -> int:
-        """One audit record: the batch writer's path (same key, same forward-only read
-        model), kept for runs that schedule records singly. Returns the audit row's id."""
-        await write_transitions(self._sessions, [record])
-        async with self._sessions() as session:
-            event_id = await session.scalar(
-                select(PetitionEvent.id).where(PetitionEvent.idempotency_key == event_key(record)))
-        assert event_id is not None  # written just now, or by an earlier attempt
-        return event_id
 
     @activity.defn
     async def resolve_unit(self, lookup: UnitLookup) -> UnitFacts:

@@ -17,7 +17,6 @@ from activities import build_desks
 from activities.contracts import (
     AssistanceApplicationInput,
     AssistanceDecisionInput,
-    ComputeDeadlinesInput,
     DisbursementInput,
     EscalationInput,
     HearingBooking,
@@ -45,11 +44,9 @@ from adapters.tables import (
     TransferOrder,
 )
 from domain.case import (
-    ClockRequest,
     TransitionRecord,
 )
 from domain.models import Action, Actor, ClockName, Role, Stage
-from domain.policy import load_profile
 from tests.conftest import make_intake
 from tests.desk_helpers import beijing, count, hearing_day, register, run
 from workflows.petition import PetitionWorkflow
@@ -135,23 +132,24 @@ async def test_two_intakes_on_one_matter_at_once_open_one_case(desks, sessions):
     assert rows[opened[0].petition_id].stage == Stage.REGISTERED
 
 
-async def test_record_transition_twice_writes_one_audit_row(desks, sessions):
+async def test_a_record_written_twice_is_one_audit_row_and_never_rolls_back(desks, sessions):
     reg = await register(desks)
     wf = f"petition-{uuid.uuid4().hex[:8]}"
     record = TransitionRecord(workflow_id=wf, petition_id=reg.petition_id, seq=2,
                               action=Action.ACCEPT, actor=HANDLER, at=NOW,
                               from_stage=Stage.REGISTERED, to_stage=Stage.IN_HANDLING,
                               read_model={"stage": "in_handling", "responsible_unit": "QS-XFJ"})
-    event_id = await twice(desks.registry.record_transition, record)
+    await twice(desks.records.record_transitions, TransitionBatch(records=[record]))
     assert await count(sessions, PetitionEvent, PetitionEvent.workflow_id == wf) == 1
     async with sessions() as session:
         row = await session.get(Petition, reg.petition_id)
         assert row is not None and row.stage == "in_handling" and row.last_seq == 2
-        assert (await session.get(PetitionEvent, event_id)).action == "accept"
+        event = await session.scalar(select(PetitionEvent).where(PetitionEvent.workflow_id == wf))
+        assert event is not None and event.action == "accept"
     # An older record arriving late never rolls the read model back.
     older = record.model_copy(update={"seq": 1, "action": Action.ASSIGN,
                                       "read_model": {"stage": "registered"}})
-    await run(desks.registry.record_transition, older)
+    await run(desks.records.record_transitions, TransitionBatch(records=[older]))
     async with sessions() as session:
         assert (await session.get(Petition, reg.petition_id)).stage == "in_handling"
 
@@ -161,7 +159,7 @@ async def test_audit_row_for_a_missing_petition_is_a_refusal_not_a_retry(desks, 
                               action=Action.ACCEPT, actor=HANDLER, at=NOW,
                               from_stage=Stage.REGISTERED, to_stage=Stage.IN_HANDLING)
     with pytest.raises(ApplicationError) as refused:
-        await run(desks.registry.record_transition, record)
+        await run(desks.records.record_transitions, TransitionBatch(records=[record]))
     assert refused.value.non_retryable
     assert "does not exist" in refused.value.message and "petition_id" in refused.value.message
 
@@ -203,13 +201,9 @@ async def test_termination_registry_twice_enters_once(desks, sessions):
                        TerminationEntry.petition_id == reg.petition_id) == 1
 
 
-async def test_resolve_unit_and_compute_deadlines_answer_the_same_twice(desks):
+async def test_resolve_unit_answers_the_same_twice(desks):
     facts = await twice(desks.registry.resolve_unit, UnitLookup(code="QS-T1"))
     assert facts.parent == "QS-XFJ"
-    request = ComputeDeadlinesInput(profile=load_profile("national"), clocks=[
-        ClockRequest(name=ClockName.ACCEPTANCE, start=NOW, unit="QS-HRSS")])
-    computed = await twice(desks.deadlines.compute_deadlines, request)
-    assert computed[0].due_at > NOW + timedelta(days=14)
 
 
 # --------------------------------------------------------------- transfers, notices

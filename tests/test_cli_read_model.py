@@ -14,6 +14,7 @@ from activities import build_desks
 from activities.contracts import (
     EscalationInput,
     RegisterPetitionInput,
+    TransitionBatch,
 )
 from adapters.petition_client import PetitionClient, workflow_id_for
 from domain.case import (
@@ -54,12 +55,12 @@ async def cases(sessions) -> dict[str, str]:
         if name in ("accepted", "closed"):
             stage = Stage.IN_HANDLING if name == "accepted" else Stage.CLOSED
             actor = Actor(id="h1", role=Role.HANDLER, unit=unit)
-            await run(desks.registry.record_transition, TransitionRecord(
+            await run(desks.records.record_transitions, TransitionBatch(records=[TransitionRecord(
                 workflow_id=wf, petition_id=reg.petition_id, seq=2, action=Action.ACCEPT,
                 actor=actor, at=at, from_stage=Stage.REGISTERED, to_stage=stage,
                 read_model={"stage": stage.value, "responsible_unit": unit,
                             "handler_id": "h1",
-                            "outcome": "withdrawn" if name == "closed" else None}))
+                            "outcome": "withdrawn" if name == "closed" else None})]))
         if name == "overdue":
             await run(desks.escalation.escalate, EscalationInput(
                 workflow_id=wf, petition_id=reg.petition_id, registration_no=reg.registration_no,

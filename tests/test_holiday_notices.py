@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities import build_desks
-from activities.contracts import CalendarSnapshotInput, ComputeDeadlinesInput
+from activities.contracts import CalendarSnapshotInput
 from activities.deadlines import CoverageWarnings, DeadlineCalculator
 from activities.holiday_notices import (
     DEFAULT_DIRECTORY,
@@ -33,7 +33,7 @@ from activities.holiday_notices import (
 )
 from domain.calendar import SHANGHAI, PeriodUnit, WorkingCalendar, deadline_for
 from domain.case import ClockRequest
-from domain.deadlines import snapshot_of
+from domain.deadlines import compute_clock, snapshot_of
 from domain.holiday_notice import HolidayNotice, NoticeError, parse_notice
 from domain.models import ClockName
 from domain.policy import load_profile
@@ -218,10 +218,12 @@ async def test_a_year_without_a_schedule_is_warned_once_in_one_line_naming_the_c
     await env.run(desk.calendar_snapshot, years)
     # Another desk of the same process, and a deadline in 2027: still nothing new.
     other = DeadlineCalculator(WorkingCalendar(), once)
-    request = ComputeDeadlinesInput(profile=load_profile("national"), clocks=[ClockRequest(
+    await env.run(other.calendar_snapshot, CalendarSnapshotInput(first_year=2027,
+                                                                 last_year=2027))
+    computed = compute_clock(load_profile("national"), ClockRequest(
         name=ClockName.TRANSFER_OBJECTION, start=datetime(2027, 2, 15, 2, tzinfo=UTC),
-        unit="QS-TEST")])
-    [computed] = await env.run(other.compute_deadlines, request)
+        unit="QS-TEST"), WorkingCalendar())
+    assert computed is not None
     assert computed.due_at == end_of(2027, 2, 22)  # no make-up Saturday without a notice
 
     lines = _calendar_lines(caplog)
@@ -244,10 +246,10 @@ async def test_a_loaded_notice_silences_its_year_and_counts_the_make_up_day(capl
                              CalendarSnapshotInput(first_year=2026, last_year=2028))
     assert "TEST-2027" in snapshot.source
     assert [line.split(" for ")[1][:4] for line in _calendar_lines(caplog)] == ["2028"]
-    request = ComputeDeadlinesInput(profile=load_profile("national"), clocks=[ClockRequest(
+    computed = compute_clock(load_profile("national"), ClockRequest(
         name=ClockName.TRANSFER_OBJECTION, start=datetime(2027, 2, 15, 2, tzinfo=UTC),
-        unit="QS-TEST")])
-    [computed] = await env.run(desk.compute_deadlines, request)
+        unit="QS-TEST"), snapshot.calendar())  # counted as the workflow counts
+    assert computed is not None
     assert computed.due_at == end_of(2027, 2, 20)
 
 
