@@ -119,7 +119,7 @@ class Preparer:
         self._file_name = file_name
 
     def prepare(self, chunk: Chunk) -> Batch:
-        t = time.process_time()
+        t = time.perf_counter()  # summed over the workers when there are several
         records, errors = validate_chunk(chunk, self._context)
         batch = Batch(len(chunk), [], [], [], errors, [], 0.0)
         for line, r in records:
@@ -134,7 +134,7 @@ class Preparer:
             batch.events += events
             if replayed.is_open:
                 batch.open_cases.append(replayed)
-        batch.seconds = time.process_time() - t
+        batch.seconds = time.perf_counter() - t
         return batch
 
 
