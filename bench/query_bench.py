@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bench.common import Report, database, db_name, existing_database, percentile
 from bench.import_bench import BENCH_DATABASE
-from starter.runtime import migrate_async
 
 INDEX_REVISION = "0003"
 GOAL_MS = 100.0
@@ -54,17 +53,28 @@ OVERDUE_UNIT = text("""
     ORDER BY next_deadline LIMIT 100""")
 
 
-def index_baseline_revision() -> str:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
+def _index_migration(sync_conn: Any, direction: str) -> None:
+    """Run only migration 0003 (the supervisor query indexes) down or up, in place: the
+    baseline keeps every later column (a report needs 0004's unit territories)."""
+    import importlib.util
+
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
 
     from adapters.settings import PROJECT_ROOT
 
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    down = ScriptDirectory.from_config(config).get_revision(INDEX_REVISION).down_revision
-    assert isinstance(down, str)
-    return down
+    [path] = (PROJECT_ROOT / "migrations" / "versions").glob(f"{INDEX_REVISION}_*.py")
+    spec = importlib.util.spec_from_file_location("index_migration", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with Operations.context(MigrationContext.configure(sync_conn)):
+        getattr(module, direction)()
+
+
+async def index_migration(engine: AsyncEngine, direction: str) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(_index_migration, direction)
 
 
 async def timed(samples: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
@@ -128,13 +138,10 @@ async def run(samples: int, import_rows: int) -> Report:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             # Index-only scans need the visibility map; autovacuum would get there too.
             await conn.execute(text("VACUUM ANALYZE petitions, petition_events, escalations"))
-        await engine.dispose()
-        baseline_rev = index_baseline_revision()
-        await migrate_async(url, baseline_rev, downgrade=True)
+        await index_migration(engine, "downgrade")
         await _analyze(engine)
         before = await measure(engine, sessions, samples, months)
-        await engine.dispose()
-        await migrate_async(url, "head")
+        await index_migration(engine, "upgrade")
         await _analyze(engine)
         after = await measure(engine, sessions, samples, months)
     for name, times in after.items():
@@ -142,7 +149,7 @@ async def run(samples: int, import_rows: int) -> Report:
         for p in (50, 95, 99):
             figure = report.add(f"{name} p{p}", percentile(times, p), "ms",
                                 baseline=percentile(base, p),
-                                baseline_name=f"without 0003 (at {baseline_rev})")
+                                baseline_name=f"without {INDEX_REVISION}'s indexes")
             if p == 95:
                 figure.goal, figure.met = f"<= {GOAL_MS:.0f} ms", figure.value <= GOAL_MS
     return report
