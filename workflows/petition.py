@@ -21,8 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.records import REFUSED, RETRY, RecordsAndNotices
 
 with workflow.unsafe.imports_passed_through():
     from activities.assistance import AssistanceDesk
@@ -40,14 +42,12 @@ with workflow.unsafe.imports_passed_through():
         Registration,
         TerminationInput,
         TransferOrderInput,
-        TransitionBatch,
         UnitLookup,
     )
     from activities.deadlines import DeadlineCalculator
     from activities.escalation import EscalationDesk
     from activities.hearings import HearingDesk
     from activities.notices import NoticeDesk
-    from activities.records import TransitionRecorder
     from activities.registry import PetitionRegistry
     from activities.transfers import TransferDesk
     from adapters import search_attributes as sa
@@ -60,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
         PetitionStart,
         PetitionStatus,
         TimelineEntry,
-        TransitionRecord,
         open_case,
     )
     from domain.deadlines import MAX_SNAPSHOT_YEARS
@@ -86,22 +85,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.rules import Refusal, application
 
-# Infrastructure errors retry with backoff for as long as it takes; business refusals
-# are non-retryable ApplicationErrors raised by the activities themselves.
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1))
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Well under the server's own suggestion (4,096 events by default) and far under the
 # 10,000 a run must stay below: a flood of notes arriving while the run drains still
 # fits, and a worker that has to replay a case from scratch replays little.
 CONTINUE_AS_NEW_AFTER_EVENTS = 2_000
-# One batch of audit records: small enough for one payload (notes may be 20,000 chars),
-# and what a run may hand to the next unwritten: payloads above 512 KB draw warnings and
-# above 2 MB fail, so a continue-as-new waits until the queue is this small.
-RECORD_BATCH_MAX = 200
-RECORD_BATCH_MAX_CHARS = 300_000
-CARRY_MAX_CHARS = 200_000
-REFUSED = "ActionRefused"
 
 
 def _refused(refusal: Refusal) -> ApplicationError:
@@ -142,7 +129,7 @@ def _action_handlers(action: Action) -> tuple[Any, Any]:
 
 
 @workflow.defn
-class PetitionWorkflow:
+class PetitionWorkflow(RecordsAndNotices):
     @workflow.init
     def __init__(self, start: PetitionStart) -> None:
         self._intake = start.intake
@@ -195,13 +182,6 @@ class PetitionWorkflow:
         writer.cancel()
         sender.cancel()
         return self.status()
-
-    @property
-    def _case(self) -> CaseState:
-        if self._state is None:
-            raise ApplicationError("the petition is still being registered; try again shortly",
-                                   type=REFUSED, non_retryable=True)
-        return self._state
 
     async def _register(self, start: PetitionStart) -> None:
         now, info = workflow.now(), workflow.info()
@@ -564,92 +544,6 @@ class PetitionWorkflow:
                 raise
             workflow.logger.warning("escalation of %s to level %s failed: %s",
                                     clock.name, clock.level, refusal.rule)
-
-    # ---------------------------------------------------------- records, notices
-
-    def _track(self, entry: TransitionRecord) -> int:
-        """Count a record the domain queued in the case; returns its number in this run."""
-        size = len(entry.model_dump_json())
-        self._sizes.append(size)
-        self._unwritten_chars += size
-        self._queued += 1
-        return self._queued
-
-    def _carry_fits(self) -> bool:
-        return self._unwritten_chars <= CARRY_MAX_CHARS
-
-    async def _written_through(self, record: int) -> None:
-        """Wait until audit record number `record` (of this run) is in PostgreSQL."""
-        self._waiting_for_records += 1
-        try:
-            await workflow.wait_condition(
-                lambda: self._written >= record or self._writer_error is not None)
-        finally:
-            self._waiting_for_records -= 1
-        self._raise_writer_error()
-
-    async def _write_records(self) -> None:
-        """The one writer of the audit trail: whatever is queued, in order, in batches."""
-        def work() -> bool:
-            return (self._state is not None and bool(self._state.unrecorded) and (
-                not self._draining or self._waiting_for_records > 0 or not self._carry_fits()))
-
-        while True:
-            await workflow.wait_condition(work)
-            pending = self._case.unrecorded
-            size, count = 0, 0
-            for record_size in self._sizes[:RECORD_BATCH_MAX]:
-                size += record_size
-                count += 1
-                if size > RECORD_BATCH_MAX_CHARS:
-                    break
-            batch = pending[:count]
-            actions = ", ".join(sorted({r.action.value for r in batch}))
-            self._writing = True
-            try:
-                # A few milliseconds of PostgreSQL inside the workflow task, instead of a
-                # task queue round trip and a second task before the caller is answered.
-                await workflow.execute_local_activity_method(
-                    TransitionRecorder.record_transitions, TransitionBatch(records=batch),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY,
-                    summary=f"record {actions} ({len(batch)} entries)")
-            except ActivityError as err:
-                self._writer_error = err  # a bug (an unknown read-model column): stop loudly
-                return
-            finally:
-                self._writing = False
-            del pending[:count]
-            self._unwritten_chars -= sum(self._sizes[:count])
-            del self._sizes[:count]
-            self._written += count
-
-    async def _send_notices(self) -> None:
-        """The one sender of the notices actions queue: in the order they were taken."""
-        while True:
-            await workflow.wait_condition(lambda: bool(self._outbox))
-            notice = self._outbox[0]
-            try:
-                await self._activity(NoticeDesk.send_notice, notice, notice.template)
-            except ActivityError as err:
-                self._writer_error = err  # never a refusal: the outbox takes any notice
-                return
-            self._outbox.pop(0)
-
-    def _notice_input(self, notice: projections.Notice, at: datetime) -> NoticeInput:
-        return NoticeInput(idempotency_key=notice.key, petition_id=self._case.petition_id,
-                           recipient_kind=notice.recipient_kind,
-                           recipient_ref=notice.recipient_ref, template=notice.template,
-                           body=notice.body, at=at)
-
-    def _raise_writer_error(self) -> None:
-        if self._writer_error is not None:
-            # Fails the workflow task, not the case: fixed code then replays and goes on.
-            raise RuntimeError(f"a record or notice could not be written: {self._writer_error}")
-
-    async def _activity(self, method: Callable[..., Any], arg: Any, summary: str) -> Any:
-        return await workflow.execute_activity_method(
-            method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY,
-            summary=summary)
 
     # ------------------------------------------------------ visibility, history
 
