@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from devstack.browser import ensure_chromium
+from devstack.keycloak import resolve_keycloak
 from devstack.temporal_cli import ProvisioningError, resolve_temporal_cli, resolve_test_server
 
 
@@ -27,6 +28,7 @@ def main() -> int:
         _timed("Temporal CLI", resolve_temporal_cli)
         _timed("Time-skipping test server", resolve_test_server)
         _timed("Chromium (Web UI browser test)", ensure_chromium)
+        _timed("Keycloak (OpenID Connect)", lambda: str(resolve_keycloak()))
     except ProvisioningError as error:
         print(f"devstack.prepare: {error}", file=sys.stderr)
         return 1
