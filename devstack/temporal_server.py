@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType, IndexedValueType
@@ -31,6 +32,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# The SDK waits 5 s for a server to come up; a JVM or the CLI on two busy cores (a full
+# test run with a benchmark beside it) has been seen to need more.
+STARTUP_TIMEOUT = timedelta(seconds=60)
 
 
 async def start_dev_server(
@@ -65,6 +71,7 @@ async def start_dev_server(
         dev_server_database_filename=db_filename,
         dev_server_extra_args=["--ui-codec-endpoint", ui_codec_endpoint]
         if ui_codec_endpoint else [],
+        dev_server_startup_timeout=STARTUP_TIMEOUT,
     )
 
 
@@ -91,6 +98,7 @@ async def start_time_skipping(
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter,
         test_server_existing_path=launcher,
+        test_server_startup_timeout=STARTUP_TIMEOUT,
     )
     # The Java test server refuses upserts of unknown keys, like a real server would.
     await register_search_attributes(env.client)
