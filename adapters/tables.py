@@ -328,3 +328,44 @@ class TerminationEntry(Base):
     registration_no: Mapped[str] = mapped_column(String(64))
     concluded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     concluded_by_unit: Mapped[str] = mapped_column(String(64))
+
+
+# --------------------------------------------------- the petition service's credentials
+# Migration 0005 (issue 12). Only argon2id hashes are stored: never a password, a client
+# secret or a query code.
+
+
+class StaffAccount(Base):
+    """A local account of a person in the directory (for a bureau without an identity
+    provider). Locked for a while after repeated failures."""
+
+    __tablename__ = "staff_accounts"
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    failed_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IntakeClient(Base):
+    """An intake system (hotline platform, portal, reception window software): registers
+    petitions for the units it serves, authenticating with client credentials."""
+
+    __tablename__ = "intake_clients"
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(200))
+    units: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = _now()
+
+
+class QueryCode(Base):
+    """The petitioner's query code (查询码) for one case, given once at registration."""
+
+    __tablename__ = "query_codes"
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(Text)
+    failed_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
