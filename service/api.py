@@ -1,0 +1,281 @@
+"""The petition API under /api/v1: register, act, status, timeline, audit trail, a unit's
+case lists, the assessment report."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from temporalio.exceptions import ApplicationError
+
+from activities.common import refusal_of
+from activities.registry import reserve_registration_no
+from adapters.petition_client import ActionRefused, PetitionNotFound
+from adapters.tables import Petition, PetitionEvent, QueryCode
+from domain.case import PetitionStatus, TimelineEntry
+from domain.lifecycle import TABLE, payload_schema
+from domain.models import Action, Actor, Category, PetitionIntake, Stage
+from domain.rules import Refusal
+from service.access import actor_for, case_row, unit_refusal
+from service.auth.hashing import hash_secret_async, new_query_code
+from service.auth.principal import Caller, Principal, require_staff
+from service.context import ServiceContext, context
+from service.problems import Problem, from_validation_error, refused
+from starter.intake import IntakeError, check_profile, static_summary
+from starter.queries import MAX_LIST, PetitionFilter, audit_trail, list_petitions
+
+router = APIRouter(prefix="/api/v1")
+Ctx = Annotated[ServiceContext, Depends(context)]
+PERSON_ACTIONS = [row.action for row in TABLE.values() if not row.system]
+REQUEST_ID = r"^[!-~]{1,64}$"
+
+
+class Registered(BaseModel):
+    registration_no: str
+    workflow_id: str
+    stage: Stage | None
+    # The petitioner's query code (查询码): in the first answer only; stored as a hash.
+    query_code: str | None = None
+
+
+# ------------------------------------------------------------------------- audit
+
+
+async def audit_refused(ctx: ServiceContext, workflow_id: str, action: Action | str,
+                        who: Principal, actor: Actor | None, request_id: str,
+                        message: str, via: str) -> None:
+    """A refusal leaves no trace in the workflow history: the audit trail gets it here
+    (as `starter.actions.record_refused` does for the CLI)."""
+    key = f"{workflow_id}:service-refused:{request_id}"
+    async with ctx.sessions() as session:
+        petition_id = await session.scalar(
+            select(Petition.id).where(Petition.workflow_id == workflow_id))
+        await session.execute(insert(PetitionEvent).values(
+            petition_id=petition_id, workflow_id=workflow_id, idempotency_key=key, seq=None,
+            action=str(action)[:40], actor_id=(actor.id if actor else who.subject)[:64],
+            actor_role=(actor.role.value if actor else who.kind),
+            actor_unit=(actor.unit if actor else "-"), accepted=False, refusal=message,
+            detail={"via": via, "principal": who.kind, "subject": who.subject},
+            at=datetime.now(UTC)).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+        await session.commit()
+
+
+# --------------------------------------------------------------------- register
+
+
+@router.post("/petitions", response_model=Registered, status_code=201, tags=["intake"],
+             summary="Register a petition (intake clients; idempotent on intake_id)",
+             responses={200: {"model": Registered, "description": "registered before"}})
+async def register(intake: PetitionIntake, who: Caller, ctx: Ctx,
+                   response: Response) -> Registered:
+    if who.kind != "client":
+        raise Problem(403, "only a registered intake client may register petitions",
+                      kind="forbidden")
+    if intake.unit not in who.units:
+        raise Problem(403, f"intake client {who.subject} does not register for {intake.unit}",
+                      kind="refused", rule="unit", field="unit")
+    try:
+        check_profile(intake)
+    except IntakeError as err:
+        raise Problem(422, str(err).removeprefix("intake: "), kind="validation",
+                      field="profile") from None
+    try:
+        number = await reserve_registration_no(ctx.sessions, intake)
+    except ApplicationError as err:
+        raise refused(refusal_of(err), 422) from None
+    status = await ctx.petitions.submit(
+        intake, number, static_summary=static_summary(intake, number),
+        static_details=f"Petition registered as {number}. Deadlines under profile "
+                       f"`{intake.profile}`.")
+    code = await _first_query_code(ctx, status.workflow_id)
+    if code is None:
+        response.status_code = 200
+    return Registered(registration_no=status.registration_no or number,
+                      workflow_id=status.workflow_id, stage=status.stage, query_code=code)
+
+
+async def _first_query_code(ctx: ServiceContext, workflow_id: str) -> str | None:
+    """A query code for the case if it has none yet (then shown this once)."""
+    async with ctx.sessions() as session:
+        petition_id = await session.scalar(
+            select(Petition.id).where(Petition.workflow_id == workflow_id))
+        if petition_id is None or await session.get(QueryCode, petition_id) is not None:
+            return None
+    code = new_query_code()
+    code_hash = await hash_secret_async(code)
+    async with ctx.sessions() as session:
+        created = await session.scalar(insert(QueryCode).values(
+            petition_id=petition_id, code_hash=code_hash)
+            .on_conflict_do_nothing(index_elements=["petition_id"])
+            .returning(QueryCode.petition_id))
+        await session.commit()
+    return code if created is not None else None
+
+
+# -------------------------------------------------------------------------- act
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise Problem(422, f"the body is not JSON: {err}", kind="validation",
+                      field="body") from None
+    if not isinstance(value, dict):
+        raise Problem(422, "the body must be a JSON object", kind="validation", field="body")
+    return value
+
+
+def _action_route(action: Action) -> Callable[..., Awaitable[PetitionStatus]]:
+    command_type = TABLE[action].command
+
+    async def act(registration_no: str, request: Request, who: Caller, ctx: Ctx,
+                  idempotency_key: Annotated[str | None, Header(
+                      alias="Idempotency-Key", pattern=REQUEST_ID)] = None) -> PetitionStatus:
+        row = await case_row(ctx, registration_no)
+        request_id = idempotency_key or uuid.uuid4().hex
+        actor, refusal = await actor_for(ctx, who, row, action)
+        if refusal is not None:
+            await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
+                                str(refusal), via="service")
+            raise refused(refusal)
+        assert actor is not None
+        body = await _json_object(request)
+        for name in ("actor", "request_id"):
+            if name in body:
+                raise Problem(422, f"{name} is set by the service from the verified "
+                              "identity and the Idempotency-Key header", kind="validation",
+                              field=name)
+        try:
+            command = command_type.model_validate(
+                {**body, "actor": actor, "request_id": request_id})
+        except ValidationError as err:
+            raise from_validation_error(err) from None
+        try:
+            status = await ctx.petitions.act(row.workflow_id, command)
+        except ActionRefused as err:
+            await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
+                                str(err.refusal), via="update")
+            raise refused(err.refusal) from None
+        except PetitionNotFound:
+            raise Problem(404, f"no running petition {registration_no}",
+                          kind="not-found") from None
+        assert status is not None
+        return status
+
+    act.__name__ = f"act_{action.value}"
+    return act
+
+
+def _add_action_routes() -> None:
+    for action in PERSON_ACTIONS:
+        row = TABLE[action]
+        router.add_api_route(
+            f"/petitions/{{registration_no}}/actions/{action.value}", _action_route(action),
+            methods=["POST"], response_model=PetitionStatus, tags=["actions"],
+            summary=f"{action.value}: {row.description}"[:120],
+            description=f"{row.description} ({row.article}). Allowed to: "
+                        f"{', '.join(sorted(r.value for r in row.roles))}. The body is the "
+                        f"action's payload; the actor comes from the bearer token.",
+            openapi_extra={"requestBody": {"required": False, "content": {
+                "application/json": {"schema": payload_schema(row.command)}}}})
+
+
+_add_action_routes()
+
+
+# ------------------------------------------------------------------------ read
+
+
+async def _readable(ctx: ServiceContext, who: Principal, registration_no: str) -> Petition:
+    row = await case_row(ctx, registration_no)
+    _, refusal = await actor_for(ctx, who, row, None)
+    if refusal is not None:
+        raise refused(refusal)
+    return row
+
+
+@router.get("/petitions/{registration_no}", response_model=PetitionStatus, tags=["read"])
+async def status(registration_no: str, who: Caller, ctx: Ctx) -> PetitionStatus:
+    row = await _readable(ctx, who, registration_no)
+    try:
+        return await ctx.petitions.status(row.workflow_id)
+    except PetitionNotFound:
+        raise Problem(404, f"no petition {registration_no}", kind="not-found") from None
+
+
+@router.get("/petitions/{registration_no}/timeline", response_model=list[TimelineEntry],
+            tags=["read"])
+async def timeline(registration_no: str, who: Caller, ctx: Ctx) -> list[TimelineEntry]:
+    row = await _readable(ctx, who, registration_no)
+    try:
+        return await ctx.petitions.timeline(row.workflow_id)
+    except PetitionNotFound:
+        raise Problem(404, f"no petition {registration_no}", kind="not-found") from None
+
+
+@router.get("/petitions/{registration_no}/audit", tags=["read"],
+            summary="The audit trail: every transition and every refused action (staff)")
+async def audit(registration_no: str, who: Caller, ctx: Ctx) -> list[dict[str, Any]]:
+    require_staff(who)
+    row = await _readable(ctx, who, registration_no)
+    return await audit_trail(ctx.sessions, row.workflow_id)
+
+
+@router.get("/units/{unit}/petitions", tags=["read"],
+            summary="A unit's petitions (registered at, held by or responsible for it)")
+async def unit_petitions(
+        unit: str, who: Caller, ctx: Ctx,
+        stage: Stage | None = None, overdue: bool = False, category: Category | None = None,
+        registered_from: date | None = None, registered_to: date | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50) -> list[dict[str, Any]]:
+    actor = require_staff(who)
+    why = await unit_refusal(ctx, actor, unit)
+    if why is not None:
+        raise refused(Refusal("unit", why))
+    try:
+        where = PetitionFilter(unit=unit, stage=stage, overdue=overdue, category=category,
+                               registered_from=registered_from, registered_to=registered_to,
+                               limit=limit)
+    except ValidationError as err:
+        raise from_validation_error(err) from None
+    return await list_petitions(ctx.sessions, where)
+
+
+@router.get("/reports/{unit}", tags=["reports"],
+            summary="The assessment report of a unit for one period (JSON or CSV)",
+            responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
+async def report(unit: str, who: Caller, ctx: Ctx,
+                 period: Annotated[str | None, Query(max_length=20)] = None,
+                 format: Literal["json", "csv"] = "json",
+                 by: Literal["territory", "line"] = "line") -> Response:
+    from reports.metrics import UnknownUnitError
+    from reports.periods import PeriodError, PeriodKind, current_period, parse_period
+    from reports.render import as_csv, as_json
+    from reports.report import RollUp, build_report
+
+    actor = require_staff(who)
+    why = await unit_refusal(ctx, actor, unit)
+    if why is not None:
+        raise refused(Refusal("unit", why))
+    try:
+        chosen = parse_period(period) if period else current_period(PeriodKind.MONTH)
+    except PeriodError as err:
+        raise Problem(422, str(err), kind="validation", field="period") from None
+    try:
+        built = await build_report(ctx.sessions, unit, chosen, by=RollUp(by))
+    except UnknownUnitError as err:
+        raise Problem(404, str(err), kind="not-found") from None
+    if format == "csv":
+        return Response(as_csv(built), media_type="text/csv; charset=utf-8")
+    return Response(as_json(built), media_type="application/json")

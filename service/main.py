@@ -1,0 +1,37 @@
+"""`uvicorn --factory service.main:app_factory`: the service with its own database engine
+and Temporal client, built at start-up from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from adapters.engine import create_engine, resolve_database_url, session_maker
+from adapters.petition_client import PetitionClient
+from adapters.settings import get_settings
+from service.app import create_app
+from service.config import ServiceSettings
+
+
+def app_factory() -> FastAPI:
+    settings = get_settings()
+    service_settings = ServiceSettings()
+    engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
+    sessions = session_maker(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from worker import connect
+
+        client = await connect(settings)
+        app.state.ctx.connect(PetitionClient(client, settings.task_queue))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = create_app(service_settings, sessions=sessions, petitions=None)
+    app.router.lifespan_context = lifespan
+    return app
