@@ -216,3 +216,7 @@ main.add_command(codec_server_cmd)
 from starter.holidays_cmd import holidays_cmd  # noqa: E402 - official holiday notices
 
 main.add_command(holidays_cmd)
+
+from service.accounts_cmd import accounts_cmd  # noqa: E402 - the service's accounts
+
+main.add_command(accounts_cmd)
