@@ -189,11 +189,11 @@ async def test_an_intake_client_registers_idempotently(live, sessions, petitions
     headers = await client_token(live, sessions, ["QS-XFJ"])
     intake = make_intake()
     first = await live.post("/api/v1/petitions", headers=headers,
-                            content=intake.model_dump_json())
+                            json=intake.model_dump(mode="json"))
     assert first.status_code == 201, first.text
     petitions.track(petitions_client(live).get_workflow_handle(first.json()["workflow_id"]))
     again = await live.post("/api/v1/petitions", headers=headers,
-                            content=intake.model_dump_json())
+                            json=intake.model_dump(mode="json"))
     assert again.status_code == 200, again.text
     one, two = first.json(), again.json()
     assert one["registration_no"] == two["registration_no"]
@@ -209,7 +209,7 @@ async def test_an_intake_client_registers_idempotently(live, sessions, petitions
 
     # A unit the client does not serve.
     foreign = await live.post("/api/v1/petitions", headers=headers,
-                              content=make_intake(unit="BS-XFJ").model_dump_json())
+                              json=make_intake(unit="BS-XFJ").model_dump(mode="json"))
     body = problem(foreign, 403)
     assert body["rule"] == "unit" and body["field"] == "unit"
     # A malformed intake names the field.
@@ -220,13 +220,13 @@ async def test_an_intake_client_registers_idempotently(live, sessions, petitions
     # Staff are not an intake system.
     staff = await staff_token(live, sessions, "QS-XFJ.h1")
     problem(await live.post("/api/v1/petitions", headers=staff,
-                            content=make_intake().model_dump_json()), 403)
+                            json=make_intake().model_dump(mode="json")), 403)
 
 
 async def _registered(live, sessions, petitions) -> tuple[str, str, str]:
     headers = await client_token(live, sessions, ["QS-XFJ"])
     answer = await live.post("/api/v1/petitions", headers=headers,
-                             content=make_intake().model_dump_json())
+                             json=make_intake().model_dump(mode="json"))
     assert answer.status_code == 201, answer.text
     petitions.track(petitions_client(live).get_workflow_handle(answer.json()["workflow_id"]))
     found = answer.json()
