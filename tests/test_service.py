@@ -33,7 +33,7 @@ def settings(**overrides: Any) -> ServiceSettings:
     base: dict[str, Any] = {"token_keys": f"test-k1:{KEY}", "lockout_failures": 3,
                             "lockout_minutes": 5, "rate_burst": 10_000,
                             "rate_per_second": 1000.0}
-    return ServiceSettings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]
+    return ServiceSettings(_env_file=None, **{**base, **overrides})
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
