@@ -29,7 +29,9 @@ from adapters.engine import (
     session_maker,
 )
 from adapters.settings import Settings, get_settings
+from security.assertion import assertion_ring
 from security.codec import EncryptionCodec, KeyRing, keyring_from_settings
+from workflows.interceptor import AssertionInterceptor
 from workflows.petition import PetitionWorkflow
 
 log = logging.getLogger("petitionflow.worker")
@@ -73,6 +75,8 @@ def build_worker(
     task_queue: str,
     settings: Settings | None = None,
     workflows: Sequence[type[Any]] = (PetitionWorkflow,),
+    assertion_keys: KeyRing | None = None,
+    interceptor: AssertionInterceptor | None = None,
 ) -> Worker:
     settings = settings or get_settings()
     return Worker(
@@ -81,6 +85,10 @@ def build_worker(
         workflows=list(workflows),
         activities=desks.all(),
         workflow_runner=workflow_runner(),
+        # Every start, Update and Signal must carry an assertion the petition service
+        # signed with these keys (security/assertion.py, workflows/interceptor.py).
+        interceptors=[interceptor or AssertionInterceptor(
+            assertion_keys or assertion_ring(settings))],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
@@ -135,6 +143,6 @@ if __name__ == "__main__":
         from adapters.engine import SchemaNotMigratedError
         from security.codec import CodecKeyError
 
-        if isinstance(exc, SchemaNotMigratedError | CodecKeyError):
+        if isinstance(exc, SchemaNotMigratedError | CodecKeyError):  # assertion keys too
             raise SystemExit(f"worker refused to start: {exc}") from None
         raise

@@ -37,6 +37,7 @@ class ActivityDesks:
         return [
             self.registry.register_petition,
             self.registry.resolve_unit,
+            self.registry.record_refused_start,
             self.registry.enter_termination_registry,
             self.deadlines.calendar_snapshot,
             self.transfers.issue_transfer_order,

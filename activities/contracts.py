@@ -161,3 +161,13 @@ class TerminationInput(BaseModel):
     registration_no: str
     concluded_at: datetime
     unit: str
+
+
+class RefusedStart(BaseModel):
+    """A start without a valid signed assertion: audited, then the workflow fails."""
+
+    workflow_id: str
+    run_id: str
+    rule: str
+    message: str
+    at: datetime

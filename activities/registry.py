@@ -20,6 +20,7 @@ from activities.common import (
     utc_now,
 )
 from activities.contracts import (
+    RefusedStart,
     RegisterPetitionInput,
     Registration,
     TerminationInput,
@@ -29,6 +30,7 @@ from adapters.directory import unit_facts
 from adapters.engine import unit_of_work
 from adapters.tables import (
     Petition,
+    PetitionEvent,
     RegistrationCounter,
     RegistrationNumber,
     TerminationEntry,
@@ -192,6 +194,21 @@ class PetitionRegistry:
             .order_by(Petition.id)
             .limit(1)
         )
+
+    @activity.defn
+    async def record_refused_start(self, refused: RefusedStart) -> None:
+        """Audit a start that skipped the petition service (no valid assertion): nothing
+        is registered, and who sent it is unknown, so the row names no actor."""
+        async with self._sessions() as session:
+            await session.execute(insert(PetitionEvent).values(
+                petition_id=None, workflow_id=refused.workflow_id,
+                idempotency_key=f"{refused.workflow_id}:{refused.run_id}:refused-start",
+                seq=None, action="start", actor_id="unverified", actor_role="unverified",
+                actor_unit="unverified", accepted=False,
+                refusal=f"refused [{refused.rule}]: {refused.message}",
+                detail={"via": "assertion"}, at=refused.at,
+            ).on_conflict_do_nothing(index_elements=["idempotency_key"]))
+            await session.commit()
 
     @activity.defn
     async def resolve_unit(self, lookup: UnitLookup) -> UnitFacts:

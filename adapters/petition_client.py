@@ -1,5 +1,10 @@
 """The one way to act on a petition: submit, act, status, timeline.
 
+Every start, action and signal it sends carries an assertion signed with the assertion
+keys (security/assertion.py), naming the actor of the command: the workflow refuses
+anything unsigned. Only the petition service — which verifies who the actor is — and an
+operator's tools on the same keys may hold a `PetitionClient`.
+
 The CLI, the demo load, the drills, the history recorder, the benchmarks and the tests
 all go through `PetitionClient`. A refusal arrives as `ActionRefused` carrying the
 domain's `Refusal` (rule, field, figures such as the earliest free hearing slot), read
@@ -8,8 +13,13 @@ from `ApplicationError.details`, never parsed out of a message.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
+from temporalio import client as temporal_client
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
@@ -25,11 +35,50 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import refusal_of
+from adapters.settings import get_settings
 from domain.case import PetitionStart, PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE
-from domain.models import Action, Command, PetitionIntake
+from domain.models import Action, Actor, Command, PetitionIntake, Role
 from domain.rules import Refusal
+from security.assertion import HEADER, LIFETIME, ActionAssertion, assertion_ring, sign
+from security.codec import KeyRing
+from workflows.interceptor import digest, header_payload
 from workflows.petition import PetitionWorkflow
+
+Clock = Callable[[], Awaitable[datetime]]
+CURRENT_ASSERTION: ContextVar[str | None] = ContextVar("petition_client_assertion", default=None)
+
+
+async def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class AssertionHeader(temporal_client.Interceptor):
+    """Puts the assertion of the call in progress into its Temporal header."""
+
+    def intercept_client(
+            self, next: temporal_client.OutboundInterceptor) -> temporal_client.OutboundInterceptor:
+        return _SignedCalls(next)
+
+
+class _SignedCalls(temporal_client.OutboundInterceptor):
+    @staticmethod
+    def _attach(input: Any) -> None:
+        token = CURRENT_ASSERTION.get()
+        if token is not None:
+            input.headers = {**input.headers, HEADER: header_payload(token)}
+
+    async def start_workflow(self, input: Any) -> Any:
+        self._attach(input)
+        return await super().start_workflow(input)
+
+    async def signal_workflow(self, input: Any) -> None:
+        self._attach(input)
+        await super().signal_workflow(input)
+
+    async def start_workflow_update(self, input: Any) -> Any:
+        self._attach(input)
+        return await super().start_workflow_update(input)
 
 # The action each command type takes (a person's rows: one command type each).
 ACTION_OF: dict[type[Command], Action] = {
@@ -54,9 +103,27 @@ def workflow_id_for(intake_id: str) -> str:
 
 
 class PetitionClient:
-    def __init__(self, client: Client, task_queue: str) -> None:
-        self.client = client
+    def __init__(self, client: Client, task_queue: str, *, ring: KeyRing | None = None,
+                 clock: Clock = wall_clock) -> None:
+        config = client.config()
+        config["interceptors"] = [*config["interceptors"], AssertionHeader()]
+        self.client = Client(**config)
         self.task_queue = task_queue
+        self._ring = ring or assertion_ring(get_settings())
+        self._clock = clock  # the server's time: a time-skipping test server runs ahead
+
+    @asynccontextmanager
+    async def _signed(self, actor: Actor, action: str, workflow_id: str,
+                      request_id: str | None, value: Any) -> AsyncIterator[None]:
+        """The calls made inside carry this assertion (a context variable: other tasks, and
+        this one afterwards, carry none)."""
+        token = CURRENT_ASSERTION.set(sign(self._ring, ActionAssertion(
+            actor=actor, action=action, workflow_id=workflow_id, request_id=request_id or "",
+            digest=digest(value), expires_at=await self._clock() + LIFETIME)))
+        try:
+            yield
+        finally:
+            CURRENT_ASSERTION.reset(token)
 
     def handle(self, workflow_id: str) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
         return self.client.get_workflow_handle_for(PetitionWorkflow.run, workflow_id)
@@ -65,14 +132,29 @@ class PetitionClient:
                     **start_options: Any) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
         """Start the petition's workflow (or find it, open or closed) without waiting for
         its registration. Idempotent on the intake id."""
-        workflow_id = workflow_id_for(intake.intake_id)
+        return await self.start_petition(
+            PetitionStart(intake=intake, registration_no=registration_no), **start_options)
+
+    async def start_petition(self, start: PetitionStart, *, reuse_closed: bool = True,
+                             **start_options: Any
+                             ) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
+        """Start from a `PetitionStart`: a new intake, or a case carried in (the legacy
+        importer). A closed petition of the same intake is answered (`reuse_closed`) or
+        its `WorkflowAlreadyStartedError` raised."""
+        intake = start.intake
+        workflow_id = start.carried.workflow_id if start.carried else workflow_id_for(
+            intake.intake_id)
+        request = f"run-{start.carried.runs}" if start.carried else intake.intake_id
+        clerk = Actor(id=f"intake-{intake.channel}", role=Role.INTAKE_CLERK, unit=intake.unit)
         try:
-            return await self.client.start_workflow(
-                PetitionWorkflow.run, PetitionStart(intake=intake, registration_no=registration_no),
-                id=workflow_id, task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, **start_options)
-        except WorkflowAlreadyStartedError:  # closed already: the same petition
+            async with self._signed(clerk, "start", workflow_id, request, start):
+                return await self.client.start_workflow(
+                    PetitionWorkflow.run, start, id=workflow_id, task_queue=self.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, **start_options)
+        except WorkflowAlreadyStartedError:
+            if not reuse_closed:
+                raise
             return self.handle(workflow_id)
 
     async def submit(self, intake: PetitionIntake, registration_no: str | None = None,
@@ -89,9 +171,11 @@ class PetitionClient:
         wait on an activity: a drill sends actions while PostgreSQL is down)."""
         action = ACTION_OF[type(command)]
         try:
-            return await self.handle(workflow_id).start_update(
-                action.value, command, id=command.request_id, result_type=PetitionStatus,
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+            async with self._signed(command.actor, action.value, workflow_id,
+                                    command.request_id, command):
+                return await self.handle(workflow_id).start_update(
+                    action.value, command, id=command.request_id, result_type=PetitionStatus,
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED)
         except WorkflowUpdateFailedError as err:
             if isinstance(err.cause, ApplicationError):
                 raise ActionRefused(refusal_of(err.cause)) from None
@@ -104,11 +188,13 @@ class PetitionClient:
         action = ACTION_OF[type(command)]
         handle = self.handle(workflow_id)
         try:
-            if as_signal:
-                await handle.signal(f"{action.value}", command)
-                return None
-            return await handle.execute_update(action.value, command, id=command.request_id,
-                                               result_type=PetitionStatus)
+            async with self._signed(command.actor, action.value, workflow_id,
+                                    command.request_id, command):
+                if as_signal:
+                    await handle.signal(action.value, command)
+                    return None
+                return await handle.execute_update(action.value, command, id=command.request_id,
+                                                   result_type=PetitionStatus)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError):

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # Production sets this false: a key generated inside a container dies with it, and the
     # payloads written with it would be unreadable.
     codec_dev_key: bool = True
+    # Signed action assertions (security/assertion.py): `k1:<base64 32 bytes>,k2:...`; unset
+    # in development, where a key is generated once into `assertion_key_file`.
+    assertion_keys: str | None = None
+    assertion_active_key: str | None = None
+    assertion_key_file: Path = PROJECT_ROOT / ".data" / "assertion-keys"
     # The codec server the Web UI decodes through (`petition codec-server`).
     codec_server_token: str | None = None
     codec_server_token_file: Path = PROJECT_ROOT / ".data" / "codec-server-token"

@@ -35,7 +35,9 @@ from bench.common import Report, Stopwatch, database, db_name, drop, fresh_datab
 from bench.harness import lanes
 from bench.year_sim import CaseScript, YearClock, plan_year, year_start
 from devstack.temporal_server import start_time_skipping
+from security.assertion import assertion_ring
 from worker import build_worker, data_converter
+from workflows.interceptor import AssertionInterceptor
 from workflows.petition import PetitionWorkflow
 
 COUNTY = "QS"  # the territory of COUNTY_BUREAU and DEPARTMENTS (domain/directory/sample.toml)
@@ -70,7 +72,11 @@ async def play_year(profile: str, count: int, seed: int) -> YearResult:
         async with env, database(url, pool_size=20) as (engine, sessions):
             worker = build_worker(env.client, build_desks(sessions), task_queue=task_queue,
                                   settings=settings,
-                                  workflows=(PetitionWorkflow, CaseScript, YearClock))
+                                  workflows=(PetitionWorkflow, CaseScript, YearClock),
+                                  # The scripts signal their petitions, and the time-skipping
+                                  # server drops signal headers: the scripts vouch for them.
+                                  interceptor=AssertionInterceptor(
+                                      assertion_ring(settings), trusted_parent_prefix="script-"))
             async with worker:
                 began = await env.get_current_time()
                 start = year_start(began)

@@ -47,7 +47,11 @@ from activities import build_desks  # noqa: E402
 from adapters.engine import create_engine, session_maker  # noqa: E402
 from adapters.petition_client import PetitionClient, workflow_id_for  # noqa: E402
 from devstack.postgres import database_url, drop_database, ensure_database  # noqa: E402
-from devstack.temporal_server import settled, start_time_skipping  # noqa: E402
+from devstack.temporal_server import (  # noqa: E402
+    settled,
+    start_dev_server,
+    start_time_skipping,
+)
 from domain.calendar import WorkingCalendar  # noqa: E402
 from domain.case import PetitionStatus  # noqa: E402
 from domain.lifecycle import TABLE  # noqa: E402
@@ -59,6 +63,10 @@ from workflows.petition import PetitionWorkflow  # noqa: E402
 
 HISTORIES = ROOT / "tests" / "histories"
 TEST_ONLY_KEY = HISTORIES / "TEST_ONLY_codec_key.txt"
+TEST_ONLY_ASSERTION_KEY = HISTORIES / "TEST_ONLY_assertion_key.txt"
+# Scenarios that send signals run on the dev server: the time-skipping server (1.38, 1.39)
+# drops the headers of signals, so their signed assertions would not arrive.
+ON_DEV_SERVER = {"national-withdraw", "repeat-visit-attached", "continue-as-new"}
 GZIP_ABOVE_CHARS = 1_000_000
 BEIJING = ZoneInfo("Asia/Shanghai")
 CALENDAR = WorkingCalendar()
@@ -69,6 +77,11 @@ PETITIONER = Actor(id="petitioner", role=Role.PETITIONER, unit="public")
 
 def test_only_keyring() -> KeyRing:
     return KeyRing.parse(TEST_ONLY_KEY.read_text(encoding="ascii"))
+
+
+def test_only_assertion_keys() -> KeyRing:
+    """The histories' assertion key: committed beside the codec key, public, TEST-ONLY."""
+    return KeyRing.parse(TEST_ONLY_ASSERTION_KEY.read_text(encoding="ascii"))
 
 
 def h(unit: str) -> Actor:
@@ -170,7 +183,8 @@ class Recorder:
 
     @property
     def petitions(self) -> PetitionClient:
-        return PetitionClient(self.env.client, self.task_queue)
+        return PetitionClient(self.env.client, self.task_queue, ring=test_only_assertion_keys(),
+                              clock=self.env.get_current_time)
 
     async def start(self, petition: PetitionIntake) -> Case:
         handle = self.petitions.handle(workflow_id_for(petition.intake_id))
@@ -492,25 +506,39 @@ async def record(names: list[str], suffix: str = "") -> list[dict[str, Any]]:
     task_queue = f"histories-{uuid.uuid4().hex[:8]}"
     entries: list[dict[str, Any]] = []
     try:
-        env = await start_time_skipping(data_converter=data_converter(keyring=test_only_keyring()))
-        async with env:
-            client: Client = env.client
-            async with build_worker(client, build_desks(sessions), task_queue=task_queue):
-                for name in names:
-                    rec = Recorder(env, task_queue, suffix=suffix)
-                    print(f"recording {name} ...", flush=True)
-                    try:
-                        await SCENARIOS[name](rec)
-                    finally:
-                        for handle in rec.open:
-                            # Terminated mid-task, a case would stall the server's clock.
-                            await settled(client, handle.id, within=10.0)
-                            with contextlib.suppress(Exception):  # closed already
-                                await handle.terminate(reason="recorded")
-                    entries += rec.entries
+        converter = data_converter(keyring=test_only_keyring())
+        for on_dev in (False, True):
+            wanted = [n for n in names if (n in ON_DEV_SERVER) is on_dev]
+            if not wanted:
+                continue
+            env = await (start_dev_server(db_filename=None, ui=False, data_converter=converter)
+                         if on_dev else start_time_skipping(data_converter=converter))
+            async with env:
+                entries += await _record_on(env, wanted, sessions, task_queue, suffix)
     finally:
         await engine.dispose()
         await drop_database(base, db)
+    return entries
+
+
+async def _record_on(env: WorkflowEnvironment, names: list[str], sessions: Any,
+                     task_queue: str, suffix: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    client: Client = env.client
+    async with build_worker(client, build_desks(sessions), task_queue=task_queue,
+                            assertion_keys=test_only_assertion_keys()):
+        for name in names:
+            rec = Recorder(env, task_queue, suffix=suffix)
+            print(f"recording {name} ...", flush=True)
+            try:
+                await SCENARIOS[name](rec)
+            finally:
+                for handle in rec.open:
+                    # Terminated mid-task, a case would stall the server's clock.
+                    await settled(client, handle.id, within=10.0)
+                    with contextlib.suppress(Exception):  # closed already
+                        await handle.terminate(reason="recorded")
+            entries += rec.entries
     return entries
 
 

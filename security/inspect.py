@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Iterator
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 
+from security.assertion import ActionAssertion
 from security.codec import ENCODING as ENCRYPTED
 
 
@@ -63,13 +65,31 @@ def _sdk_bookkeeping(event: Message) -> list[Payload]:
     return found
 
 
+# A signed action assertion (security/assertion.py) in a Temporal header: the acting
+# staff id or channel, the action, workflow and request ids, a SHA-256 digest and an
+# expiry. Plain so the worker can check it before decoding anything; no case data.
+ASSERTION_KEYS = frozenset(ActionAssertion.model_fields)
+
+
+def _signed_assertion(payload: Payload) -> bool:
+    try:
+        token = json.loads(payload.data)
+        _, claims, _ = token.split(".")
+        body = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return payload.metadata.get("encoding") == b"json/plain" and set(body) == ASSERTION_KEYS
+
+
 def clear_payloads(events: Iterable[Message]) -> list[tuple[Message, Payload]]:
     """Payloads stored unencrypted, besides search attributes (never encrypted, hold no
-    personal data) and the SDK's local-activity bookkeeping: should be none."""
+    personal data), the SDK's local-activity bookkeeping and signed assertions: should be
+    none."""
     clear = []
     for event in events:
         bookkeeping = _sdk_bookkeeping(event)
         for payload in walk_payloads(event, skip=frozenset({"search_attributes"})):
-            if payload.metadata.get("encoding") != ENCRYPTED and payload not in bookkeeping:
+            if (payload.metadata.get("encoding") != ENCRYPTED and payload not in bookkeeping
+                    and not _signed_assertion(payload)):
                 clear.append((event, payload))
     return clear

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from adapters.tables import Petition, Unit
+from devstack.keycloak import KeycloakServer
 from devstack.temporal_server import DEV_UI_PORT, start_project_dev_server
 from security.codec_server import CodecServer
 from starter.intake import read_intake, submit
@@ -73,6 +74,8 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             data_converter=data_converter(), ui_codec_endpoint=codec.ui_endpoint if codec else None)
         async with env:
             worker = asyncio.create_task(run_worker(rt.settings, rt.sessions, env.client, stop))
+            keycloak = await asyncio.to_thread(_keycloak)
+            service = asyncio.create_task(_serve(rt, env.client, keycloak, stop))
             await asyncio.sleep(1)
             print("sample petitions:")
             await _submit_samples(rt, env.client, samples)
@@ -84,8 +87,50 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await demo
             await worker
+            await service
+            if keycloak is not None:
+                keycloak.stop()
         if codec is not None:
             codec.stop()
+
+
+SERVICE_PORT = 8000
+
+
+async def _serve(rt: Runtime, client: Client, keycloak: KeycloakServer | None,
+                 stop: asyncio.Event) -> None:
+    """The petition service at http://localhost:8000 (OpenAPI at /docs) until `stop`."""
+    import uvicorn
+
+    from adapters.petition_client import PetitionClient
+    from service.app import create_app
+    from service.config import ServiceSettings
+
+    settings = ServiceSettings()
+    if keycloak is not None and settings.oidc_issuer is None:
+        settings = settings.model_copy(update={"oidc_issuer": keycloak.issuer})
+    app = create_app(settings, sessions=rt.sessions,
+                     petitions=PetitionClient(client, rt.settings.task_queue))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=SERVICE_PORT,
+                                           log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    print(f"petition service: http://localhost:{SERVICE_PORT}/docs")
+    await stop.wait()
+    server.should_exit = True
+    await serving
+
+
+def _keycloak() -> KeycloakServer | None:
+    """The local OpenID Connect provider (devstack/keycloak.py): staff sign in through it."""
+    from devstack.keycloak import start_project_keycloak
+
+    try:
+        server = start_project_keycloak()
+    except Exception as err:  # noqa: BLE001 - the stack runs on without single sign-on
+        print(f"Keycloak not started ({err}): local accounts only")
+        return None
+    print(f"Keycloak (single sign-on): {server.issuer}")
+    return server
 
 
 def _codec_server(rt: Runtime) -> CodecServer | None:

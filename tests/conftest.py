@@ -212,7 +212,7 @@ class Petitions:
     async def start(self, env: WorkflowEnvironment, intake: PetitionIntake | None = None,
                     **overrides: Any) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
         intake = intake or make_intake(**overrides)
-        client = PetitionClient(env.client, self.task_queue)
+        client = PetitionClient(env.client, self.task_queue, clock=env.get_current_time)
         handle = client.handle(workflow_id_for(intake.intake_id))
         self._handles.append(handle)
         await client.submit(intake)

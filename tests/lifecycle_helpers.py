@@ -173,7 +173,7 @@ class Case:
                  status: PetitionStatus):
         self.env = env
         self.handle = handle
-        self.petitions = PetitionClient(env.client, task_queue="")
+        self.petitions = PetitionClient(env.client, task_queue="", clock=env.get_current_time)
         self.last = status
         self.review_organ: str | None = None
         self.re_review_organ: str | None = None

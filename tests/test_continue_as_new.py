@@ -162,8 +162,9 @@ async def test_a_flood_of_notes_and_visits_continues_as_new_and_keeps_the_case(
 async def test_a_case_continued_as_new_keeps_its_deadlines_and_they_fire(
         ts_env, running_worker, petitions):
     """In virtual time. Notes arrive in bursts while the history is short, then one at a
-    time with the case quiet in between: the Java test server loses a continue-as-new that
-    races with an arriving signal (see the dev-server test for the flood itself)."""
+    time with the case quiet in between, as Updates: the Java test server drops the
+    headers of signals (so their signed assertions) and loses a continue-as-new that races
+    with an arriving signal (the dev-server test above floods with signals)."""
     async with running_worker(ts_env.client):
         case = await Case.start(ts_env, petitions)
         await case.act(Action.ACCEPT)
@@ -177,7 +178,7 @@ async def test_a_case_continued_as_new_keeps_its_deadlines_and_they_fire(
             length = (await case.handle.describe()).history_length
             burst = 200 if length < CONTINUE_AS_NEW_AFTER_EVENTS - 300 else 1
             await asyncio.gather(*(case.petitions.act(
-                case.handle.id, AddNote(actor=actor, text=f"note {sent + n}"), as_signal=True)
+                case.handle.id, AddNote(actor=actor, text=f"note {sent + n}"))
                 for n in range(burst)))
             sent += burst
             assert await settled(case.env.client, case.handle.id), "the case never went quiet"

@@ -91,7 +91,7 @@ async def test_accept_before_the_deadline_cancels_the_timer(ts_env, running_work
     async with running_worker(ts_env.client):
         handle = await petitions.start(ts_env, intake)
         accepter = Actor(id="qs-hrss-h1", role=Role.HANDLER, unit="QS-HRSS")
-        await PetitionClient(ts_env.client, task_queue="").act(
+        await PetitionClient(ts_env.client, task_queue="", clock=ts_env.get_current_time).act(
             handle.id, Accept(actor=accepter))
         await ts_env.sleep(timedelta(days=20))
         status = await handle.query(PetitionWorkflow.status)

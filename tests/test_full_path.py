@@ -172,15 +172,17 @@ async def _system_of_record(db_url: str, workflow_id: str, registration_no: str,
     assert registration_no in declined["body"]
 
 
+# On the dev server: the time-skipping server (1.38, 1.39) drops the headers of signals,
+# so the repeat visit the second intake signals could not carry its assertion there.
 async def test_a_repeat_visit_on_an_open_matter_is_counted_on_that_case(
-        ts_env, running_worker, petitions, db_url):
+        dev_env, running_worker, petitions, db_url):
     intake = make_intake(unit=COMPETENT_UNIT, respondent="某物业公司 Some Property Co.")
-    async with running_worker(ts_env.client):
-        case = await Case.start(ts_env, petitions, intake=intake)
+    async with running_worker(dev_env.client):
+        case = await Case.start(dev_env, petitions, intake=intake)
         await case.act(Action.ACCEPT)
         again = make_intake(unit=BUREAU, category=intake.category, channel="hotline_12345",
                             respondent=intake.respondent, petitioner=intake.petitioner)
-        visit = await petitions.start(ts_env, again)
+        visit = await petitions.start(dev_env, again)
         receipt = await finished(visit)
         assert receipt.attached_to == case.handle.id and receipt.stage is None
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from adapters.petition_client import PetitionClient
 from adapters.search_attributes import PETITION_STAGE
 from adapters.tables import (
     Petition,
@@ -220,9 +221,9 @@ async def test_open_cases_start_workflows_with_their_original_deadlines(
         assert described.typed_search_attributes.get(PETITION_STAGE) == "registered"
 
         # The resumed case is live: the responsible unit replies, the review window starts.
-        replied = await handling.execute_update(
-            PetitionWorkflow.reply, Reply(actor=HANDLER, opinion="工资已支付 wages paid"))
-        assert replied.stage is Stage.REPLIED
+        replied = await PetitionClient(dev_env.client, "").act(
+            handling.id, Reply(actor=HANDLER, opinion="工资已支付 wages paid"))
+        assert replied is not None and replied.stage is Stage.REPLIED
         assert [c.name for c in replied.clocks] == [ClockName.REVIEW_REQUEST]
     async with sessions() as session:
         row = await session.scalar(select(Petition).where(

@@ -24,12 +24,15 @@ from domain.policy import available_profiles
 from security.codec import KEY_ID_METADATA, EncryptionCodec, KeyRing
 from security.inspect import clear_payloads
 from worker import data_converter, workflow_runner
+from workflows.interceptor import AssertionInterceptor
 from workflows.petition import PetitionWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 INDEX: dict[str, Any] = json.loads((HISTORIES / "index.json").read_text(encoding="utf-8"))
 RECORDED: dict[str, dict[str, Any]] = INDEX["histories"]
 TEST_ONLY = KeyRing.parse((HISTORIES / "TEST_ONLY_codec_key.txt").read_text(encoding="ascii"))
+TEST_ONLY_ASSERTIONS = KeyRing.parse(
+    (HISTORIES / "TEST_ONLY_assertion_key.txt").read_text(encoding="ascii"))
 STATUTORY_PROFILES = {"national", "procuratorate", "zhejiang", "shandong", "sichuan"}
 RERECORD = ("if the change is deliberate, guard it with workflow.patched (docs/safe-changes.md); "
             "re-record (scripts/record_histories.py) only for histories no running petition has")
@@ -46,7 +49,8 @@ def _replayer(*workflows: type[Any]) -> Replayer:
     # The test module's own workflow class cannot be re-imported into the sandbox.
     runner = UnsandboxedWorkflowRunner() if workflows else workflow_runner()
     return Replayer(workflows=list(workflows) or [PetitionWorkflow],
-                    data_converter=data_converter(keyring=TEST_ONLY), workflow_runner=runner)
+                    data_converter=data_converter(keyring=TEST_ONLY), workflow_runner=runner,
+                    interceptors=[AssertionInterceptor(TEST_ONLY_ASSERTIONS)])
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED))

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         HearingBooking,
         HearingRecordInput,
         NoticeInput,
+        RefusedStart,
         RegisterPetitionInput,
         Registration,
         TerminationInput,
@@ -84,6 +85,8 @@ with workflow.unsafe.imports_passed_through():
         Transfer,
     )
     from domain.rules import Refusal, application
+    from security.assertion import AssertionRefused, verify
+    from workflows.interceptor import PRESENTED, digest
 
 # Well under the server's own suggestion (4,096 events by default) and far under the
 # 10,000 a run must stay below: a flood of notes arriving while the run drains still
@@ -160,6 +163,7 @@ class PetitionWorkflow(RecordsAndNotices):
     async def run(self, start: PetitionStart) -> PetitionStatus:
         writer = asyncio.create_task(self._write_records())
         sender = asyncio.create_task(self._send_notices())
+        await self._refuse_unvouched_start(start)
         if self._state is None:
             await self._register(start)
             if self._attached_to is not None:
@@ -182,6 +186,19 @@ class PetitionWorkflow(RecordsAndNotices):
         writer.cancel()
         sender.cancel()
         return self.status()
+
+    async def _refuse_unvouched_start(self, start: PetitionStart) -> None:
+        """A start that skipped the petition service (the raw CLI, a forged carried case)
+        registers nothing: it is audited and the run fails."""
+        info = workflow.info()
+        run = f"run-{start.carried.runs}" if start.carried else start.intake.intake_id
+        refusal = self._unvouched("start", start, request_id=run, at=info.start_time)
+        if refusal is None:
+            return
+        await self._activity(PetitionRegistry.record_refused_start, RefusedStart(
+            workflow_id=info.workflow_id, run_id=info.run_id, rule=refusal.rule,
+            message=refusal.message, at=workflow.now()), "audit a refused start")
+        raise _refused(refusal)
 
     async def _register(self, start: PetitionStart) -> None:
         now, info = workflow.now(), workflow.info()
@@ -277,13 +294,18 @@ class PetitionWorkflow(RecordsAndNotices):
         if not self._ready:
             raise ApplicationError("the petition is still being registered; try again shortly",
                                    type=REFUSED, non_retryable=True)
+        if self._unvouched(action, command) is not None:
+            return  # let it in: the handler records the refusal (an audited attempt)
         refusal = transition.refusal(self._case, TABLE[action], command)
         if refusal is not None:
             raise _refused(refusal)
 
     async def _act(self, action: Action, command: Command) -> PetitionStatus:
-        row = TABLE[action]
+        row, unvouched = TABLE[action], self._unvouched(action, command)
         async with self._lock:
+            if unvouched is not None:  # not sent through the petition service: audited
+                self._record_refusal(action, command, unvouched)
+                raise _refused(unvouched)
             if transition.already_taken(self._case, command):
                 return self.status()  # a client retry of an action already taken
             # Checked again: the case may have moved while this action waited for the lock.
@@ -312,14 +334,39 @@ class PetitionWorkflow(RecordsAndNotices):
             with contextlib.suppress(ApplicationError):  # refused: recorded by _act
                 await self._act(action, command)
             return
+        unvouched = self._unvouched(action, command)
         async with self._lock:  # fire and forget: the record joins the next batch
-            if transition.already_taken(self._case, command):
+            if unvouched is None and transition.already_taken(self._case, command):
                 return
-            refusal = transition.refusal(self._case, TABLE[action], command)
+            refusal = unvouched or transition.refusal(self._case, TABLE[action], command)
             if refusal is None:
                 await self._execute_allowed(TABLE[action], command)
             else:
                 self._record_refusal(action, command, refusal)
+
+    def _unvouched(self, action: Action | str, value: Any, actor: Actor | None = None,
+                   request_id: str | None = None, at: datetime | None = None) -> Refusal | None:
+        """Why `value` was not sent through the petition service: its signed assertion is
+        missing, invalid, expired, for another case, action, payload, actor or request."""
+        presented, info = PRESENTED.get(), workflow.info()
+        actor = actor or getattr(value, "actor", None)
+        request_id = request_id if request_id is not None else getattr(value, "request_id", None)
+        if presented is not None and presented.by_parent:
+            return None  # a benchmark's own script (AssertionInterceptor's docstring)
+        try:
+            if presented is None:
+                raise AssertionRefused("assertion:missing", "no assertion was presented")
+            claims = verify(presented.ring, presented.token, action=str(action),
+                            workflow_id=info.workflow_id, digest=digest(value),
+                            now=at or workflow.now())
+        except AssertionRefused as refused:
+            return Refusal(refused.rule, str(refused))
+        if actor is not None and claims.actor != actor:
+            return Refusal("assertion:actor", f"the assertion vouches for {claims.actor.id}, "
+                           f"not {actor.id}")
+        if claims.request_id != (request_id or ""):
+            return Refusal("assertion:request", "the assertion is for another request")
+        return None
 
     async def _execute_allowed(self, row: Transition, command: Command,
                                results: EffectResults | None = None) -> int:

@@ -17,8 +17,6 @@ from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -51,8 +49,9 @@ async def start_workflows(client: Client, task_queue: str, cases: list[Replayed]
                           advance: Callable[[], None]) -> tuple[int, int, list[str]]:
     """Start the workflows of `cases` (petition ids by line in `ids`). Returns how many
     started, how many existed already, and the failures (a re-run finishes the job)."""
-    from workflows.petition import PetitionWorkflow
+    from adapters.petition_client import PetitionClient
 
+    petitions = PetitionClient(client, task_queue)  # the starts are signed (issue 12)
     gate = asyncio.Semaphore(WORKFLOW_STARTS_IN_FLIGHT)
     started, existing, failures = 0, 0, []
 
@@ -62,13 +61,10 @@ async def start_workflows(client: Client, task_queue: str, cases: list[Replayed]
             state = carried(replayed, ids[replayed.line])
             intake = replayed.intake
             try:
-                await client.start_workflow(
-                    PetitionWorkflow.run,
+                await petitions.start_petition(
                     PetitionStart(intake=intake, registration_no=state.registration_no,
                                   carried=state),
-                    id=state.workflow_id, task_queue=task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    reuse_closed=False,
                     search_attributes=search_attributes(state, now),
                     static_summary=static_summary(intake, state.registration_no),
                     static_details=f"Imported from a legacy record ({state.stage}); its "

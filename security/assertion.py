@@ -1,0 +1,118 @@
+"""Signed action assertions: the service vouches for who acts, and the workflow checks it.
+
+The service verifies a person's or a system's identity, builds the actor from the
+directory, and signs an assertion — actor, action, workflow id, request id, expiry —
+with HMAC-SHA256 under a named key. It travels in a Temporal header. The workflow's
+inbound interceptor (`workflows/interceptor.py`) checks it before the validators: an
+HMAC is deterministic, so checking it in workflow code replays the same way. Anything
+sent to Temporal without a valid assertion — the raw `temporal` CLI, the Web UI's Signal
+button, a start that skips registration — is refused.
+
+Keys rotate like the codec's (`PETITION_ASSERTION_KEYS=k2:<base64>,k1:<base64>`,
+`PETITION_ASSERTION_ACTIVE_KEY=k2`): the active key signs, every configured key verifies.
+A key may leave the configuration only once no open petition holds a signal signed with
+it in its current run (a replay checks that signal again).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from domain.models import Actor
+from security.codec import TEST_ONLY_PREFIX, CodecKeyError, KeyRing, dev_keyring
+
+HEADER = "petition-assertion"
+LIFETIME = timedelta(minutes=5)
+
+
+class AssertionRefused(ValueError):
+    """No valid assertion: `rule` names why (for the audit trail), the message says it."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class ActionAssertion(BaseModel):
+    """What the service vouches for. `action` is the Update/Signal name, or `start`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actor: Actor
+    action: str
+    workflow_id: str
+    request_id: str
+    digest: str  # SHA-256 of the command's (or the start's) JSON: nothing else is vouched for
+    expires_at: datetime
+
+
+def _canonical(claims: ActionAssertion) -> bytes:
+    return json.dumps(claims.model_dump(mode="json"), sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def _mac(key: bytes, key_id: str, body: bytes) -> str:
+    digest = hmac.new(key, key_id.encode() + b"." + body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def sign(ring: KeyRing, claims: ActionAssertion) -> str:
+    """`<key id>.<claims, base64url>.<mac>`: compact, and ASCII for a header payload."""
+    body = _canonical(claims)
+    encoded = base64.urlsafe_b64encode(body).decode().rstrip("=")
+    return f"{ring.active}.{encoded}.{_mac(ring.keys[ring.active], ring.active, body)}"
+
+
+def verify(ring: KeyRing, token: str | None, *, action: str, workflow_id: str,
+           digest: str, now: datetime) -> ActionAssertion:
+    """The assertion if `token` is valid for this payload of this action on this workflow
+    at `now`."""
+    if not token:
+        raise AssertionRefused("assertion:missing", f"{action} on {workflow_id} carries no "
+                               "signed assertion: act through the petition service")
+    key_id, _, rest = token.partition(".")
+    encoded, _, mac = rest.partition(".")
+    key = ring.keys.get(key_id)
+    if key is None or not encoded or not mac:
+        raise AssertionRefused("assertion:key", "the assertion is malformed or signed with "
+                               "a key that is not configured")
+    try:
+        body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        raise AssertionRefused("assertion:malformed", "the assertion is malformed") from None
+    if not hmac.compare_digest(_mac(key, key_id, body), mac):
+        raise AssertionRefused("assertion:signature", "the assertion's signature is invalid")
+    try:
+        claims = ActionAssertion.model_validate_json(body)
+    except ValidationError:
+        raise AssertionRefused("assertion:malformed", "the assertion is malformed") from None
+    if claims.workflow_id != workflow_id or claims.action != action:
+        raise AssertionRefused("assertion:scope", f"the assertion is for {claims.action} on "
+                               f"{claims.workflow_id}, not {action} on {workflow_id}")
+    if claims.digest != digest:
+        raise AssertionRefused("assertion:payload", "the assertion was signed for another "
+                               "payload")
+    if now >= claims.expires_at:
+        raise AssertionRefused("assertion:expired", "the assertion has expired")
+    return claims
+
+
+def assertion_ring(settings: Any) -> KeyRing:
+    """Configured assertion keys if any, else a development key generated once."""
+    spec = getattr(settings, "assertion_keys", None)
+    if spec:
+        ring = KeyRing.parse(spec, getattr(settings, "assertion_active_key", None))
+        if any(k.startswith(TEST_ONLY_PREFIX) for k in ring.keys):
+            raise CodecKeyError("a TEST-ONLY assertion key is configured: it is public")
+        return ring
+    if not getattr(settings, "codec_dev_key", True):
+        raise CodecKeyError("no assertion keys configured: set PETITION_ASSERTION_KEYS")
+    return dev_keyring(Path(getattr(settings, "assertion_key_file")))  # noqa: B009
