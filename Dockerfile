@@ -16,6 +16,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -c constraints.txt -r /tmp/requirements.txt
 
 COPY domain ./domain
+COPY adapters ./adapters
+COPY reports ./reports
+COPY security ./security
+COPY service ./service
 COPY workflows ./workflows
 COPY activities ./activities
 COPY starter ./starter

@@ -112,11 +112,17 @@ def test_services_and_start_order() -> None:
         "temporal-ui",
         "migrate",
         "worker",
+        "service",
     }
     assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
     assert services["temporal"]["environment"]["DB"] == "postgres12"
     assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
     assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+
+    service = services["service"]
+    assert service["command"][:3] == ["uvicorn", "--factory", "service.main:app_factory"]
+    assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert service["environment"]["PETITION_SERVICE_TOKEN_DEV_KEY"] == "false"
 
     worker = services["worker"]
     assert worker["build"]["dockerfile"] == "Dockerfile"
@@ -130,3 +136,15 @@ def test_services_and_start_order() -> None:
         worker["depends_on"]["temporal-search-attributes"]["condition"]
         == "service_completed_successfully"
     )
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    """`pip install .` in the Dockerfile needs each package's folder copied in first."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    missing = sorted({p.split(".")[0] for p in packages} - {
+        line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")})
+    assert missing == [], f"the Dockerfile does not COPY {missing}"
