@@ -151,7 +151,7 @@ class PetitionWorkflow(RecordsAndNotices):
         self._written, self._writing = 0, False
         self._waiting_for_records = 0
         self._writer_error: BaseException | None = None
-        self._outbox: list[NoticeInput] = []  # notices of actions, sent in order after them
+        self._outbox: list[tuple[NoticeInput, str]] = []  # sent in order after the actions
         self._draining = False  # about to continue as new: start no batch nobody waits for
         self._published: dict[str, Any] = {}
         self._details_text: str | None = None
@@ -220,8 +220,8 @@ class PetitionWorkflow(RecordsAndNotices):
         entry = transition.register(self._case, clerk, now, await self._calendar_for(now))
         await self._written_through(self._track(entry))
         self._clocks_changed = True
-        self._outbox.append(self._notice_input(projections.notice(
-            self._case, "petitioner", self._case.registration_no, Action.REGISTER), now))
+        self._queue_notice(projections.notice(
+            self._case, "petitioner", self._case.registration_no, Action.REGISTER), now)
         if registration.concluded_case is not None:
             command = DeclineConcluded(actor=SYSTEM_ACTOR,
                                        concluded_case=registration.concluded_case)
@@ -488,7 +488,7 @@ class PetitionWorkflow(RecordsAndNotices):
                 concluded_at=now, unit=command.actor.unit),
                 f"{row.action}: enter the termination registry")
         for notice in projections.notices_of(row, command, st):
-            self._outbox.append(self._notice_input(notice, now))
+            self._queue_notice(notice, now)
 
     def _record_refusal(self, action: Action, command: Command, refusal: Refusal) -> None:
         self._track(transition.refused(self._case, action, command, workflow.now(),

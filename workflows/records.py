@@ -47,7 +47,7 @@ class RecordsAndNotices:
     _writing: bool
     _waiting_for_records: int
     _writer_error: BaseException | None
-    _outbox: list[NoticeInput]
+    _outbox: list[tuple[NoticeInput, str]]  # each with its summary for the Web UI
     _draining: bool
 
     @property
@@ -118,13 +118,16 @@ class RecordsAndNotices:
         """The one sender of the notices actions queue: in the order they were taken."""
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
-            notice = self._outbox[0]
+            notice, summary = self._outbox[0]
             try:
-                await self._activity(NoticeDesk.send_notice, notice, notice.template)
+                await self._activity(NoticeDesk.send_notice, notice, summary)
             except ActivityError as err:
                 self._writer_error = err  # never a refusal: the outbox takes any notice
                 return
             self._outbox.pop(0)
+
+    def _queue_notice(self, notice: projections.Notice, at: datetime) -> None:
+        self._outbox.append((self._notice_input(notice, at), notice.summary))
 
     def _notice_input(self, notice: projections.Notice, at: datetime) -> NoticeInput:
         return NoticeInput(idempotency_key=notice.key, petition_id=self._case.petition_id,
