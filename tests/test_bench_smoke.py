@@ -12,7 +12,14 @@ import os
 import pytest
 from sqlalchemy import text
 
-from bench import import_bench, open_cases_bench, query_bench, throughput_bench, year_bench
+from bench import (
+    import_bench,
+    open_cases_bench,
+    query_bench,
+    service_bench,
+    throughput_bench,
+    year_bench,
+)
 from bench.common import Report, database, db_name, drop, existing_database
 
 pytestmark = pytest.mark.servers  # starts its own servers: not in the fast tier
@@ -80,3 +87,9 @@ async def test_open_cases_all_fire_and_none_early():
     assert got["deadlines fired (level-1 escalations)"] == 12
     assert got["fired early"] == 0
     assert got["worker RSS, 12 open"] > 0 and got["worker RSS, 6 open"] > 0
+
+
+async def test_an_action_through_the_service_against_the_direct_update():
+    report = await service_bench.run(3)
+    p95 = next(f for f in report.figures if f.name == "accept through the service p95")
+    assert p95.value > 0 and p95.baseline and p95.baseline > 0 and p95.met is not None
