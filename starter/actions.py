@@ -1,4 +1,9 @@
-"""Taking an action on a petition: validate the payload, send it as an Update or a Signal.
+"""Taking an action on a petition with an operator's credential (the assertion keys):
+validate the payload, send it as an Update or a Signal.
+
+The `petition act` command does not come this way: it sends the action to the petition
+service as the person signed in (`starter.session`), and the service builds the actor. This
+path is for operators' tools, the drills and tests, which name the actor themselves.
 
 A refusal by the workflow's validator leaves no trace in the workflow history, so
 the audit trail gets its refused row from here.
@@ -30,7 +35,8 @@ class ActionError(ValueError):
 
 
 def parse_actor(text: str) -> Actor:
-    """`id:role:unit`, e.g. `QS-HRSS.h1:handler:QS-HRSS` (ids as in the directory)."""
+    """`id:role:unit`, e.g. `QS-HRSS.h1:handler:QS-HRSS` (ids as in the directory). For
+    operators' tools; the `petition` CLI takes no actor typed by hand."""
     parts = text.split(":")
     if len(parts) != 3:
         raise ActionError("--actor must be ID:ROLE:UNIT, e.g. QS-HRSS.h1:handler:QS-HRSS")
@@ -40,7 +46,8 @@ def parse_actor(text: str) -> Actor:
         raise ActionError(f"--actor: {describe_validation(err)}") from None
 
 
-def build_command(action_name: str, actor: Actor, data: str | None) -> tuple[Action, Command]:
+def person_action(action_name: str) -> Action:
+    """The action a person may take by this name, or why there is none."""
     try:
         action = Action(action_name)
     except ValueError:
@@ -48,6 +55,11 @@ def build_command(action_name: str, actor: Actor, data: str | None) -> tuple[Act
                           f"{', '.join(a.value for a in PERSON_ACTIONS)}") from None
     if action not in PERSON_ACTIONS:
         raise ActionError(f"{action} is taken by the workflow's clocks, not by a person")
+    return action
+
+
+def build_command(action_name: str, actor: Actor, data: str | None) -> tuple[Action, Command]:
+    action = person_action(action_name)
     try:
         payload = load_json_object(data) if data else {}
     except JsonProblem as problem:
@@ -69,6 +81,18 @@ async def resolve_workflow_id(sessions: async_sessionmaker[AsyncSession], ref: s
             select(Petition.workflow_id).where(Petition.registration_no == ref))
     if found is None:
         raise ActionError(f"no petition with registration number {ref!r}")
+    return found
+
+
+async def resolve_registration_no(sessions: async_sessionmaker[AsyncSession], ref: str) -> str:
+    """The registration number of a workflow id (a registration number as it is)."""
+    if not ref.startswith("petition-"):
+        return ref
+    async with sessions() as session:
+        found = await session.scalar(
+            select(Petition.registration_no).where(Petition.workflow_id == ref))
+    if found is None:
+        raise ActionError(f"no registered petition {ref!r}")
     return found
 
 

@@ -16,14 +16,14 @@ from temporalio.exceptions import ApplicationError
 from domain.models import Category, Stage
 from starter.actions import (
     ActionError,
-    build_command,
-    parse_actor,
+    person_action,
+    resolve_registration_no,
     resolve_workflow_id,
-    take_action,
 )
 from starter.intake import IntakeError, read_intake, submit
 from starter.queries import QueryError
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async, runtime
+from starter.session import DEFAULT_SERVICE, SERVICE_ENV
 
 T = TypeVar("T")
 
@@ -102,27 +102,80 @@ def submit_cmd(file: Path) -> None:
     _print(_run(go()))
 
 
+@main.command("login")
+@click.option("--service", default=None, metavar="URL",
+              help=f"the petition service (default: ${SERVICE_ENV}, else {DEFAULT_SERVICE})")
+@click.option("--person", default=None, metavar="PERSON_ID",
+              help="your person id in the directory (asked for if not given)")
+def login_cmd(service: str | None, person: str | None) -> None:
+    """Sign in to the petition service with your local account; `petition act` then acts
+    as you. The password is asked for (or read from a pipe)."""
+    from starter import session as signed
+
+    url = signed.service_url(service)
+    person_id = (person or click.prompt("Person id", err=True)).strip()
+    password = _read_password()
+    try:
+        current = signed.sign_in(url, person_id, password)
+        path = signed.save(current)
+    except signed.SessionError as err:
+        _fail(str(err))
+    except OSError as err:
+        _fail(f"cannot keep the session: {err}")
+    click.echo(f"signed in to {url} as {person_id} until "
+               f"{current.expires_at.astimezone():%Y-%m-%d %H:%M:%S %Z} (session: {path})")
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password: str = click.prompt("Password", hide_input=True, err=True)
+    else:  # piped, as `docker login --password-stdin`: no echo to turn off
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        _fail("no password given")
+    return password
+
+
+@main.command("logout")
+def logout_cmd() -> None:
+    """Forget the session kept by `petition login`."""
+    from starter import session as signed
+
+    path = signed.session_file()
+    click.echo("signed out" if signed.remove(path) else f"not signed in (no {path})")
+
+
 @main.command("act")
 @click.argument("petition")
 @click.argument("action")
-@click.option("--actor", required=True, help="ID:ROLE:UNIT, e.g. QS-HRSS.h1:handler:QS-HRSS")
 @click.option("--data", default=None, help="the action's payload as a JSON object")
-@click.option("--signal", "as_signal", is_flag=True, help="fire and forget (a Signal)")
-def act_cmd(petition: str, action: str, actor: str, data: str | None, as_signal: bool) -> None:
-    """Take ACTION on PETITION (workflow id or registration number)."""
+def act_cmd(petition: str, action: str, data: str | None) -> None:
+    """Take ACTION on PETITION (registration number or workflow id) through the petition
+    service, as the person signed in with `petition login`; prints the new status.
+
+    The service builds the actor from your identity and the directory. A `request_id` in
+    --data is sent as the Idempotency-Key (the same id again does not act twice)."""
+    from starter import session as signed
+
     try:
-        chosen, command = build_command(action, parse_actor(actor), data)
-    except ActionError as err:
+        chosen = person_action(action)
+        payload, request_id = signed.action_body(data)
+        current = signed.load()
+    except (ActionError, signed.SessionError) as err:
         _fail(str(err))
+    number = petition
+    if petition.startswith("petition-"):  # a workflow id: its number from the read model
 
-    async def go() -> Any:
-        async with runtime() as rt:
-            workflow_id = await resolve_workflow_id(rt.sessions, petition)
-            return await take_action(await rt.client(), rt.sessions, workflow_id, chosen,
-                                     command, as_signal=as_signal)
+        async def go() -> str:
+            async with runtime() as rt:
+                return await resolve_registration_no(rt.sessions, petition)
 
-    result = _run(go())
-    _print(result if result is not None else {"signalled": chosen.value})
+        number = _run(go())
+    try:
+        status = signed.act(current, number, chosen.value, payload, request_id)
+    except signed.SessionError as err:
+        _fail(str(err))
+    _print(status)
 
 
 @main.command("show")
