@@ -9,11 +9,13 @@ import click
 @click.option("--host", default=None, help="interface to bind (default: settings, 127.0.0.1)")
 @click.option("--port", type=int, default=None, help="port (default: settings, 8081)")
 def codec_server_cmd(host: str | None, port: int | None) -> None:
-    """Serve POST /encode and /decode so the Web UI shows decrypted payloads.
+    """Serve POST /decode so the Web UI shows decrypted payloads to signed-in staff.
 
-    Requires a Bearer token (PETITION_CODEC_SERVER_TOKEN, or a development token
-    generated into .data/codec-server-token). Start the dev server with
-    `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081/<token>`.
+    Each call needs a staff member's token: the petition service's (a local account) or
+    the bureau's OpenID Connect provider's, as `Authorization: Bearer`, or the cookie the
+    server's own /login page sets. Intake clients and petitioners are refused; there is no
+    /encode. Every decode is recorded in .data/codec-audit.log. Start the dev server with
+    `temporal server start-dev --ui-codec-endpoint http://127.0.0.1:8081`.
     """
     from adapters.settings import get_settings
     from security.codec import CodecKeyError

@@ -134,15 +134,24 @@ def _keycloak() -> KeycloakServer | None:
 
 
 def _codec_server(rt: Runtime) -> CodecServer | None:
-    """Payloads are encrypted: the Web UI reads them through the local codec server."""
-    from security.codec_server import server_token, ui_codec_server
+    """Payloads are encrypted: the Web UI reads them through the local codec server, for
+    staff signed in there (a local account, or a Keycloak token) and nobody else."""
+    from devstack.keycloak import DEV_PORT as KEYCLOAK_PORT
+    from devstack.keycloak import REALM
+    from security.codec_server import StaffAuthenticator, ui_codec_server
+    from service.config import ServiceSettings
 
+    service = ServiceSettings()
+    if service.oidc_issuer is None:  # the Keycloak `_keycloak` starts (keys fetched lazily)
+        service = service.model_copy(update={
+            "oidc_issuer": f"http://localhost:{KEYCLOAK_PORT}/realms/{REALM}"})
     try:
-        server = ui_codec_server(DEV_UI_PORT, settings=rt.settings,
-                                 port=rt.settings.codec_server_port,
-                                 token=server_token(rt.settings))
+        auth = StaffAuthenticator(service, rt.engine.url.render_as_string(hide_password=False))
+        server = ui_codec_server(DEV_UI_PORT, settings=rt.settings, authenticator=auth,
+                                 port=rt.settings.codec_server_port)
     except OSError as err:
         print(f"codec server not started ({err}): the Web UI will show payloads encrypted")
         return None
-    print(f"codec server: {server.url} (the Web UI decrypts payloads through it)")
+    print(f"codec server: {server.url} (the Web UI decrypts payloads through it for staff "
+          f"signed in at {server.login_url}; decodes recorded in {server.audit.path})")
     return server
