@@ -195,7 +195,7 @@ class AuditLog:
                 if line.strip()]
 
 
-def default_audit_path(settings: Any = None) -> Path:
+def default_audit_path() -> Path:
     from adapters.settings import PROJECT_ROOT
 
     return PROJECT_ROOT / ".data" / "codec-audit.log"
@@ -508,7 +508,7 @@ def staff_authenticator(settings: Any, service_settings: ServiceSettings | None 
 
 
 def run_from_settings(settings: Any, *, host: str | None = None, port: int | None = None,
-                      announce: Any = print) -> None:
+                      announce: Any = print, audit_path: Path | None = None) -> None:
     """`petition codec-server`: serve until interrupted."""
     from security.codec import keyring_from_settings
 
@@ -516,7 +516,8 @@ def run_from_settings(settings: Any, *, host: str | None = None, port: int | Non
     origins = settings.codec_server_origins.split(",")
     server = CodecServer(codec, staff_authenticator(settings), origins,
                          host=host or settings.codec_server_host,
-                         port=settings.codec_server_port if port is None else port)
+                         port=settings.codec_server_port if port is None else port,
+                         audit_path=audit_path)
     announce(f"codec server on {server.url} (POST /decode for signed-in staff; "
              f"sign in at {server.login_url})")
     announce(f"UI origins allowed: {', '.join(sorted(server.origins)) or 'none'}")

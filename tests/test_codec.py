@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import json
 import os
 import stat
@@ -35,7 +36,12 @@ from security.codec import (
     dev_keyring,
     generate_key,
 )
-from security.codec_server import CodecServer, CodecServerError
+from security.codec_server import (
+    CodecServer,
+    CodecServerError,
+    NotAuthenticated,
+    StaffIdentity,
+)
 from security.inspect import clear_payloads, walk_payloads
 from tests.conftest import make_intake
 from worker import data_converter
@@ -222,35 +228,58 @@ async def _roundtrip_server() -> tuple[EncryptionCodec, Payload]:
     return codec, sealed
 
 
-async def test_codec_server_decodes_only_for_the_token_holder() -> None:
+class OneStaffToken:
+    """Stands in for the service's verifiers (tests/test_codec_access.py runs the real
+    ones against the directory): TOKEN is the handler's, anything else is refused."""
+
+    def identify(self, token: str) -> StaffIdentity:
+        if not hmac.compare_digest(token.encode(), TOKEN.encode()):
+            raise NotAuthenticated("invalid token")
+        return StaffIdentity(HANDLER.id, HANDLER.role.value, HANDLER.unit or "", "service")
+
+    def sign_in(self, username: str, password: str) -> str:
+        raise NotAuthenticated("no accounts here")
+
+    def close(self) -> None:
+        pass
+
+
+def _server(codec: EncryptionCodec, origins: list[str], tmp_path: Path) -> CodecServer:
+    return CodecServer(codec, OneStaffToken(), origins, audit_path=tmp_path / "audit.log")
+
+
+async def test_codec_server_decodes_only_for_signed_in_staff_and_never_encodes(
+        tmp_path: Path) -> None:
     codec, sealed = await _roundtrip_server()
-    with CodecServer(codec, TOKEN, [UI_ORIGIN]) as server:
+    with _server(codec, [UI_ORIGIN], tmp_path) as server:
         ok = await asyncio.to_thread(_post, f"{server.url}/decode", _payloads_json(sealed),
                                      {"Authorization": f"Bearer {TOKEN}"})
         missing = await asyncio.to_thread(_post, f"{server.url}/decode", _payloads_json(sealed))
         wrong = await asyncio.to_thread(_post, f"{server.url}/decode", _payloads_json(sealed),
                                         {"Authorization": f"Bearer {TOKEN[:-1]}x"})
-        wrong_path = await asyncio.to_thread(_post, f"{server.url}/{TOKEN}x/decode",
-                                             _payloads_json(sealed))
+        in_path = await asyncio.to_thread(_post, f"{server.url}/{TOKEN}/decode",
+                                          _payloads_json(sealed))
         encode = await asyncio.to_thread(_post, f"{server.url}/encode",
                                          _payloads_json(_plain("王五")),
                                          {"Authorization": f"Bearer {TOKEN}"})
     assert ok[0] == 200
     decoded = json_format.ParseDict(ok[2]["payloads"][0], Payload())
     assert decoded == _plain("李四 13800001111")
-    for status, headers, body in (missing, wrong, wrong_path):
+    for status, headers, body in (missing, wrong):
         assert status == 401 and body == {"error": "unauthorized"}
         assert headers["WWW-Authenticate"].startswith("Bearer")
-    assert encode[0] == 200
-    sealed_again = json_format.ParseDict(encode[2]["payloads"][0], Payload())
-    assert sealed_again.metadata["encoding"] == ENCODING
-    assert codec.decrypt(sealed_again) == _plain("王五")
+    assert in_path[0] == 404  # the old token-in-the-path endpoint is gone
+    assert encode[0] == 405 and "payloads" not in (encode[2] or {})
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [(r["outcome"], r.get("person")) for r in records] == [
+        ("decoded", HANDLER.id), ("unauthenticated", None), ("unauthenticated", None)]
 
 
-async def test_codec_server_refuses_garbage_and_answers_cors_only_for_the_ui() -> None:
+async def test_codec_server_refuses_garbage_and_answers_cors_only_for_the_ui(
+        tmp_path: Path) -> None:
     codec, _ = await _roundtrip_server()
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with CodecServer(codec, TOKEN, [UI_ORIGIN]) as server:
+    with _server(codec, [UI_ORIGIN], tmp_path) as server:
         garbage = await asyncio.to_thread(_post, f"{server.url}/decode", {"payloads": 7}, auth)
         bogus = Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: b"k1"}, data=b"x" * 40)
         tampered = await asyncio.to_thread(_post, f"{server.url}/decode",
@@ -268,20 +297,21 @@ async def test_codec_server_refuses_garbage_and_answers_cors_only_for_the_ui() -
     assert "Access-Control-Allow-Origin" not in foreign[1]
 
 
-def test_a_short_token_is_refused() -> None:
+def test_a_static_token_is_refused() -> None:
     codec = EncryptionCodec(KeyRing({"k1": K1}, "k1"))
-    with pytest.raises(CodecServerError, match="at least"):
-        CodecServer(codec, "secret", [UI_ORIGIN])
+    with pytest.raises(CodecServerError, match="authenticator"):
+        CodecServer(codec, TOKEN, [UI_ORIGIN])  # type: ignore[arg-type]
 
 
 async def test_the_dev_servers_web_ui_decodes_a_real_petition_through_the_codec_server(
-        task_queue) -> None:
-    """The UI learns the endpoint from `--ui-codec-endpoint`; a browser on the UI's origin
-    then preflights and posts to it: both work, and yield the petition in clear."""
+        task_queue, tmp_path: Path) -> None:
+    """The UI learns the endpoint from `--ui-codec-endpoint` — public, and no secret in it
+    any more; a browser on the UI's origin then preflights and posts to it: a signed-in
+    staff member gets the petition in clear, anyone else 401 (the UI shows it encrypted)."""
     ring = KeyRing({"k1": K1}, "k1")
     converter = data_converter(keyring=ring)
     intake = make_intake()
-    with CodecServer(EncryptionCodec(ring), TOKEN, []) as server:
+    with _server(EncryptionCodec(ring), [], tmp_path) as server:
         ui_port = free_port()
         ui_origin = f"http://127.0.0.1:{ui_port}"
         server.origins = frozenset({ui_origin})
@@ -302,16 +332,23 @@ async def test_the_dev_servers_web_ui_decodes_a_real_petition_through_the_codec_
                 with urllib.request.urlopen(f"{ui_origin}/api/v1/settings", timeout=10) as r:
                     return json.loads(r.read())
 
-            endpoint = (await asyncio.to_thread(ui_settings))["Codec"]["Endpoint"]
+            public = await asyncio.to_thread(ui_settings)
+            endpoint = public["Codec"]["Endpoint"]
             started = history.events[0]
             assert started.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
             sealed = started.workflow_execution_started_event_attributes.input.payloads[0]
             assert intake.petitioner.name.encode() not in sealed.SerializeToString()
             preflight = await asyncio.to_thread(_post, f"{endpoint}/decode", {}, {
                 "Origin": ui_origin, "Access-Control-Request-Method": "POST"}, "OPTIONS")
+            anonymous = await asyncio.to_thread(_post, f"{endpoint}/decode",
+                                                _payloads_json(sealed), {"Origin": ui_origin})
             decoded = await asyncio.to_thread(_post, f"{endpoint}/decode",
-                                              _payloads_json(sealed), {"Origin": ui_origin})
-    assert endpoint == server.ui_endpoint
+                                              _payloads_json(sealed),
+                                              {"Origin": ui_origin,
+                                               "Authorization": f"Bearer {TOKEN}"})
+    assert endpoint == server.ui_endpoint == server.url
+    assert TOKEN not in json.dumps(public)
+    assert anonymous[0] == 401 and intake.petitioner.name not in json.dumps(anonymous[2])
     assert preflight[1]["Access-Control-Allow-Origin"] == ui_origin
     assert decoded[0] == 200 and decoded[1]["Access-Control-Allow-Origin"] == ui_origin
     clear = json_format.ParseDict(decoded[2]["payloads"][0], Payload())
@@ -319,26 +356,41 @@ async def test_the_dev_servers_web_ui_decodes_a_real_petition_through_the_codec_
 
 
 @pytest.mark.cli
-async def test_petition_codec_server_command_serves_with_the_configured_token(
-        tmp_path: Path) -> None:
+async def test_petition_codec_server_command_decodes_for_staff_tokens_only(
+        tmp_path: Path, db_url: str, sessions: Any) -> None:
+    """`sessions` loads the directory into the test database the command checks against."""
+    from datetime import timedelta
+
+    from service.auth.tokens import TokenIssuer
+
     port = free_port()
-    env = {**os.environ, "PETITION_CODEC_KEYS": f"cli1:{_b64(K1)}",
-           "PETITION_CODEC_SERVER_TOKEN": TOKEN, "PETITION_CODEC_SERVER_PORT": str(port)}
+    audit = tmp_path / "codec-audit.log"
+    service_key = _b64(os.urandom(32))
+    env = {**os.environ, "PETITION_CODEC_KEYS": f"cli1:{_b64(K1)}", "DATABASE_URL": db_url,
+           "PETITION_SERVICE_TOKEN_KEYS": f"cli-svc:{service_key}",
+           "PETITION_CODEC_SERVER_PORT": str(port)}
+    env.pop("PETITION_SERVICE_TOKEN_ACTIVE_KEY", None)
+    staff = TokenIssuer(KeyRing.parse(f"cli-svc:{service_key}", None)).issue(
+        "staff", HANDLER.id, timedelta(minutes=5))[0]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "starter", "codec-server", env=env,
+        sys.executable, "-m", "starter", "codec-server", "--audit-log", str(audit), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         banner = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         assert f"127.0.0.1:{port}" in banner
-        assert TOKEN not in banner
         [sealed] = await EncryptionCodec(KeyRing({"cli1": K1}, "cli1")).encode([_plain("赵六")])
         url = f"http://127.0.0.1:{port}/decode"
         ok = await asyncio.to_thread(_post, url, _payloads_json(sealed),
-                                     {"Authorization": f"Bearer {TOKEN}"})
-        refused = await asyncio.to_thread(_post, url, _payloads_json(sealed))
+                                     {"Authorization": f"Bearer {staff}"})
+        refused = await asyncio.to_thread(_post, url, _payloads_json(sealed),
+                                          {"Authorization": f"Bearer {TOKEN}"})
     finally:
         proc.terminate()
         await proc.wait()
     assert ok[0] == 200 and refused[0] == 401
     assert json_format.ParseDict(ok[2]["payloads"][0], Payload()) == _plain("赵六")
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["outcome"], r.get("person")) for r in records] == [
+        ("decoded", HANDLER.id), ("unauthenticated", None)]
+    assert "赵六" not in audit.read_text()
