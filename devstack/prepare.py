@@ -13,6 +13,7 @@ from collections.abc import Callable
 from devstack.browser import ensure_chromium
 from devstack.keycloak import resolve_keycloak
 from devstack.temporal_cli import ProvisioningError, resolve_temporal_cli, resolve_test_server
+from devstack.temporal_ui import resolve_ui_server
 
 
 def _timed(label: str, step: Callable[[], str | None]) -> None:
@@ -26,6 +27,7 @@ def _timed(label: str, step: Callable[[], str | None]) -> None:
 def main() -> int:
     try:
         _timed("Temporal CLI", resolve_temporal_cli)
+        _timed("Temporal Web UI server", resolve_ui_server)
         _timed("Time-skipping test server", resolve_test_server)
         _timed("Chromium (Web UI browser test)", ensure_chromium)
         _timed("Keycloak (OpenID Connect)", lambda: str(resolve_keycloak()))
