@@ -27,7 +27,13 @@ from service.access import actor_for, case_row, unit_refusal
 from service.auth.hashing import hash_secret_async, new_query_code
 from service.auth.principal import Caller, Principal, require_staff
 from service.context import ServiceContext, context
-from service.problems import Problem, from_validation_error, refused
+from service.problems import (
+    SIGNED_IN,
+    Problem,
+    from_validation_error,
+    problem_responses,
+    refused,
+)
 from starter.intake import IntakeError, check_profile, static_summary
 from starter.queries import MAX_LIST, PetitionFilter, audit_trail, list_petitions
 
@@ -72,7 +78,8 @@ async def audit_refused(ctx: ServiceContext, workflow_id: str, action: Action | 
 
 @router.post("/petitions", response_model=Registered, status_code=201, tags=["intake"],
              summary="Register a petition (intake clients; idempotent on intake_id)",
-             responses={200: {"model": Registered, "description": "registered before"}})
+             responses={200: {"model": Registered, "description": "registered before"},
+                        **problem_responses(*SIGNED_IN, 503)})
 async def register(intake: PetitionIntake, who: Caller, ctx: Ctx,
                    response: Response) -> Registered:
     if who.kind != "client":
@@ -183,6 +190,7 @@ def _add_action_routes() -> None:
         router.add_api_route(
             f"/petitions/{{registration_no}}/actions/{action.value}", _action_route(action),
             methods=["POST"], response_model=PetitionStatus, tags=["actions"],
+            responses=problem_responses(*SIGNED_IN, 404, 409, 503),
             summary=f"{action.value}: {row.description}"[:120],
             description=f"{row.description} ({row.article}). Allowed to: "
                         f"{', '.join(sorted(r.value for r in row.roles))}. The body is the "
@@ -205,7 +213,8 @@ async def _readable(ctx: ServiceContext, who: Principal, registration_no: str) -
     return row
 
 
-@router.get("/petitions/{registration_no}", response_model=PetitionStatus, tags=["read"])
+@router.get("/petitions/{registration_no}", response_model=PetitionStatus, tags=["read"],
+            responses=problem_responses(*SIGNED_IN, 404, 503))
 async def status(registration_no: str, who: Caller, ctx: Ctx) -> PetitionStatus:
     row = await _readable(ctx, who, registration_no)
     try:
@@ -215,7 +224,7 @@ async def status(registration_no: str, who: Caller, ctx: Ctx) -> PetitionStatus:
 
 
 @router.get("/petitions/{registration_no}/timeline", response_model=list[TimelineEntry],
-            tags=["read"])
+            tags=["read"], responses=problem_responses(*SIGNED_IN, 404, 503))
 async def timeline(registration_no: str, who: Caller, ctx: Ctx) -> list[TimelineEntry]:
     row = await _readable(ctx, who, registration_no)
     try:
@@ -225,6 +234,7 @@ async def timeline(registration_no: str, who: Caller, ctx: Ctx) -> list[Timeline
 
 
 @router.get("/petitions/{registration_no}/audit", tags=["read"],
+            responses=problem_responses(*SIGNED_IN, 404),
             summary="The audit trail: every transition and every refused action (staff)")
 async def audit(registration_no: str, who: Caller, ctx: Ctx) -> list[dict[str, Any]]:
     require_staff(who)
@@ -233,6 +243,7 @@ async def audit(registration_no: str, who: Caller, ctx: Ctx) -> list[dict[str, A
 
 
 @router.get("/units/{unit}/petitions", tags=["read"],
+            responses=problem_responses(*SIGNED_IN),
             summary="A unit's petitions (registered at, held by or responsible for it)")
 async def unit_petitions(
         unit: str, who: Caller, ctx: Ctx,
@@ -254,7 +265,8 @@ async def unit_petitions(
 
 @router.get("/reports/{unit}", tags=["reports"],
             summary="The assessment report of a unit for one period (JSON or CSV)",
-            responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
+            responses={200: {"content": {"application/json": {}, "text/csv": {}}},
+                       **problem_responses(*SIGNED_IN, 404)})
 async def report(unit: str, who: Caller, ctx: Ctx,
                  period: Annotated[str | None, Query(max_length=20)] = None,
                  format: Literal["json", "csv"] = "json",

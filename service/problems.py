@@ -30,6 +30,40 @@ TITLES = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "
 FORBIDDEN_RULES = ("role", "unit", "identity", "petitioner", "case")
 
 
+# The OpenAPI document's `Problem` schema (components/schemas/Problem; `install` adds it):
+# every declared error response of every operation answers it as application/problem+json.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "required": ["type", "title", "status"],
+    "description": "RFC 9457 problem details. `field` names the offending field, `rule` "
+                   "the refused rule; `errors` lists every invalid field.",
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"}, "instance": {"type": "string"},
+        "field": {"type": ["string", "null"]}, "rule": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}}},
+    "additionalProperties": True}
+# Any request may be answered these: a malformed Content-Length (400), a body over the
+# limit (413), an invalid request (422), the client's rate limit (429).
+EVERY_REQUEST = (400, 413, 422, 429)
+SIGNED_IN = (*EVERY_REQUEST, 401, 403)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these statuses (plus those of every request), each a
+    problem+json `Problem`."""
+    wanted = sorted(set(statuses) | set(EVERY_REQUEST))
+    answers: dict[int | str, dict[str, Any]] = {}
+    for status in wanted:
+        answer: dict[str, Any] = {"description": TITLES.get(status, "Error"), "content": {
+            MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        if status in (429, 503):
+            answer["headers"] = {"Retry-After": {
+                "description": "seconds to wait", "schema": {"type": "integer"}}}
+        answers[status] = answer
+    return answers
+
+
 class Problem(Exception):
     """Raise anywhere in a request: answered as problem+json."""
 
@@ -101,8 +135,24 @@ def from_validation_error(err: ValidationError, prefix: str = "") -> Problem:
                               prefix)
 
 
+def _with_problem_schema(app: FastAPI) -> None:
+    """The OpenAPI document with the `Problem` schema the error responses refer to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            document.setdefault("components", {}).setdefault("schemas", {})[
+                "Problem"] = PROBLEM_SCHEMA
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     """The one place errors become problem+json."""
+    _with_problem_schema(app)
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)

@@ -17,7 +17,7 @@ from adapters.tables import IntakeClient, Petition, QueryCode, StaffAccount
 from service.auth.hashing import normalise_query_code, verify_secret_async
 from service.auth.principal import staff_actor
 from service.context import ServiceContext, context
-from service.problems import Problem
+from service.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/auth", tags=["authentication"])
 Ctx = Annotated[ServiceContext, Depends(context)]
@@ -94,7 +94,7 @@ async def _client_token(ctx: ServiceContext, client_id: str, secret: str) -> Tok
 
 
 @router.post("/token", response_model=TokenAnswer, summary="Sign in (local account or "
-             "intake client)", responses={401: {"description": "invalid or locked"}})
+             "intake client)", responses=problem_responses(401))
 async def token(
         ctx: Ctx,
         grant_type: Annotated[str, Form(pattern="^(password|client_credentials)$")],
@@ -119,7 +119,7 @@ async def token(
 
 @router.post("/petitioner", response_model=TokenAnswer,
              summary="A petitioner proves a case with its registration number and query code",
-             responses={401: {"description": "invalid or locked"}})
+             responses=problem_responses(401))
 async def petitioner(ctx: Ctx, body: PetitionerSignIn) -> TokenAnswer:
     now = datetime.now(UTC)
     async with ctx.sessions() as session, session.begin():
