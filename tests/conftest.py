@@ -83,12 +83,19 @@ def dev_ui_port() -> int:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(dev_ui_port: int, db_url: str) -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal CLI dev server (with its UI, for the browser test). Its UI decrypts
-    payloads through a codec server, as an authorized user's would."""
-    from security.codec_server import ui_codec_server
+    payloads through a codec server for staff signed in there (tokens checked against the
+    test database's directory, as the petition service checks them)."""
+    import shutil
 
-    codec_server = ui_codec_server(dev_ui_port)
+    from security.codec_server import StaffAuthenticator, ui_codec_server
+    from service.config import ServiceSettings
+
+    audit = Path(tempfile.mkdtemp(prefix="petitionflow-codec-audit-")) / "codec-audit.log"
+    codec_server = ui_codec_server(
+        dev_ui_port, authenticator=StaffAuthenticator(ServiceSettings(), db_url),
+        audit_path=audit)
     with tempfile.TemporaryDirectory(prefix="petitionflow-temporal-") as tmp:
         try:
             env = await start_dev_server(db_filename=str(Path(tmp) / "temporal.db"), ui=True,
@@ -98,6 +105,7 @@ async def dev_env(dev_ui_port: int) -> AsyncIterator[WorkflowEnvironment]:
                 yield env
         finally:
             codec_server.stop()
+            shutil.rmtree(audit.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,23 @@
 """Issue 5: the Temporal Web UI, driven in headless Chromium (the Debian package).
 
-A supervisor filters the workflow list by a custom search attribute
-(`RegistrationNo`), opens the petition, and finds its static summary, its current
-details and its deadline timers' summaries -- the same texts the server holds. A
-screenshot goes to `test-output/` and its path is printed in the test output.
+A supervisor signs in on the codec server's /login page (a local account) and tells the
+UI to send cross-origin credentials to it (the UI's own Codec Server setting, kept in the
+browser), filters the workflow list by a custom search attribute (`RegistrationNo`), opens
+the petition, and finds its static summary, its current details and its deadline timers'
+summaries -- the same texts the server holds, decrypted for them only. A screenshot goes
+to `test-output/` and its path is printed in the test output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import tempfile
+import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -24,11 +29,14 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from adapters.petition_client import PetitionClient
 from devstack.browser import CHROMIUM_ARGS, ensure_chromium
 from devstack.temporal_cli import ProvisioningError
+from service.accounts_cmd import set_password
 from starter.intake import static_summary, submit
 from tests.conftest import make_intake
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 UI_WAIT_MS = 30_000
+SUPERVISOR = "PROV-XFJ.sup"
+PASSWORD = "browser test password, local account"
 
 
 def _plain(markdown: str) -> list[str]:
@@ -70,6 +78,30 @@ async def _visible_in_visibility(client, query: str, workflow_id: str) -> bool: 
     return False
 
 
+def _ui_settings(ui_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{ui_url}/api/v1/settings", timeout=10) as answer:
+        settings: dict[str, Any] = json.loads(answer.read())
+    return settings
+
+
+async def _sign_in_to_the_codec_server(page: Page, endpoint: str) -> None:
+    """The codec server's own sign-in page; it sets an HttpOnly cookie for its host."""
+    await page.goto(f"{endpoint}/login")
+    await page.get_by_label("Person id").fill(SUPERVISOR)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text(f"Signed in as {SUPERVISOR}").wait_for(timeout=UI_WAIT_MS)
+
+
+def _send_credentials_to(endpoint: str) -> str:
+    """What a user sets in the UI's Codec Server dialog (kept in localStorage): this
+    endpoint, with cross-origin credentials, overriding the server's setting."""
+    settings = {"endpoint": endpoint, "includeCredentials": True, "passAccessToken": False,
+                "overrideRemoteCodecConfiguration": True}
+    return "".join(f"window.localStorage.setItem({json.dumps(k)}, {json.dumps(json.dumps(v))});"
+                   for k, v in settings.items())
+
+
 def test_chromium_setting_that_points_nowhere_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PETITION_CHROMIUM", "/nonexistent/chromium")
     with pytest.raises(ProvisioningError, match="PETITION_CHROMIUM=/nonexistent/chromium"):
@@ -109,6 +141,8 @@ async def test_web_ui_filters_by_registration_no_and_shows_summary_details_and_t
 
         query = f'RegistrationNo = "{number}"'
         assert await _visible_in_visibility(client, query, handle.id)
+        await set_password(sessions, SUPERVISOR, PASSWORD)
+        endpoint = (await asyncio.to_thread(_ui_settings, dev_ui_url))["Codec"]["Endpoint"]
 
         OUTPUT.mkdir(exist_ok=True)
         shot = OUTPUT / f"browser-ui-{number}.png"
@@ -118,6 +152,8 @@ async def test_web_ui_filters_by_registration_no_and_shows_summary_details_and_t
                 headless=True, args=list(CHROMIUM_ARGS), viewport={"width": 1600, "height": 1200})
             try:
                 page = await context.new_page()
+                await _sign_in_to_the_codec_server(page, endpoint)
+                await context.add_init_script(_send_credentials_to(endpoint))
                 await page.goto(f"{dev_ui_url}/namespaces/default/workflows?query="
                                 f"{quote(query, safe='')}")
                 link = page.get_by_role("link", name=handle.id, exact=True)
