@@ -113,8 +113,8 @@ def login_cmd(service: str | None, person: str | None) -> None:
     from starter import session as signed
 
     url = signed.service_url(service)
-    person_id = (person or click.prompt("Person id", err=True)).strip()
-    password = _read_password()
+    person_id = (person or _ask("Person id")).strip()
+    password = _ask("Password", hidden=True)
     try:
         current = signed.sign_in(url, person_id, password)
         path = signed.save(current)
@@ -126,14 +126,16 @@ def login_cmd(service: str | None, person: str | None) -> None:
                f"{current.expires_at.astimezone():%Y-%m-%d %H:%M:%S %Z} (session: {path})")
 
 
-def _read_password() -> str:
+def _ask(label: str, *, hidden: bool = False) -> str:
+    """At a terminal, a prompt (the password hidden); piped (as `docker login
+    --password-stdin`), one line of stdin, without prompt or echo to turn off."""
     if sys.stdin.isatty():
-        password: str = click.prompt("Password", hide_input=True, err=True)
-    else:  # piped, as `docker login --password-stdin`: no echo to turn off
-        password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        _fail("no password given")
-    return password
+        answer: str = click.prompt(label, hide_input=hidden, err=True)
+    else:
+        answer = sys.stdin.readline().rstrip("\r\n")
+    if not answer:
+        _fail(f"no {label.lower()} given")
+    return answer
 
 
 @main.command("logout")

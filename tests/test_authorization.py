@@ -5,6 +5,8 @@ petition unchanged. Real Temporal dev server, real PostgreSQL, the sample direct
 
 from __future__ import annotations
 
+import json
+import stat
 from decimal import Decimal
 from typing import Any
 
@@ -28,9 +30,11 @@ from domain.models import (
     Stage,
 )
 from security.identity import identity_refusal
+from service.accounts_cmd import set_password
 from starter.actions import ActionError, take_action
-from tests.cli import petition
+from tests.cli import CliResult, petition
 from tests.conftest import make_intake
+from tests.service_helpers import PASSWORD, cli_env, running_service, signed_in
 from workflows.petition import PetitionWorkflow
 
 UNIT = "QS-HRSS"
@@ -158,19 +162,109 @@ def _withdraw(actor_id: str, role: Role = Role.PETITIONER) -> Command:
 
 @pytest.mark.cli
 async def test_petition_act_refuses_a_forged_head_in_one_line(
-        dev_env, running_worker, petitions, sessions, db_url, task_queue) -> None:
-    async with running_worker(dev_env.client):
+        dev_env, running_worker, petitions, sessions, db_url, task_queue, tmp_path) -> None:
+    """`petition act` acts as the person signed in (`petition login`), through the service:
+    a handler cannot act as the head, and no actor can be typed by hand any more."""
+    client = dev_env.client
+    address = client.service_client.config.target_host
+    async with running_worker(client), running_service(sessions, client, task_queue) as url:
         handle = await petitions.start(dev_env, make_intake(unit=UNIT))
-        result = await petition(
-            "act", handle.id, "accept", "--actor", f"{HANDLER.id}:unit_head:{UNIT}",
-            db_url=db_url, address=dev_env.client.service_client.config.target_host,
-            task_queue=task_queue)
-        status = await handle.query(PetitionWorkflow.status)
-    assert result.code == 2 and result.err.count("\n") == 1, result.err
-    assert result.err.startswith("error: refused [identity]: QS-HRSS.h1 claims to head")
-    assert status.stage is Stage.REGISTERED
-    [row] = await _refusals(sessions, handle.id)
-    assert row.actor_role == "unit_head" and row.detail == {"via": "identity"}
+        number = (await handle.query(PetitionWorkflow.status)).registration_no
+        assert number is not None
+
+        # Not signed in: one line saying what to do; nothing is sent.
+        anonymous = await petition("act", number, "accept", db_url=db_url, address=address,
+                                   task_queue=task_queue,
+                                   env=cli_env(url, tmp_path / "nobody.json"))
+        assert anonymous.code == 2 and anonymous.err.count("\n") == 1, anonymous.err
+        assert anonymous.err == "error: not signed in: run `petition login`\n"
+
+        handler = await signed_in(sessions, url, HANDLER.id, tmp_path / "h1.json",
+                                  db_url=db_url, address=address, task_queue=task_queue)
+        assert stat.S_IMODE(handler.session_file.stat().st_mode) == 0o600
+        accepted = await handler("act", number, "accept", "--data", '{"note": "受理"}')
+        assert accepted.code == 0, accepted.err
+        assert accepted.json()["stage"] == "in_handling"
+        extension = await handler("act", number, "request_extension", "--data", json.dumps(
+            {"days": 10, "reason": "需调取档案 records needed"}))
+        assert extension.code == 0, extension.err
+
+        assert await settled(client, handle.id)
+        before = await handle.query(PetitionWorkflow.status)
+        events_before = len([e async for e in handle.fetch_history_events()])
+        decision = json.dumps({"approved": True, "reason_to_petitioner": "x"})
+        # The handler, signed in, takes the head's decision: the service acts as the
+        # handler the directory knows, and the workflow refuses in one line.
+        as_head = await handler("act", number, "decide_extension", "--data", decision)
+        assert as_head.code == 2 and as_head.err.count("\n") == 1, as_head.err
+        assert as_head.err == ("error: refused [role]: decide_extension may be taken by "
+                               "unit_head, not handler\n")
+        # Claiming to be the head is no longer an option at all.
+        forged = await handler("act", number, "decide_extension", "--actor",
+                               f"{HANDLER.id}:unit_head:{UNIT}", "--data", decision)
+        assert forged.code == 2 and "No such option '--actor'" in forged.err, forged.err
+        assert forged.out == ""
+        # Nor is the actor in the payload.
+        smuggled = await handler("act", number, "decide_extension", "--data", json.dumps(
+            {"approved": True, "reason_to_petitioner": "x",
+             "actor": {"id": HEAD.id, "role": "unit_head", "unit": UNIT}}))
+        assert smuggled.code == 2 and smuggled.err.count("\n") == 1, smuggled.err
+        assert "actor is not yours to set" in smuggled.err
+
+        assert await handle.query(PetitionWorkflow.status) == before
+        assert len([e async for e in handle.fetch_history_events()]) == events_before
+        [row] = await _refusals(sessions, handle.id)
+        assert (row.action, row.actor_id, row.actor_role, row.actor_unit) == (
+            "decide_extension", HANDLER.id, "handler", UNIT)
+        assert row.detail == {"via": "update", "principal": "staff", "subject": HANDLER.id}
+
+        # The head, signed in, decides; the same request id again does not act twice.
+        head = await signed_in(sessions, url, HEAD.id, tmp_path / "head.json",
+                               db_url=db_url, address=address, task_queue=task_queue)
+        once = json.dumps({"approved": True, "reason_to_petitioner": "案情复杂",
+                           "request_id": "decide-ext-1"})
+        decided = await head("act", number, "decide_extension", "--data", once)
+        assert decided.code == 0, decided.err
+        assert decided.json()["extension_days"] == 10
+        again = await head("act", number, "decide_extension", "--data", once)
+        assert again.code == 0, again.err
+        assert again.json()["extension_days"] == 10
+
+        # Signed out: acting needs a new sign-in.
+        logout = await handler("logout")
+        assert logout.code == 0 and logout.out == "signed out\n"
+        assert not handler.session_file.exists()
+        after = await handler("act", number, "add_note", "--data", '{"text": "x"}')
+        assert after.code == 2 and "run `petition login`" in after.err
+
+
+@pytest.mark.cli
+async def test_petition_login_fails_in_one_line(sessions, db_url, tmp_path) -> None:
+    """Wrong password, a locked account, a service not there: one line each, no session."""
+    await set_password(sessions, "YZ-PROC.h2", PASSWORD)
+    session_file = tmp_path / "h2.json"
+    async with running_service(sessions, None, "unused") as url:
+        env = cli_env(url, session_file)
+
+        async def login(password: str) -> CliResult:
+            return await petition("login", db_url=db_url, address="unused", task_queue="unused",
+                                  env=env, stdin=f"YZ-PROC.h2\n{password}\n")
+
+        wrong = await login("not the password")
+        assert wrong.code == 2 and wrong.err.count("\n") == 1, wrong.err
+        assert wrong.err == "error: sign-in refused: the credentials are not valid\n"
+        await login("not the password")
+        locked = await login("not the password")  # the third failure locks the account
+        assert locked.code == 2 and locked.err.count("\n") == 1, locked.err
+        assert locked.err.startswith("error: sign-in refused: locked after repeated failures")
+        still = await login(PASSWORD)
+        assert still.code == 2 and "locked" in still.err
+        assert not session_file.exists()
+    gone = await petition("login", "--service", url, db_url=db_url, address="unused",
+                          task_queue="unused", env=env, stdin=f"YZ-PROC.h2\n{PASSWORD}\n")
+    assert gone.code == 2 and gone.err.count("\n") == 1, gone.err
+    assert gone.err.startswith(f"error: the petition service at {url} is unreachable")
+    assert not session_file.exists()
 
 
 @pytest.mark.parametrize(("actor", "refusal"), [
