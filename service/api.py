@@ -21,12 +21,13 @@ from adapters.petition_client import ActionRefused, PetitionNotFound
 from adapters.tables import Petition, PetitionEvent, QueryCode
 from domain.case import PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE, payload_schema
-from domain.models import Action, Actor, Category, PetitionIntake, Stage
+from domain.models import LATEST, Action, Actor, Category, PetitionIntake, Stage
 from domain.rules import Refusal
 from service.access import actor_for, case_row, unit_refusal
 from service.auth.hashing import hash_secret_async, new_query_code
 from service.auth.principal import Caller, Principal, require_staff
 from service.context import ServiceContext, context
+from service.params import RegistrationNo, UnitCode
 from service.problems import (
     SIGNED_IN,
     Problem,
@@ -41,6 +42,17 @@ router = APIRouter(prefix="/api/v1")
 Ctx = Annotated[ServiceContext, Depends(context)]
 PERSON_ACTIONS = [row.action for row in TABLE.values() if not row.system]
 REQUEST_ID = r"^[!-~]{1,64}$"
+# The dates a list or a report may ask about: no petition data before 1990 (as `petition
+# report` says) and nothing past the domain's horizon. Outside, date arithmetic overflowed
+# into a 500 (found by Schemathesis: `?registered_from=0001-01-01`, `?period=9999`).
+FIRST_DAY = date(1990, 1, 1)
+LAST_DAY = date(LATEST.year - 1, 12, 31)
+
+
+def _within_horizon(name: str, day: date | None) -> None:
+    if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+        raise Problem(422, f"{name}: must lie between {FIRST_DAY} and {LAST_DAY}",
+                      kind="validation", field=name)
 
 
 class Registered(BaseModel):
@@ -146,7 +158,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
 def _action_route(action: Action) -> Callable[..., Awaitable[PetitionStatus]]:
     command_type = TABLE[action].command
 
-    async def act(registration_no: str, request: Request, who: Caller, ctx: Ctx,
+    async def act(registration_no: RegistrationNo, request: Request, who: Caller,
+                  ctx: Ctx,
                   idempotency_key: Annotated[str | None, Header(
                       alias="Idempotency-Key", pattern=REQUEST_ID)] = None) -> PetitionStatus:
         row = await case_row(ctx, registration_no)
@@ -215,7 +228,8 @@ async def _readable(ctx: ServiceContext, who: Principal, registration_no: str) -
 
 @router.get("/petitions/{registration_no}", response_model=PetitionStatus, tags=["read"],
             responses=problem_responses(*SIGNED_IN, 404, 503))
-async def status(registration_no: str, who: Caller, ctx: Ctx) -> PetitionStatus:
+async def status(registration_no: RegistrationNo, who: Caller,
+                 ctx: Ctx) -> PetitionStatus:
     row = await _readable(ctx, who, registration_no)
     try:
         return await ctx.petitions.status(row.workflow_id)
@@ -225,7 +239,8 @@ async def status(registration_no: str, who: Caller, ctx: Ctx) -> PetitionStatus:
 
 @router.get("/petitions/{registration_no}/timeline", response_model=list[TimelineEntry],
             tags=["read"], responses=problem_responses(*SIGNED_IN, 404, 503))
-async def timeline(registration_no: str, who: Caller, ctx: Ctx) -> list[TimelineEntry]:
+async def timeline(registration_no: RegistrationNo, who: Caller,
+                   ctx: Ctx) -> list[TimelineEntry]:
     row = await _readable(ctx, who, registration_no)
     try:
         return await ctx.petitions.timeline(row.workflow_id)
@@ -236,7 +251,8 @@ async def timeline(registration_no: str, who: Caller, ctx: Ctx) -> list[Timeline
 @router.get("/petitions/{registration_no}/audit", tags=["read"],
             responses=problem_responses(*SIGNED_IN, 404),
             summary="The audit trail: every transition and every refused action (staff)")
-async def audit(registration_no: str, who: Caller, ctx: Ctx) -> list[dict[str, Any]]:
+async def audit(registration_no: RegistrationNo, who: Caller,
+                ctx: Ctx) -> list[dict[str, Any]]:
     require_staff(who)
     row = await _readable(ctx, who, registration_no)
     return await audit_trail(ctx.sessions, row.workflow_id)
@@ -246,7 +262,7 @@ async def audit(registration_no: str, who: Caller, ctx: Ctx) -> list[dict[str, A
             responses=problem_responses(*SIGNED_IN),
             summary="A unit's petitions (registered at, held by or responsible for it)")
 async def unit_petitions(
-        unit: str, who: Caller, ctx: Ctx,
+        unit: UnitCode, who: Caller, ctx: Ctx,
         stage: Stage | None = None, overdue: bool = False, category: Category | None = None,
         registered_from: date | None = None, registered_to: date | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50) -> list[dict[str, Any]]:
@@ -254,6 +270,8 @@ async def unit_petitions(
     why = await unit_refusal(ctx, actor, unit)
     if why is not None:
         raise refused(Refusal("unit", why))
+    _within_horizon("registered_from", registered_from)
+    _within_horizon("registered_to", registered_to)
     try:
         where = PetitionFilter(unit=unit, stage=stage, overdue=overdue, category=category,
                                registered_from=registered_from, registered_to=registered_to,
@@ -267,7 +285,7 @@ async def unit_petitions(
             summary="The assessment report of a unit for one period (JSON or CSV)",
             responses={200: {"content": {"application/json": {}, "text/csv": {}}},
                        **problem_responses(*SIGNED_IN, 404)})
-async def report(unit: str, who: Caller, ctx: Ctx,
+async def report(unit: UnitCode, who: Caller, ctx: Ctx,
                  period: Annotated[str | None, Query(max_length=20)] = None,
                  format: Literal["json", "csv"] = "json",
                  by: Literal["territory", "line"] = "line") -> Response:
@@ -284,6 +302,7 @@ async def report(unit: str, who: Caller, ctx: Ctx,
         chosen = parse_period(period) if period else current_period(PeriodKind.MONTH)
     except PeriodError as err:
         raise Problem(422, str(err), kind="validation", field="period") from None
+    _within_horizon("period", chosen.first_day)
     try:
         built = await build_report(ctx.sessions, unit, chosen, by=RollUp(by))
     except UnknownUnitError as err:

@@ -166,6 +166,46 @@ async def test_every_error_is_problem_json(bare, sessions):
                                                       "query_code": "ABCDEFGH"}), 401)
 
 
+async def test_control_characters_in_paths_and_sign_in_are_422(bare, sessions):
+    """Found by Schemathesis (tests/test_service_fuzz.py): a NUL in a registration number,
+    a unit code or a sign-in name reached PostgreSQL, which cannot store it: a 500. Now a
+    422 naming the parameter, before any lookup."""
+    headers = await staff_token(bare, sessions, "QS-XFJ.h1")
+    for path in ("/api/v1/petitions/%00", "/api/v1/petitions/a%00b/timeline",
+                 "/api/v1/petitions/%01/audit", "/api/v1/units/%00/petitions",
+                 "/api/v1/reports/QS%00XFJ"):
+        body = problem(await bare.get(path, headers=headers), 422)
+        assert body["errors"][0]["field"] in ("registration_no", "unit"), body
+    acted = problem(await bare.post("/api/v1/petitions/%00/actions/accept", headers=headers,
+                                    json={}), 422)
+    assert acted["field"] == "registration_no"
+    for form in ({"grant_type": "password", "username": "a\x00b", "password": "x"},
+                 {"grant_type": "client_credentials", "client_id": "a\x00b",
+                  "client_secret": "x"}):
+        body = problem(await bare.post("/auth/token", data=form), 422)
+        assert body["field"] in ("username", "client_id")
+    signed = problem(await bare.post("/auth/petitioner", json={
+        "registration_no": "QS\u0000", "query_code": "ABCDEFGH"}), 422)
+    assert signed["field"] == "registration_no"
+
+
+async def test_dates_past_the_horizon_are_422(bare, sessions):
+    """Found by Schemathesis: a list from 0001-01-01 or a report for 9999 overflowed the
+    date arithmetic (OverflowError, ValueError: a 500). Now a 422 naming the parameter."""
+    headers = await staff_token(bare, sessions, "QS-XFJ.head")
+    for query, name in (("registered_from=0001-01-01", "registered_from"),
+                        ("registered_to=9999-12-31", "registered_to")):
+        body = problem(await bare.get(f"/api/v1/units/QS-XFJ/petitions?{query}",
+                                      headers=headers), 422)
+        assert body["field"] == name
+    for period in ("9999", "9999-12", "9999-12-31", "2100"):
+        body = problem(await bare.get(f"/api/v1/reports/QS-XFJ?period={period}",
+                                      headers=headers), 422)
+        assert body["field"] == "period"
+    assert (await bare.get("/api/v1/reports/QS-XFJ?period=2099-12",
+                           headers=headers)).status_code == 200
+
+
 async def test_rate_limit_per_client(sessions):
     app = create_app(settings(rate_burst=3, rate_per_second=0.5), sessions=sessions,
                      petitions=None)

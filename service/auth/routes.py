@@ -17,6 +17,7 @@ from adapters.tables import IntakeClient, Petition, QueryCode, StaffAccount
 from service.auth.hashing import normalise_query_code, verify_secret_async
 from service.auth.principal import staff_actor
 from service.context import ServiceContext, context
+from service.params import KEY_PATTERN
 from service.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/auth", tags=["authentication"])
@@ -30,7 +31,7 @@ class TokenAnswer(BaseModel):
 
 
 class PetitionerSignIn(BaseModel):
-    registration_no: str = Field(min_length=1, max_length=64)
+    registration_no: str = Field(min_length=1, max_length=64, pattern=KEY_PATTERN)
     query_code: str = Field(min_length=1, max_length=32)
 
 
@@ -98,9 +99,9 @@ async def _client_token(ctx: ServiceContext, client_id: str, secret: str) -> Tok
 async def token(
         ctx: Ctx,
         grant_type: Annotated[str, Form(pattern="^(password|client_credentials)$")],
-        username: Annotated[str | None, Form(max_length=64)] = None,
+        username: Annotated[str | None, Form(max_length=64, pattern=KEY_PATTERN)] = None,
         password: Annotated[str | None, Form(max_length=256)] = None,
-        client_id: Annotated[str | None, Form(max_length=64)] = None,
+        client_id: Annotated[str | None, Form(max_length=64, pattern=KEY_PATTERN)] = None,
         client_secret: Annotated[str | None, Form(max_length=256)] = None,
         scope: Annotated[str, Form(max_length=500)] = "") -> TokenAnswer:
     """OAuth2 token endpoint: `grant_type=password` with `username` (the directory person
