@@ -53,8 +53,6 @@ class Settings(BaseSettings):
     assertion_active_key: str | None = None
     assertion_key_file: Path = PROJECT_ROOT / ".data" / "assertion-keys"
     # The codec server the Web UI decodes through (`petition codec-server`).
-    codec_server_token: str | None = None
-    codec_server_token_file: Path = PROJECT_ROOT / ".data" / "codec-server-token"
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = 8081
     codec_server_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
