@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -31,6 +33,7 @@ from domain.models import (
 )
 from security.identity import identity_refusal
 from service.accounts_cmd import set_password
+from starter import session as signed
 from starter.actions import ActionError, take_action
 from tests.cli import CliResult, petition
 from tests.conftest import make_intake
@@ -285,3 +288,49 @@ async def test_the_directory_decides_who_may_claim_what(sessions, actor, refusal
         assert found is None
     else:
         assert found is not None and refusal in found
+
+
+def test_the_session_file_is_the_owners_and_answers_in_one_line(tmp_path) -> None:
+    """starter/session.py without a service: the file (0600, expiry) and the answers."""
+    now = datetime.now(UTC)
+    path = tmp_path / "config" / "session.json"
+    kept = signed.Session("http://service", HANDLER.id, "token-1", now + timedelta(minutes=15))
+    signed.save(kept, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert signed.load(path) == kept
+    with pytest.raises(signed.SessionError, match=r"expired at .*: run `petition login` again"):
+        signed.load(path, now=now + timedelta(minutes=16))
+    path.write_text("{not json")
+    with pytest.raises(signed.SessionError, match="unreadable"):
+        signed.load(path)
+    assert signed.remove(path) and not signed.remove(path)
+    with pytest.raises(signed.SessionError, match=r"^not signed in: run `petition login`$"):
+        signed.load(path)
+
+    def answer(status: int, body: dict[str, Any]) -> httpx.MockTransport:
+        return httpx.MockTransport(lambda request: httpx.Response(
+            status, json=body, headers={"content-type": "application/problem+json"}))
+
+    def act(transport: httpx.BaseTransport) -> Any:
+        return signed.act(kept, "QS-HRSS-2026-000001", "reply", {"opinion": "x"}, "r-1",
+                          transport=transport)
+
+    with pytest.raises(signed.Refused, match=r"^refused \[stage\]: not in\\nhandling$"):
+        act(answer(409, {"status": 409, "detail": "not in\nhandling", "rule": "stage"}))
+    with pytest.raises(signed.SessionError, match=r"token expired\): run `petition login`$"):
+        act(answer(401, {"status": 401, "detail": "token expired"}))
+    with pytest.raises(signed.SessionError, match=r"^opinion: Field required$"):
+        act(answer(422, {"status": 422, "detail": "Field required", "field": "opinion"}))
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(signed.SessionError, match=r"^the petition service at http://service "
+                       r"is unreachable \(connection refused\)$"):
+        act(httpx.MockTransport(down))
+    # The request id travels as the Idempotency-Key; the actor is never the caller's.
+    assert signed.action_body('{"opinion": "x", "request_id": "r-2"}') == (
+        {"opinion": "x"}, "r-2")
+    with pytest.raises(signed.SessionError, match="actor is not yours to set"):
+        signed.action_body('{"actor": {"id": "QS-HRSS.head"}}')
