@@ -117,6 +117,7 @@ def test_services_and_start_order() -> None:
     assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
     assert services["temporal"]["environment"]["DB"] == "postgres12"
     assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
+    assert services["temporal-ui"]["environment"]["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
     assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
 
     service = services["service"]
