@@ -133,7 +133,8 @@ def _build(go: str, target: Path) -> str:
 
 
 def ui_config(temporal_address: str, port: int, *, host: str = "127.0.0.1",
-              codec_endpoint: str | None = None, oidc: OidcSettings | None = None) -> dict:
+              codec_endpoint: str | None = None, oidc: OidcSettings | None = None,
+              codec_include_credentials: bool = False) -> dict:
     """The UI server's configuration (the keys of its `server/config/config.go`)."""
     config: dict = {
         "temporalGrpcAddress": temporal_address,
@@ -148,7 +149,9 @@ def ui_config(temporal_address: str, port: int, *, host: str = "127.0.0.1",
     }
     if codec_endpoint:
         # With sign-in on, the UI hands the codec server the signed-in person's access token.
-        config["codec"] = {"endpoint": codec_endpoint, "passAccessToken": oidc is not None}
+        # `includeCredentials`: the browser sends the codec server's own sign-in cookie.
+        config["codec"] = {"endpoint": codec_endpoint, "passAccessToken": oidc is not None,
+                           "includeCredentials": codec_include_credentials}
     if oidc is not None:
         config["auth"] = {
             "enabled": True,
@@ -175,6 +178,7 @@ def start_ui_server(
     *,
     host: str = "127.0.0.1",
     data_dir: Path | None = None,
+    codec_include_credentials: bool = False,
     timeout: float = START_TIMEOUT_SECONDS,
 ) -> UiServer:
     """Start the read-only Web UI on `host:port` for the frontend at `temporal_address`.
@@ -194,7 +198,7 @@ def start_ui_server(
     config_dir.mkdir(parents=True, exist_ok=True)
     config_file = config_dir / f"{_ENV_NAME}.yaml"
     config = ui_config(temporal_address, port, host=host, codec_endpoint=codec_endpoint,
-                       oidc=oidc)
+                       oidc=oidc, codec_include_credentials=codec_include_credentials)
     # JSON is YAML; 0600: it may hold a client secret.
     fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -17,7 +17,10 @@ from temporalio.client import Client
 
 from adapters.tables import Petition, Unit
 from devstack.keycloak import KeycloakServer
-from devstack.temporal_server import DEV_UI_PORT, start_project_dev_server
+from devstack.postgres import project_data_dir
+from devstack.temporal_cli import ProvisioningError
+from devstack.temporal_server import DEV_PORT, DEV_UI_PORT, start_dev_server
+from devstack.temporal_ui import resolve_ui_server, start_ui_server
 from security.codec_server import CodecServer
 from starter.intake import read_intake, submit
 from starter.runtime import (
@@ -70,9 +73,22 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             print("directory:", await load_directory_file(rt.sessions, SAMPLE_DIRECTORY), "units")
         print("starting the Temporal dev server (the first run may build the CLI) ...")
         codec = _codec_server(rt)
-        env = await start_project_dev_server(
-            data_converter=data_converter(), ui_codec_endpoint=codec.ui_endpoint if codec else None)
-        async with env:
+        try:  # the read-only Web UI server, built with Go the first time (about a minute)
+            ui_binary: str | None = await asyncio.to_thread(resolve_ui_server)
+        except ProvisioningError as err:
+            print(f"Web UI not started ({err})")
+            ui_binary = None
+        env = await start_dev_server(
+            db_filename=str(project_data_dir() / "temporal.db"), port=DEV_PORT, ui=False,
+            data_converter=data_converter())
+        async with env, contextlib.AsyncExitStack() as servers:
+            if ui_binary is not None:
+                # The Web UI on a server of its own, read-only (no Cancel, Terminate, Signal,
+                # Reset ...: devstack/temporal_ui.py), at the same address as before.
+                await servers.enter_async_context(await asyncio.to_thread(
+                    start_ui_server, f"127.0.0.1:{DEV_PORT}", DEV_UI_PORT,
+                    codec.ui_endpoint if codec else None, None,
+                    data_dir=project_data_dir() / "temporal-ui", codec_include_credentials=True))
             worker = asyncio.create_task(run_worker(rt.settings, rt.sessions, env.client, stop))
             keycloak = await asyncio.to_thread(_keycloak)
             service = asyncio.create_task(_serve(rt, env.client, keycloak, stop))
