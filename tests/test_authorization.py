@@ -185,7 +185,8 @@ async def test_petition_act_refuses_a_forged_head_in_one_line(
         handler = await signed_in(sessions, url, HANDLER.id, tmp_path / "h1.json",
                                   db_url=db_url, address=address, task_queue=task_queue)
         assert stat.S_IMODE(handler.session_file.stat().st_mode) == 0o600
-        accepted = await handler("act", number, "accept", "--data", '{"note": "受理"}')
+        # By workflow id (its registration number from the read model) as by number.
+        accepted = await handler("act", handle.id, "accept", "--data", '{"note": "受理"}')
         assert accepted.code == 0, accepted.err
         assert accepted.json()["stage"] == "in_handling"
         extension = await handler("act", number, "request_extension", "--data", json.dumps(
