@@ -167,3 +167,48 @@ async def _look_in_chromium(read_only: UiServer, writable: UiServer,
         finally:
             await context.close()
     return shot, seen[1], seen[0]
+
+
+async def test_ui_server_signs_in_through_keycloak_and_stays_read_only():
+    """With OIDC on, the UI sends people to Keycloak (client `workbench`) and hands their
+    access token to the codec server; its API wants a bearer token, and writes stay 405.
+
+    The UI server only checks that an Authorization header is there: validating the token
+    is the Temporal frontend's job (the dev server has no authorizer), and the codec
+    server's, which checks it against Keycloak's JWKS itself."""
+    from devstack.keycloak import start_keycloak
+    from devstack.temporal_ui import OidcSettings
+
+    port = free_port()
+    keycloak = await asyncio.to_thread(start_keycloak, free_port())
+    async with keycloak, await start_dev_server(db_filename=None, port=port, ui=False) as env:
+        workflow_id = await _start_idle_workflow(env.client, "ui-oidc")
+        codec = f"http://127.0.0.1:{free_port()}/codec"
+        ui = await asyncio.to_thread(start_ui_server, f"127.0.0.1:{port}", free_port(), codec,
+                                     OidcSettings(issuer=keycloak.issuer))
+        async with ui, httpx.AsyncClient(base_url=f"http://127.0.0.1:{ui.port}",
+                                         timeout=20) as http:
+            settings = (await http.get("/api/v1/settings")).json()
+            anonymous = await http.get(f"/api/v1/namespaces/default/workflows/{workflow_id}")
+            sign_in = await http.get("/auth/sso")
+            bearer = {"Authorization": "Bearer any-token"}
+            read = await http.get(f"/api/v1/namespaces/default/workflows/{workflow_id}",
+                                  headers=bearer)
+            write = await http.post(
+                f"/api/v1/namespaces/default/workflows/{workflow_id}/terminate",
+                json={"reason": "signed in, pressed Terminate"}, headers=bearer)
+        status = await _status(env.client, workflow_id)
+
+    assert settings["Auth"]["Enabled"] is True
+    assert settings["DisableWriteActions"] is True
+    assert settings["Codec"] == {**settings["Codec"], "Endpoint": codec, "PassAccessToken": True}
+    assert anonymous.status_code == 401, anonymous.text
+    assert sign_in.status_code == 302, sign_in.text
+    target = httpx.URL(sign_in.headers["location"])
+    assert str(target).startswith(f"{keycloak.issuer}/protocol/openid-connect/auth?")
+    assert target.params["client_id"] == "workbench"
+    assert target.params["redirect_uri"] == f"http://localhost:{ui.port}/auth/sso/callback"
+    assert target.params["response_type"] == "code"
+    assert read.status_code == 200, read.text  # presence only: see the docstring
+    assert write.status_code == 405, write.text
+    assert status == WorkflowExecutionStatus.RUNNING
