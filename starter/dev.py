@@ -95,7 +95,10 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             await asyncio.sleep(1)
             print("sample petitions:")
             await _submit_samples(rt, env.client, samples)
-            print(f"\nWeb UI: http://localhost:{DEV_UI_PORT}  (Ctrl-C stops the stack)")
+            # 127.0.0.1, not localhost: the codec server's sign-in cookie (127.0.0.1:8081) is
+            # only sent to a UI of the same site, and decrypted payloads need it.
+            print(f"\nWeb UI: http://127.0.0.1:{DEV_UI_PORT}  (sign in to decrypt: http://"
+                  f"127.0.0.1:{rt.settings.codec_server_port}/login; Ctrl-C stops the stack)")
             demo = asyncio.create_task(_demo(rt, env.client, demo_count))
             with contextlib.suppress(asyncio.CancelledError):
                 await stop.wait()
