@@ -44,7 +44,8 @@ PERSON_ACTIONS = [row.action for row in TABLE.values() if not row.system]
 REQUEST_ID = r"^[!-~]{1,64}$"
 # The dates a list or a report may ask about: no petition data before 1990 (as `petition
 # report` says) and nothing past the domain's horizon. Outside, date arithmetic overflowed
-# into a 500 (found by Schemathesis: `?registered_from=0001-01-01`, `?period=9999`).
+# into a 500 (found probing beside the Schemathesis run: `?registered_from=0001-01-01`,
+# `?period=9999`).
 FIRST_DAY = date(1990, 1, 1)
 LAST_DAY = date(LATEST.year - 1, 12, 31)
 

@@ -1,7 +1,7 @@
 """Path and form values that the service looks up in PostgreSQL (registration numbers,
 unit codes, person and client ids): printable and at most a column's 64 characters.
-PostgreSQL cannot store NUL, so an unchecked `%00` in a path was a 500 (found by
-Schemathesis); now it is a 422 naming the parameter."""
+PostgreSQL cannot store NUL, so an unchecked `%00` in a path was a 500 (found probing
+the edges beside the Schemathesis run); now it is a 422 naming the parameter."""
 
 from __future__ import annotations
 

@@ -167,7 +167,7 @@ async def test_every_error_is_problem_json(bare, sessions):
 
 
 async def test_control_characters_in_paths_and_sign_in_are_422(bare, sessions):
-    """Found by Schemathesis (tests/test_service_fuzz.py): a NUL in a registration number,
+    """Found probing beside tests/test_service_fuzz.py: a NUL in a registration number,
     a unit code or a sign-in name reached PostgreSQL, which cannot store it: a 500. Now a
     422 naming the parameter, before any lookup."""
     headers = await staff_token(bare, sessions, "QS-XFJ.h1")
@@ -190,8 +190,9 @@ async def test_control_characters_in_paths_and_sign_in_are_422(bare, sessions):
 
 
 async def test_dates_past_the_horizon_are_422(bare, sessions):
-    """Found by Schemathesis: a list from 0001-01-01 or a report for 9999 overflowed the
-    date arithmetic (OverflowError, ValueError: a 500). Now a 422 naming the parameter."""
+    """Found probing beside tests/test_service_fuzz.py: a list from 0001-01-01 or a report
+    for 9999 overflowed the date arithmetic (OverflowError, ValueError: a 500). Now a 422
+    naming the parameter."""
     headers = await staff_token(bare, sessions, "QS-XFJ.head")
     for query, name in (("registered_from=0001-01-01", "registered_from"),
                         ("registered_to=9999-12-31", "registered_to")):

@@ -72,10 +72,8 @@ STRANGER_STAFF = "QS-HRSS.h1"  # staff of another unit, with no part in the case
 SEEDED_CASES = 4
 LOG = logging.getLogger(__name__)
 
-# Examples per run (Hypothesis may stop early on a small space; the requests actually sent
-# are counted, and the total must reach MIN_REQUESTS).
-REFUSED_EXAMPLES = 110
-AUTHORIZED_EXAMPLES = 160
+# Examples per operation and caller are set on each `Caller` (Hypothesis may stop early on
+# a small space); the requests actually sent are counted and must reach MIN_REQUESTS.
 MIN_REQUESTS = 1000
 FUZZ = settings(deadline=None, derandomize=True, database=None)
 
@@ -160,57 +158,69 @@ class Caller:
     picks: Callable[[str, str], bool]
     # Registration numbers to put in case paths (besides generated ones)
     numbers: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)  # unit codes for /units/{unit}, /reports
     unique_keys: bool = False  # a fresh Idempotency-Key per request
     force_unit: str | None = None  # the registered intake's unit
     modes: tuple[GenerationMode, ...] = (GenerationMode.POSITIVE,)
+    examples: int = 6  # per operation
 
 
-def strategy_for(schema: Any, caller: Caller) -> Any:
-    parts = []
+def operations_for(schema: Any, caller: Caller) -> list[tuple[str, Any]]:
+    """Per operation the caller is fuzzed on: its label and its strategy (each generation
+    mode; generated path values and the caller's real registration numbers and units)."""
+    found = []
     for result in schema.get_all_operations():
         operation = result.ok()
         if not caller.picks(operation.method.upper(), operation.path):
             continue
+        parts = []
         for mode in caller.modes:
             parts.append(operation.as_strategy(generation_mode=mode))
-            if "{registration_no}" in operation.path:
-                parts.extend(operation.as_strategy(
-                    generation_mode=mode, path_parameters={"registration_no": number})
-                    for number in caller.numbers)
-    assert parts, f"no operation for {caller.name}"
-    return st.one_of(parts)
+            for name, values in (("registration_no", caller.numbers),
+                                 ("unit", caller.units)):
+                if f"{{{name}}}" in operation.path:
+                    parts.extend(operation.as_strategy(
+                        generation_mode=mode, path_parameters={name: value})
+                        for value in values)
+        found.append((operation.label, st.one_of(parts)))
+    assert found, f"no operation for {caller.name}"
+    return found
 
 
-def fuzz(schema: Any, base_url: str, caller: Caller, phase: str, examples: int,
-         log: Log) -> None:
-    """Hypothesis (in this thread) sends `examples` generated requests as `caller`."""
+def fuzz(schema: Any, base_url: str, caller: Caller, phase: str, log: Log) -> None:
+    """Hypothesis (in this thread) sends up to `caller.examples` generated requests per
+    operation as `caller`."""
     session = requests.Session()
+    for _, strategy in operations_for(schema, caller):
 
-    @settings(FUZZ, max_examples=examples)
-    @given(case=strategy_for(schema, caller))
-    def run(case: Any) -> None:
-        if caller.force_unit and isinstance(case.body, dict):
-            case.body["unit"] = caller.force_unit
-        headers = dict(caller.headers)
-        if caller.unique_keys:
-            headers["Idempotency-Key"] = f"fuzz-{uuid.uuid4().hex}"
-        response = case.call(base_url=base_url, session=session, headers=headers,
-                             timeout=60)
-        number = (case.path_parameters or {}).get("registration_no")
-        log.add(Sent(phase, caller.name, case.method.upper(), case.path,
-                     response.status_code, number,
-                     response.json() if response.status_code in (200, 201)
-                     and case.path == REGISTER[1] else None))
-        try:
-            case.validate_response(response, checks=CHECKS, headers=headers)
-        except (Exception, BaseExceptionGroup) as err:  # collected, reported together
-            titles = [getattr(e, "title", type(e).__name__)
-                      for e in getattr(err, "exceptions", [err])]
-            key = f"{case.method.upper()} {case.path} {response.status_code}: {titles}"
-            with log.lock:
-                log.failures.setdefault(key, f"[{phase}/{caller.name}] {err}"[:2500])
+        @settings(FUZZ, max_examples=caller.examples)
+        @given(case=strategy)
+        def run(case: Any) -> None:
+            send(case, base_url, session, caller, phase, log)
 
-    run()
+        run()
+
+
+def send(case: Any, base_url: str, session: requests.Session, caller: Caller, phase: str,
+         log: Log) -> None:
+    if caller.force_unit and isinstance(case.body, dict):
+        case.body["unit"] = caller.force_unit
+    headers = dict(caller.headers)
+    if caller.unique_keys:
+        headers["Idempotency-Key"] = f"fuzz-{uuid.uuid4().hex}"
+    response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
+    number = (case.path_parameters or {}).get("registration_no")
+    log.add(Sent(phase, caller.name, case.method.upper(), case.path, response.status_code,
+                 number, response.json() if response.status_code in (200, 201)
+                 and case.path == REGISTER[1] else None))
+    try:
+        case.validate_response(response, checks=CHECKS, headers=headers)
+    except (Exception, BaseExceptionGroup) as err:  # collected, reported together
+        titles = [getattr(e, "title", type(e).__name__)
+                  for e in getattr(err, "exceptions", [err])]
+        key = f"{case.method.upper()} {case.path} {response.status_code}: {titles}"
+        with log.lock:
+            log.failures.setdefault(key, f"[{phase}/{caller.name}] {err}"[:2500])
 
 
 # ----------------------------------------------------------------------- rows
@@ -318,12 +328,12 @@ async def test_schemathesis_against_the_live_service(sessions, dev_env, running_
                 Caller("intake client acting", client,
                        lambda m, p: signed_in(m, p) and (m, p) != REGISTER, numbers),
                 Caller("petitioner of another case", petitioner, signed_in, other_numbers),
-                Caller("staff of another unit", stranger, on_case, numbers),
+                Caller("staff of another unit", stranger,
+                       lambda m, p: on_case(m, p) or "{unit}" in p, numbers, [UNIT]),
             ]
             before = await row_counts(sessions)
             for caller in refused_callers:
-                await asyncio.to_thread(fuzz, schema, base_url, caller, "refused",
-                                        REFUSED_EXAMPLES, log)
+                await asyncio.to_thread(fuzz, schema, base_url, caller, "refused", log)
             after = await row_counts(sessions)
             refused_phase = [s for s in log.sent if s.phase == "refused"]
             LOG.warning("refused run: %s", Counter(s.status for s in refused_phase))
@@ -332,17 +342,17 @@ async def test_schemathesis_against_the_live_service(sessions, dev_env, running_
             # 2. The callers who may act: staff of the holding unit, the intake client
             # (registering at its unit), the case's own petitioner.
             authorized_callers = [
-                Caller("staff of the holding unit", staff, signed_in, numbers,
-                       unique_keys=True,
+                Caller("staff of the holding unit", staff, signed_in, numbers, [UNIT],
+                       unique_keys=True, examples=25,
                        modes=(GenerationMode.POSITIVE, GenerationMode.NEGATIVE)),
                 Caller("intake client registering", client, lambda m, p: (m, p) == REGISTER,
-                       force_unit=UNIT),
+                       force_unit=UNIT, examples=80,
+                       modes=(GenerationMode.POSITIVE, GenerationMode.NEGATIVE)),
                 Caller("the case's petitioner", petitioner, on_case, [own[0]],
-                       unique_keys=True),
+                       unique_keys=True, examples=8),
             ]
             for caller in authorized_callers:
-                await asyncio.to_thread(fuzz, schema, base_url, caller, "authorized",
-                                        AUTHORIZED_EXAMPLES, log)
+                await asyncio.to_thread(fuzz, schema, base_url, caller, "authorized", log)
             authorized = [s for s in log.sent if s.phase == "authorized"]
             registered = [s for s in authorized if (s.method, s.path) == REGISTER
                           and s.status == 201]
@@ -363,6 +373,7 @@ async def test_schemathesis_against_the_live_service(sessions, dev_env, running_
     assert not log.failures, "\n".join(log.failures) + "\n\n" + "\n\n".join(
         list(log.failures.values())[:5])
     assert len(log.sent) >= MIN_REQUESTS
+    assert acted and registered, "the authorized run took no action: the deltas prove nothing"
     assert not accepted_in_refused, accepted_in_refused[:5]
     assert after == before
     assert final["petitions"] - after["petitions"] == len(registered)
