@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.petition_client import PetitionClient
-from service import api, problems
+from service import api, pages, problems
 from service.auth import routes as auth_routes
 from service.auth.oidc import OidcVerifier
 from service.auth.tokens import TokenIssuer, token_ring
@@ -39,6 +39,7 @@ def create_app(settings: ServiceSettings, *, sessions: async_sessionmaker[AsyncS
     problems.install(app)
     app.include_router(auth_routes.router)
     app.include_router(api.router)
+    app.include_router(pages.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

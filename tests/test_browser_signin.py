@@ -1,0 +1,217 @@
+"""Issue 12: staff sign in in the browser (service/pages.py), driven in headless Chromium
+(the Debian package).
+
+(a) A local account: /signin in Chinese, a wrong password answers a Chinese error and no
+    session cookie; the right one lands on /me with the person's name, role and unit name;
+    signing out ends the session.
+(b) OpenID Connect against a real Keycloak (devstack/keycloak.py): the button
+    「使用统一身份认证登录」, Keycloak's own login page for QS-HRSS.h1, and back on /me as
+    that person (authorization code + PKCE S256, state, nonce).
+
+Screenshots go to test-output/signin-*.png; their paths are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from devstack.browser import CHROMIUM_ARGS, ensure_chromium
+from devstack.keycloak import KeycloakServer, start_keycloak
+from devstack.temporal_server import free_port
+from service.accounts_cmd import set_password
+from service.pages import CSRF_COOKIE, SESSION_COOKIE
+from tests.service_helpers import running_service
+
+pytestmark = pytest.mark.servers  # Chromium, and a Keycloak of its own for (b)
+
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+PERSON = "QS-HRSS.h1"
+NAME = "冯振宇"
+UNIT_NAME = "青山县人力资源和社会保障局"
+ROLE = "承办人员"
+PASSWORD = "browser sign-in test password"
+KEYCLOAK_PASSWORD = "dev-only-password"
+WAIT_MS = 20_000
+# Nothing technical reaches a person's page.
+LEAKS = ("Traceback", "Exception", "problem", "detail", "invalid", "token", "null",
+         "Internal Server Error", "KeyError")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    chromium = await asyncio.to_thread(ensure_chromium)
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=chromium, headless=True,
+                                            args=list(CHROMIUM_ARGS))
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def _context(browser: Browser) -> BrowserContext:
+    return await browser.new_context(locale="zh-CN", viewport={"width": 900, "height": 760})
+
+
+async def _cookies(context: BrowserContext) -> dict[str, dict[str, Any]]:
+    return {c["name"]: dict(c) for c in await context.cookies()}
+
+
+async def _text(page: Page) -> str:
+    return " ".join((await page.inner_text("body")).split())
+
+
+def _no_leak(text: str) -> None:
+    for leak in LEAKS:
+        assert leak not in text, (leak, text)
+
+
+async def _shot(page: Page, name: str, shots: list[Path]) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    path = OUTPUT / f"signin-{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    shots.append(path)
+
+
+async def test_local_account_sign_in_me_and_sign_out(sessions, browser, capsys) -> None:
+    await set_password(sessions, PERSON, PASSWORD)
+    shots: list[Path] = []
+    async with running_service(sessions, None, "no-queue") as url:
+        context = await _context(browser)
+        try:
+            page = await context.new_page()
+            answer = await page.goto(f"{url}/signin")
+            assert answer is not None and answer.status == 200
+            text = await _text(page)
+            assert "工作人员登录" in text and "人员编号" in text and "密码" in text
+            # No issuer configured: no single sign-on button.
+            assert "使用统一身份认证登录" not in text
+            await _shot(page, "local", shots)
+
+            # A wrong password: a Chinese error, the id kept, no session.
+            await page.get_by_label("人员编号").fill(PERSON)
+            await page.get_by_label("密码").fill("not the password")
+            async with page.expect_response(f"{url}/signin") as posted:
+                await page.get_by_role("button", name="登录", exact=True).click()
+            assert (await posted.value).status == 401
+            await page.get_by_role("alert").wait_for(timeout=WAIT_MS)
+            text = await _text(page)
+            assert "人员编号或密码不正确" in text
+            _no_leak(text)
+            assert await page.get_by_label("人员编号").input_value() == PERSON
+            assert SESSION_COOKIE not in await _cookies(context)
+            await _shot(page, "local-wrong-password", shots)
+
+            # The right one: /me.
+            await page.get_by_label("密码").fill(PASSWORD)
+            started = time.time()
+            await page.get_by_role("button", name="登录", exact=True).click()
+            await page.wait_for_url(f"{url}/me", timeout=WAIT_MS)
+            text = await _text(page)
+            assert "已登录" in text
+            assert await page.inner_text("#name") == NAME
+            assert await page.inner_text("#person-id") == PERSON
+            assert ROLE in await page.inner_text("#role")
+            assert (await page.inner_text("#unit")).startswith(UNIT_NAME)
+            assert "本地账号" in text
+            _no_leak(text)
+            cookie = (await _cookies(context))[SESSION_COOKIE]
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+            assert not cookie["secure"]  # plain http here; Secure over https
+            assert abs(cookie["expires"] - (started + 15 * 60)) < 30  # the token's lifetime
+            await _shot(page, "me", shots)
+
+            # The session cookie works for the API too (a browser call).
+            token = cookie["value"]
+            async with httpx.AsyncClient(base_url=url) as http:
+                assert (await http.get("/me")).status_code == 401
+                assert (await http.get("/me", cookies={SESSION_COOKIE: token})).status_code \
+                    == 200
+                # A form without its CSRF token is refused, in Chinese.
+                refused = await http.post("/signin", data={"username": PERSON,
+                                                           "password": PASSWORD})
+                assert refused.status_code == 400 and "页面已过期" in refused.text
+                assert SESSION_COOKIE not in refused.cookies
+                refused = await http.post("/signout", cookies={SESSION_COOKIE: token})
+                assert refused.status_code == 400 and "text/html" in \
+                    refused.headers["content-type"]
+
+            # Sign out: back to /signin, no session, /me says so in Chinese.
+            await page.get_by_role("button", name="退出登录").click()
+            await page.wait_for_url(f"{url}/signin", timeout=WAIT_MS)
+            assert SESSION_COOKIE not in await _cookies(context)
+            answer = await page.goto(f"{url}/me")
+            assert answer is not None and answer.status == 401
+            text = await _text(page)
+            assert "尚未登录" in text
+            _no_leak(text)
+            assert CSRF_COOKIE in await _cookies(context)
+        finally:
+            await context.close()
+    with capsys.disabled():
+        print("\n[browser sign-in] " + " ".join(str(p) for p in shots))
+
+
+# --------------------------------------------------------------------------- OIDC
+
+
+@pytest.fixture(scope="module")
+def keycloak() -> Iterator[KeycloakServer]:
+    with start_keycloak(free_port()) as server:
+        yield server
+
+
+async def test_oidc_sign_in_through_keycloak(sessions, browser, keycloak, capsys) -> None:
+    shots: list[Path] = []
+    started = time.monotonic()
+    async with running_service(sessions, None, "no-queue",
+                               oidc_issuer=keycloak.issuer) as url:
+        context = await _context(browser)
+        try:
+            page = await context.new_page()
+            await page.goto(f"{url}/signin")
+            button = page.get_by_role("link", name="使用统一身份认证登录")
+            await button.click()
+            # Keycloak's own login page.
+            await page.wait_for_url(f"{keycloak.base_url}/**", timeout=WAIT_MS)
+            await page.locator("#username").wait_for(timeout=WAIT_MS)
+            assert "code_challenge_method=S256" in page.url and "nonce=" in page.url
+            await _shot(page, "keycloak", shots)
+            await page.locator("#username").fill(PERSON)
+            await page.locator("#password").fill(KEYCLOAK_PASSWORD)
+            await page.locator("#kc-login").click()
+            await page.wait_for_url(f"{url}/me", timeout=WAIT_MS)
+            text = await _text(page)
+            assert await page.inner_text("#name") == NAME
+            assert await page.inner_text("#person-id") == PERSON
+            assert ROLE in await page.inner_text("#role")
+            assert (await page.inner_text("#unit")).startswith(UNIT_NAME)
+            assert "统一身份认证" in text
+            _no_leak(text)
+            cookies = await _cookies(context)
+            assert cookies[SESSION_COOKIE]["httpOnly"]
+            assert "petition_oidc" not in cookies  # the flow's cookie is spent
+            await _shot(page, "oidc-me", shots)
+
+            # A callback that this browser did not start (a forged state) is refused.
+            answer = await page.goto(f"{url}/signin/oidc/callback?state=forged&code=x")
+            assert answer is not None and answer.status == 400
+            text = await _text(page)
+            assert "统一身份认证登录未完成" in text
+            _no_leak(text)
+        finally:
+            await context.close()
+    elapsed = time.monotonic() - started
+    with capsys.disabled():
+        print(f"\n[browser sign-in, OIDC, {elapsed:.1f}s] "
+              + " ".join(str(p) for p in shots))
+    assert elapsed < 60
