@@ -107,6 +107,9 @@ def parse_period(text: str) -> ReportPeriod:
             raise PeriodError(f"period {text!r}: {err}") from None
         if first.year < 1990:
             raise PeriodError(f"period {text!r}: before 1990, no petition data can exist")
+        if first.year > 2099:
+            # Past 2099 the end of a year period would overflow Python's dates.
+            raise PeriodError(f"period {text!r}: after 2099, no petition data can exist")
         return ReportPeriod(kind, first)
     raise PeriodError(f"period {text!r} not understood; use {_FORMS}")
 
