@@ -180,6 +180,8 @@ async def test_oidc_sign_in_through_keycloak(sessions, browser, keycloak, capsys
             page = await context.new_page()
             await page.goto(f"{url}/signin")
             button = page.get_by_role("link", name="使用统一身份认证登录")
+            await button.wait_for(timeout=WAIT_MS)
+            await _shot(page, "with-oidc", shots)
             await button.click()
             # Keycloak's own login page.
             await page.wait_for_url(f"{keycloak.base_url}/**", timeout=WAIT_MS)
