@@ -43,7 +43,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from adapters.tables import Person, Unit
 from domain.models import Role
 from service.auth.oidc import OidcVerifier
-from service.auth.principal import staff_actor
+from service.auth.principal import SESSION_COOKIE, staff_actor
 from service.auth.routes import _staff_token
 from service.auth.tokens import TokenError
 from service.context import ServiceContext, context
@@ -52,7 +52,6 @@ from service.problems import Problem
 
 LOG = logging.getLogger("petition.service.pages")
 
-SESSION_COOKIE = "petition_session"
 CSRF_COOKIE = "petition_csrf"
 FLOW_COOKIE = "petition_oidc"
 FLOW_PATH = "/signin/oidc"

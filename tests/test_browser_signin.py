@@ -130,18 +130,29 @@ async def test_local_account_sign_in_me_and_sign_out(sessions, browser, capsys) 
             assert abs(cookie["expires"] - (started + 15 * 60)) < 30  # the token's lifetime
             await _shot(page, "me", shots)
 
-            # The session cookie works for the API too (a browser call).
+            # The session cookie signs the browser's API calls in too: reads as they are;
+            # a write only with X-Requested-With (no cross-site form can send it).
+            listed = await context.request.get(f"{url}/api/v1/units/QS-HRSS/petitions")
+            assert listed.status == 200, await listed.text()
+            other = await context.request.get(f"{url}/api/v1/units/QS-NR/petitions")
+            assert other.status == 403
             token = cookie["value"]
+            async with httpx.AsyncClient(base_url=url, cookies={SESSION_COOKIE: token}) as http:
+                assert (await http.get("/me")).status_code == 200
+                assert (await http.post("/api/v1/petitions", json={})).status_code == 401
+                written = await http.post("/api/v1/petitions", json={},
+                                          headers={"X-Requested-With": "fetch"})
+                assert written.status_code not in (401, 500), written.text
             async with httpx.AsyncClient(base_url=url) as http:
                 assert (await http.get("/me")).status_code == 401
-                assert (await http.get("/me", cookies={SESSION_COOKIE: token})).status_code \
-                    == 200
+                assert (await http.get("/api/v1/units/QS-HRSS/petitions")).status_code == 401
                 # A form without its CSRF token is refused, in Chinese.
                 refused = await http.post("/signin", data={"username": PERSON,
                                                            "password": PASSWORD})
                 assert refused.status_code == 400 and "页面已过期" in refused.text
                 assert SESSION_COOKIE not in refused.cookies
-                refused = await http.post("/signout", cookies={SESSION_COOKIE: token})
+                http.cookies.set(SESSION_COOKIE, token)
+                refused = await http.post("/signout")
                 assert refused.status_code == 400 and "text/html" in \
                     refused.headers["content-type"]
 

@@ -21,6 +21,13 @@ from service.problems import Problem
 DIRECTORY_ROLES = {r.value: r for r in (Role.HANDLER, Role.UNIT_HEAD, Role.LEADER,
                                         Role.SUPERVISOR, Role.INTAKE_CLERK)}
 OIDC_SERVICE_ACCOUNT = "service-account-"
+# The browser's session (service/pages.py): a staff token of this service in an HttpOnly,
+# SameSite=Lax cookie. Used only when no bearer token is sent; for a method that changes
+# anything only with an `X-Requested-With` header, which a cross-site form cannot send and a
+# cross-origin script cannot send without a CORS preflight (this service allows none).
+SESSION_COOKIE = "petition_session"
+COOKIE_CSRF_HEADER = "X-Requested-With"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 bearer = HTTPBearer(auto_error=False, description="A bearer token from POST /auth/token, "
                     "POST /auth/petitioner or the bureau's OpenID Connect provider")
@@ -97,11 +104,28 @@ async def _from_token(ctx: ServiceContext, token: str) -> Principal:
     return Principal("staff", username, actor=actor)
 
 
+async def _from_session_cookie(ctx: ServiceContext, cookie: str) -> Principal:
+    """A browser's signed-in staff session: only this service's own staff tokens."""
+    if not ctx.tokens.is_ours(cookie):
+        raise unauthenticated("the session is not valid; sign in again")
+    try:
+        found = await _from_token(ctx, cookie)
+    except TokenError as err:
+        raise unauthenticated(f"the session is not valid ({err}); sign in again") from None
+    if found.kind != "staff":
+        raise unauthenticated("the session is not valid; sign in again")
+    return found
+
+
 async def principal(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         ctx: Annotated[ServiceContext, Depends(context)]) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie and (request.method in SAFE_METHODS
+                       or request.headers.get(COOKIE_CSRF_HEADER)):
+            return await _from_session_cookie(ctx, cookie)
         raise unauthenticated("a bearer token is required")
     try:
         return await _from_token(ctx, credentials.credentials)
