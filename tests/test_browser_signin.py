@@ -35,6 +35,7 @@ pytestmark = pytest.mark.servers  # Chromium, and a Keycloak of its own for (b)
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 PERSON = "QS-HRSS.h1"
+HEAD = "QS-HRSS.head"
 NAME = "冯振宇"
 UNIT_NAME = "青山县人力资源和社会保障局"
 ROLE = "承办人员"
@@ -166,6 +167,27 @@ async def test_local_account_sign_in_me_and_sign_out(sessions, browser, capsys) 
             assert "尚未登录" in text
             _no_leak(text)
             assert CSRF_COOKIE in await _cookies(context)
+
+            # Lockout (the same as POST /auth/token: 3 failures in a row in these tests):
+            # then even the right password is refused, in Chinese, with no session.
+            await set_password(sessions, HEAD, PASSWORD)
+            await page.goto(f"{url}/signin")
+            for _ in range(3):
+                await page.get_by_label("人员编号").fill(HEAD)
+                await page.get_by_label("密码").fill("wrong, again")
+                async with page.expect_response(f"{url}/signin") as posted:
+                    await page.get_by_role("button", name="登录", exact=True).click()
+                assert (await posted.value).status == 401
+                await page.wait_for_load_state()
+            await page.get_by_label("密码").fill(PASSWORD)
+            async with page.expect_response(f"{url}/signin") as posted:
+                await page.get_by_role("button", name="登录", exact=True).click()
+            assert (await posted.value).status == 401
+            text = await _text(page)
+            assert "账号已暂时锁定" in text and "分钟后再试" in text
+            _no_leak(text)
+            assert SESSION_COOKIE not in await _cookies(context)
+            await set_password(sessions, HEAD, PASSWORD)  # unlocks it for other tests
         finally:
             await context.close()
     with capsys.disabled():
