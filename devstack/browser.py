@@ -45,24 +45,43 @@ def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=APT_TIMEOUT_SECONDS, check=False)
 
 
+# Pages and notices are in Chinese: without a CJK font a screenshot shows boxes.
+CJK_FONT_PACKAGE = "fonts-wqy-microhei"
+
+
+def _has_chinese_font() -> bool:
+    if shutil.which("fc-list") is None:
+        return Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc").is_file()
+    found = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True,
+                           check=False)
+    return bool(found.stdout.strip())
+
+
 def ensure_chromium() -> str:
-    """The path of a usable Chromium, installing the Debian package if needed."""
+    """The path of a usable Chromium with a Chinese font, installing the Debian packages if
+    needed."""
     path = chromium_path()
-    if path.is_file() and os.access(path, os.X_OK):
+    missing = []
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        if path != DEFAULT_CHROMIUM:
+            raise ProvisioningError(f"PETITION_CHROMIUM={path} is not an executable file")
+        missing.append("chromium")
+    if not _has_chinese_font():
+        missing.append(CJK_FONT_PACKAGE)
+    if not missing:
         return str(path)
-    if path != DEFAULT_CHROMIUM:
-        raise ProvisioningError(f"PETITION_CHROMIUM={path} is not an executable file")
     if shutil.which("apt-get") is None:
         raise ProvisioningError(
-            "Chromium is missing and apt-get is not available: install Chromium and set "
-            "PETITION_CHROMIUM to its binary")
-    result = _apt_get("install", "-y", "chromium")
+            f"{' and '.join(missing)} missing and apt-get is not available: install them "
+            "(and set PETITION_CHROMIUM to Chromium's binary)")
+    result = _apt_get("install", "-y", *missing)
     if result.returncode != 0:
         # A fresh container has no package lists yet: fetch them once, then try again.
         update = _apt_get("update")
         if update.returncode == 0:
-            result = _apt_get("install", "-y", "chromium")
+            result = _apt_get("install", "-y", *missing)
     if result.returncode != 0 or not path.is_file():
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise ProvisioningError("apt-get install chromium failed: " + " | ".join(tail))
+        raise ProvisioningError(f"apt-get install {' '.join(missing)} failed: "
+                                + " | ".join(tail))
     return str(path)
