@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from domain.models import Actor
-from security.codec import TEST_ONLY_PREFIX, CodecKeyError, KeyRing, dev_keyring
+from security.codec import CodecKeyError, KeyRing, dev_keyring, refuse_public_keys
 
 HEADER = "petition-assertion"
 LIFETIME = timedelta(minutes=5)
@@ -109,10 +109,8 @@ def assertion_ring(settings: Any) -> KeyRing:
     """Configured assertion keys if any, else a development key generated once."""
     spec = getattr(settings, "assertion_keys", None)
     if spec:
-        ring = KeyRing.parse(spec, getattr(settings, "assertion_active_key", None))
-        if any(k.startswith(TEST_ONLY_PREFIX) for k in ring.keys):
-            raise CodecKeyError("a TEST-ONLY assertion key is configured: it is public")
-        return ring
+        return refuse_public_keys(
+            KeyRing.parse(spec, getattr(settings, "assertion_active_key", None)), "assertion")
     if not getattr(settings, "codec_dev_key", True):
         raise CodecKeyError("no assertion keys configured: set PETITION_ASSERTION_KEYS")
     return dev_keyring(Path(getattr(settings, "assertion_key_file")))  # noqa: B009

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -31,6 +32,22 @@ KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12
 KEY_BYTES = 32
 TEST_ONLY_PREFIX = "test-only"  # the replay tests' key: committed, so public
+# SHA-256 of the committed TEST-ONLY keys (tests/histories/TEST_ONLY_*_key.txt): refused
+# whatever id an operator configures them under, since their bytes are public.
+PUBLIC_KEY_FINGERPRINTS = frozenset({
+    "4a9d0e1f48563617df2e8a9c32bc567525fda14a382f976945be45d20793cb08",  # codec
+    "37a57b4a5c388aa051d24957c797c252a436e3c0dec2ecf60aa58f2ec857046f",  # assertions
+})
+
+
+def refuse_public_keys(ring: KeyRing, what: str) -> KeyRing:
+    """A configured key ring, unless a key is one of the committed TEST-ONLY keys."""
+    for key_id, key in ring.keys.items():
+        if (key_id.startswith(TEST_ONLY_PREFIX)
+                or hashlib.sha256(key).hexdigest() in PUBLIC_KEY_FINGERPRINTS):
+            raise CodecKeyError(f"{what} key {key_id!r} is a TEST-ONLY key: it is public "
+                                "(committed under tests/histories); never use it for real")
+    return ring
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -116,11 +133,8 @@ def keyring_from_settings(settings: object) -> KeyRing:
     """Configured keys if any, else the generated development key."""
     spec = getattr(settings, "codec_keys", None)
     if spec:
-        ring = KeyRing.parse(spec, getattr(settings, "codec_active_key", None))
-        if any(key_id.startswith(TEST_ONLY_PREFIX) for key_id in ring.keys):
-            raise CodecKeyError("a TEST-ONLY codec key is configured: it is public (committed "
-                                "under tests/histories); never use it for real payloads")
-        return ring
+        return refuse_public_keys(
+            KeyRing.parse(spec, getattr(settings, "codec_active_key", None)), "codec")
     if not getattr(settings, "codec_dev_key", True):
         raise CodecKeyError("no codec keys configured: set PETITION_CODEC_KEYS (and "
                             "PETITION_CODEC_ACTIVE_KEY when there are several)")

@@ -6,6 +6,7 @@ How to change workflow code safely: docs/safe-changes.md."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import re
@@ -21,6 +22,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from domain.case import PetitionStart, PetitionStatus
 from domain.models import Action, Stage
 from domain.policy import available_profiles
+from security.assertion import assertion_ring
 from security.codec import KEY_ID_METADATA, EncryptionCodec, KeyRing
 from security.inspect import clear_payloads
 from worker import data_converter, workflow_runner
@@ -145,3 +147,12 @@ def test_the_test_only_key_is_refused_as_a_real_key() -> None:
 
     with pytest.raises(CodecKeyError, match="TEST-ONLY"):
         keyring_from_settings(Settings(codec_keys=TEST_ONLY.spec()))
+    # The same public bytes under an innocent-looking id: refused by their fingerprint.
+    for ring, setting in ((TEST_ONLY, "codec_keys"), (TEST_ONLY_ASSERTIONS, "assertion_keys")):
+        renamed = ",".join(f"prod-{n}:{base64.b64encode(key).decode()}"
+                           for n, key in enumerate(ring.keys.values()))
+        with pytest.raises(CodecKeyError, match="TEST-ONLY"):
+            if setting == "codec_keys":
+                keyring_from_settings(Settings(codec_keys=renamed))
+            else:
+                assertion_ring(Settings(assertion_keys=renamed))
