@@ -18,14 +18,11 @@ and importing the realm again. Nothing is started at import.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,11 +31,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 
+from devstack.processes import ManagedServer, tail
 from devstack.temporal_cli import ProvisioningError, _file_lock, _run, cache_dir
 
 KEYCLOAK_VERSION = "26.7.3"
@@ -205,18 +201,17 @@ def start_project_keycloak() -> KeycloakServer:
     return start_keycloak(DEV_PORT, realm_file(), project_data_dir() / "keycloak")
 
 
-class KeycloakServer:
+class KeycloakServer(ManagedServer):
     """A running Keycloak; `stop()` (or leaving a `with` / `async with` block) ends it."""
+
+    STOP_TIMEOUT = 30.0  # kc.sh and its JVM shut down gracefully in a second or two
 
     def __init__(self, process: subprocess.Popen[bytes], port: int, data_dir: Path,
                  realm: str, started_in: float) -> None:
-        self.process = process
+        super().__init__(process, data_dir)
         self.port = port
-        self.data_dir = data_dir
         self.realm = realm
         self.started_in = started_in
-        self.remove_data_on_stop = False
-        self.killed = False
 
     @property
     def base_url(self) -> str:
@@ -243,33 +238,6 @@ class KeycloakServer:
     def log_path(self) -> Path:
         return self.data_dir / _LOG_NAME
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM to kc.sh and its JVM (a graceful shutdown, a second or two), then SIGKILL."""
-        if self.process.poll() is None:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait()
-                self.killed = True
-        if self.remove_data_on_stop:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> KeycloakServer:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> KeycloakServer:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await asyncio.to_thread(self.stop)
-
 
 def _seed(home: Path, realm: Path) -> Path:
     """The H2 database of a pristine server that imported `realm` and stopped cleanly."""
@@ -288,7 +256,7 @@ def _seed(home: Path, realm: Path) -> Path:
             if server.killed:
                 raise KeycloakStartError(
                     f"Keycloak did not shut down cleanly after its first start; "
-                    f"last lines of its log:\n{_tail(server.log_path)}"
+                    f"last lines of its log:\n{tail(server.log_path)}"
                 )
             partial = seeds / f".{seed.name}.partial"
             shutil.rmtree(partial, ignore_errors=True)
@@ -397,7 +365,7 @@ def _wait_until_served(server: KeycloakServer, timeout: float) -> None:
         if code is not None:
             raise KeycloakStartError(
                 f"Keycloak exited with status {code} before serving realm {server.realm!r}; "
-                f"last lines of {server.log_path}:\n{_tail(server.log_path)}"
+                f"last lines of {server.log_path}:\n{tail(server.log_path)}"
             )
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
@@ -408,22 +376,9 @@ def _wait_until_served(server: KeycloakServer, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise KeycloakStartError(
                 f"Keycloak did not serve realm {server.realm!r} on port {server.port} within "
-                f"{timeout:.0f}s; last lines of {server.log_path}:\n{_tail(server.log_path)}"
+                f"{timeout:.0f}s; last lines of {server.log_path}:\n{tail(server.log_path)}"
             )
         time.sleep(0.5)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        with path.open(errors="replace") as handle:
-            return "".join(deque(handle, maxlen=lines)).rstrip()
-    except OSError:
-        return "(no log)"
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
 
 
 def _listening(port: int) -> bool:

@@ -19,12 +19,9 @@ Only the UI is read-only: the frontend's gRPC port stays open to anyone who can 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,11 +29,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
+from devstack.processes import ManagedServer, tail
 from devstack.temporal_cli import (
     ProvisioningError,
     _file_lock,
@@ -222,18 +218,16 @@ def start_ui_server(
     return server
 
 
-class UiServer:
+class UiServer(ManagedServer):
     """A running Temporal UI server; `stop()` (or leaving `with` / `async with`) ends it."""
 
     def __init__(self, process: subprocess.Popen[bytes], host: str, port: int, data_dir: Path,
                  config: dict) -> None:
-        self.process = process
+        super().__init__(process, data_dir)
         self.host = host
         self.port = port
-        self.data_dir = data_dir
         self.config = config
         self.started_in = 0.0
-        self.remove_data_on_stop = False
 
     @property
     def url(self) -> str:
@@ -242,31 +236,6 @@ class UiServer:
     @property
     def log_path(self) -> Path:
         return self.data_dir / _LOG_NAME
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait()
-        if self.remove_data_on_stop:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> UiServer:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> UiServer:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def _wait_until_answering(server: UiServer, timeout: float) -> None:
@@ -277,7 +246,7 @@ def _wait_until_answering(server: UiServer, timeout: float) -> None:
         if code is not None:
             raise UiServerStartError(
                 f"Temporal UI server exited with status {code} before answering on port "
-                f"{server.port}; last lines of {server.log_path}: {_tail(server.log_path)}")
+                f"{server.port}; last lines of {server.log_path}: {tail(server.log_path, 5)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -287,18 +256,8 @@ def _wait_until_answering(server: UiServer, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise UiServerStartError(
                 f"Temporal UI server did not answer on port {server.port} within "
-                f"{timeout:.0f}s; last lines of {server.log_path}: {_tail(server.log_path)}")
+                f"{timeout:.0f}s; last lines of {server.log_path}: {tail(server.log_path, 5)}")
         time.sleep(0.2)
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    """The last log lines joined into one line (the error stays a one-liner)."""
-    try:
-        with path.open(errors="replace") as handle:
-            kept = [line.strip() for line in deque(handle, maxlen=lines) if line.strip()]
-    except OSError:
-        return "(no log)"
-    return " | ".join(kept) or "(empty log)"
 
 
 def _connect_host(host: str) -> str:
@@ -311,6 +270,3 @@ def _listening(host: str, port: int) -> bool:
         return probe.connect_ex((_connect_host(host), port)) == 0
 
 
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
