@@ -122,6 +122,9 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from security.redact import install_redaction
+
+    install_redaction()  # failed attempts are logged with tracebacks: nothing personal in them
     settings = get_settings()
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     await require_current_schema(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from domain.rules import Refusal
+from security.redact import redact
 
 T = TypeVar("T")
 
@@ -20,6 +22,7 @@ Clock = Callable[[], datetime]
 # PostgreSQL SQLSTATEs of class 23, integrity constraint violation.
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
+NOT_NULL_VIOLATION = "23502"
 
 
 def utc_now() -> datetime:
@@ -54,19 +57,43 @@ def sqlstate(err: DBAPIError) -> str | None:
     return getattr(err.orig, "sqlstate", None)
 
 
+def _violation(err: DBAPIError) -> dict[str, str]:
+    """What PostgreSQL names about a violation -- constraint, table, column -- never the
+    values: its DETAIL ("Failing row contains (...)", "Key (...)=(...)") quotes the row,
+    the petitioner's name, ID number and letter with it."""
+    cause = getattr(err.orig, "__cause__", None)
+    named = {"constraint": getattr(cause, "constraint_name", None),
+             "table": getattr(cause, "table_name", None),
+             "column": getattr(cause, "column_name", None),
+             "sqlstate": sqlstate(err)}
+    return {k: v for k, v in named.items() if isinstance(v, str) and v}
+
+
+def _name(violation: dict[str, str]) -> str:
+    if "constraint" in violation:
+        name = violation["constraint"]
+    elif "column" in violation:
+        name = f"column {violation['column']}"
+    else:
+        return "a constraint"
+    return f"{name} on {violation['table']}" if "table" in violation else name
+
+
 def integrity_refusal(err: IntegrityError, what: str) -> ApplicationError:
     """An integrity violation that is not our own earlier write: the same write would fail
-    the same way on every retry, so it is a refusal naming the constraint, not a retry."""
-    cause = getattr(err.orig, "__cause__", None)
-    constraint = getattr(cause, "constraint_name", None) or "a constraint"
-    detail = getattr(cause, "detail", None) or str(err.orig).splitlines()[0]
+    the same way on every retry, so it is a refusal naming the constraint (never the row:
+    the refusal travels into the audit trail, the logs and the caller's answer)."""
+    violation = _violation(err)
+    constraint = _name(violation)
     if sqlstate(err) == FOREIGN_KEY_VIOLATION:
         return refuse("integrity", f"{what} refers to something that does not exist "
-                      f"({constraint}): {detail}")
+                      f"({constraint})", **violation)
     if sqlstate(err) == UNIQUE_VIOLATION:
         return refuse("integrity", f"{what} conflicts with an existing record "
-                      f"({constraint}): {detail}")
-    return refuse("integrity", f"{what} breaks {constraint}: {detail}")
+                      f"({constraint})", **violation)
+    if sqlstate(err) == NOT_NULL_VIOLATION:
+        return refuse("integrity", f"{what} leaves {constraint} empty", **violation)
+    return refuse("integrity", f"{what} breaks {constraint}", **violation)
 
 
 def is_data_exception(err: DBAPIError) -> bool:
@@ -74,10 +101,20 @@ def is_data_exception(err: DBAPIError) -> bool:
     return (sqlstate(err) or "").startswith("22")
 
 
+_QUOTED = re.compile(r'"[^"\n]*"')
+
+
 def data_refusal(err: DBAPIError, what: str) -> ApplicationError:
-    """A data exception recurs on every retry: a refusal naming it."""
-    detail = str(err.orig).splitlines()[0] if err.orig is not None else str(err)
-    return refuse("data", f"{what}: {detail}")
+    """A data exception recurs on every retry: a refusal naming it -- PostgreSQL's message
+    without the value it quotes (`invalid input syntax for type integer: "..."`) or its
+    DETAIL."""
+    cause = getattr(err.orig, "__cause__", None)
+    message = (cause.args[0] if cause is not None and cause.args else
+               str(err.orig) if err.orig is not None else "a value the column cannot hold")
+    message = redact(_QUOTED.sub('"..."', str(message).splitlines()[0]))
+    violation = _violation(err)
+    where = f" ({_name(violation)})" if {"column", "constraint"} & set(violation) else ""
+    return refuse("data", f"{what}: {message}{where}", **violation)
 
 
 async def advisory_lock(session: AsyncSession, name: str) -> None:

@@ -24,7 +24,11 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    """`hide_parameters`: a database error's text (which the Temporal SDK logs with every
+    failed activity attempt) and SQLAlchemy's echo never quote the statement's values --
+    the petitioner's name, ID number, phone and letter (security/redact.py, docs/security.md)."""
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                               pool_pre_ping=True, hide_parameters=True)
 
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -11,11 +11,15 @@ from fastapi import FastAPI
 from adapters.engine import create_engine, resolve_database_url, session_maker
 from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
+from security.redact import install_redaction
 from service.app import create_app
 from service.config import ServiceSettings
 
 
 def app_factory() -> FastAPI:
+    # uvicorn has configured its logging by the time it calls this factory: its handlers
+    # (and the root's) get the redacting filter, so no log line carries personal data.
+    install_redaction()
     settings = get_settings()
     service_settings = ServiceSettings()
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
