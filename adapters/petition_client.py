@@ -13,10 +13,15 @@ from `ApplicationError.details`, never parsed out of a message.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from temporalio import client as temporal_client
@@ -41,7 +46,7 @@ from domain.lifecycle import TABLE
 from domain.models import Action, Actor, Command, PetitionIntake, Role
 from domain.rules import Refusal
 from security.assertion import HEADER, LIFETIME, ActionAssertion, assertion_ring, sign
-from security.codec import KeyRing
+from security.codec import CodecKeyError, KeyRing, dev_keyring, refuse_public_keys
 from workflows.interceptor import digest, header_payload
 from workflows.petition import PetitionWorkflow
 
@@ -98,8 +103,29 @@ class ActionRefused(Exception):
 
 
 def workflow_id_for(intake_id: str) -> str:
-    """The intake id is the idempotency key: one intake, one petition."""
-    return f"petition-{intake_id}"
+    """The intake id is the idempotency key (one intake, one petition), but the workflow
+    id is the system's: a keyed hash of it, so a caller's string — which could carry an ID
+    number or a phone however it is spelled — never becomes an id Temporal stores in clear.
+    The key (`PETITION_ID_KEY`, generated once in development) must never change: a
+    resubmitted intake would get a second petition."""
+    digest = hmac.new(_id_key(), intake_id.encode(), hashlib.sha256).digest()
+    return "petition-" + base64.b32encode(digest[:15]).decode().lower()
+
+
+@lru_cache(maxsize=4)
+def _id_key_of(spec: str | None, key_file: str, allow_dev_key: bool) -> bytes:
+    if spec:
+        ring = refuse_public_keys(KeyRing.parse(spec), "workflow id")
+    elif allow_dev_key:
+        ring = dev_keyring(Path(key_file))
+    else:
+        raise CodecKeyError("no workflow id key configured: set PETITION_ID_KEY")
+    return ring.keys[ring.active]
+
+
+def _id_key() -> bytes:
+    settings = get_settings()
+    return _id_key_of(settings.id_key, str(settings.id_key_file), settings.codec_dev_key)
 
 
 class PetitionClient:

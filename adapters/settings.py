@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     assertion_keys: str | None = None
     assertion_active_key: str | None = None
     assertion_key_file: Path = PROJECT_ROOT / ".data" / "assertion-keys"
+    # Workflow ids are a keyed hash of the intake id (adapters/petition_client.py): one key
+    # `id:<base64 32 bytes>`, never changed; unset in development, generated once.
+    id_key: str | None = None
+    id_key_file: Path = PROJECT_ROOT / ".data" / "id-key"
     # The codec server the Web UI decodes through (`petition codec-server`).
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = 8081

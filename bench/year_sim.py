@@ -49,6 +49,7 @@ class CasePlan(BaseModel):
     arrives_at: datetime
     intake: PetitionIntake
     steps: list[Step]
+    workflow_id: str = ""  # the system's id for the intake (set by the driver, not the script)
 
     @property
     def ends(self) -> datetime:
@@ -63,6 +64,8 @@ def _actor(person: str, role: str, unit: str) -> dict[str, str]:
 
 def plan_year(count: int, start: datetime, profile: str, seed: int = 2027) -> list[CasePlan]:
     """`count` petitions arriving over the 365 days from `start` (Beijing midnight)."""
+    from adapters.petition_client import workflow_id_for  # the driver's side: reads the key
+
     rng = random.Random(seed)
     plans = []
     for i in range(count):
@@ -71,7 +74,9 @@ def plan_year(count: int, start: datetime, profile: str, seed: int = 2027) -> li
         if when.astimezone(UTC).weekday() >= 5 and rng.random() < 0.75:
             day = max(0, day - rng.randint(1, 2))  # fewer at weekends
         arrival = day * DAY + rng.uniform(8.5, 17.5) * 3600
-        plans.append(_plan_case(i, rng, arrival, start, profile))
+        plan = _plan_case(i, rng, arrival, start, profile)
+        plan.workflow_id = workflow_id_for(plan.intake.intake_id)  # the driver's, not a script's
+        plans.append(plan)
     return sorted(plans, key=lambda p: p.arrives_at)
 
 
@@ -163,7 +168,7 @@ class CaseScript:
             await workflow.sleep(wait)
         petition = await workflow.start_child_workflow(
             PetitionWorkflow.run, PetitionStart(intake=plan.intake),
-            id=f"petition-{plan.intake.intake_id}",
+            id=plan.workflow_id,
             parent_close_policy=ParentClosePolicy.ABANDON)
         started = workflow.now()
         for step in plan.steps:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from adapters.petition_client import PetitionClient
+from adapters.petition_client import PetitionClient, workflow_id_for
 from adapters.search_attributes import PETITION_STAGE
 from adapters.tables import (
     Petition,
@@ -92,12 +92,12 @@ async def test_small_csv_imports_closed_history_into_the_system_of_record(
             select(Petition).where(Petition.intake_id.in_(intake_ids)))}
         counter = await session.get(RegistrationCounter, ("QS-XFJ", year))
         events = (await session.scalars(select(PetitionEvent).where(
-            PetitionEvent.workflow_id.in_([f"petition-{i}" for i in intake_ids])))).all()
+            PetitionEvent.workflow_id.in_([workflow_id_for(i) for i in intake_ids])))).all()
     first = stored[rows[0]["intake_id"]]
     assert first.stage == "closed" and first.outcome == "resolved"
     assert first.satisfaction == "satisfied" and first.responsible_unit == "QS-HRSS"
     assert first.petitioner["name"] == "王某" and first.content == "多行\n内容, with a comma"
-    assert first.workflow_id == f"petition-{rows[0]['intake_id']}"
+    assert first.workflow_id == workflow_id_for(rows[0]['intake_id'])
     # The historical acceptance deadline is the profile's, from the original registration.
     assert first.acceptance_due == load_profile("national").deadline(
         ClockName.ROUTING, datetime.fromisoformat(rows[0]["received_at"]), WorkingCalendar())
@@ -116,12 +116,12 @@ async def test_small_csv_imports_closed_history_into_the_system_of_record(
     assert first.matter_key == matter_key(intake_of(LegacyRecord.model_validate(rows[0]),
                                                     "national"))
     concluded_trail = [e.action for e in sorted(events, key=lambda e: e.seq or 0)
-                       if e.workflow_id == f"petition-{concluded['intake_id']}"]
+                       if e.workflow_id == workflow_id_for(concluded['intake_id'])]
     assert concluded_trail == ["register", "transfer", "accept", "reply", "rate",
                                "request_review", "review_opinion", "request_re_review",
                                "re_review_opinion"]
     declined = [e.action for e in sorted(events, key=lambda e: e.seq or 0)
-                if e.workflow_id == f"petition-{own_format['intake_id']}"]
+                if e.workflow_id == workflow_id_for(own_format['intake_id'])]
     assert declined == ["register", "decline"]
     assert await _count(sessions, TerminationEntry, TerminationEntry.registration_no,
                         [concluded["registration_no"]]) == 1
@@ -207,9 +207,9 @@ async def test_open_cases_start_workflows_with_their_original_deadlines(
     routing_due = profile.deadline(ClockName.ROUTING, registered, calendar)
     async with running_worker(dev_env.client):
         handling = dev_env.client.get_workflow_handle_for(
-            PetitionWorkflow.run, f"petition-{in_handling['intake_id']}")
+            PetitionWorkflow.run, workflow_id_for(in_handling['intake_id']))
         routing = dev_env.client.get_workflow_handle_for(
-            PetitionWorkflow.run, f"petition-{fresh['intake_id']}")
+            PetitionWorkflow.run, workflow_id_for(fresh['intake_id']))
         petitions.track(handling)
         petitions.track(routing)
         status = await handling.query(PetitionWorkflow.status)
@@ -316,6 +316,6 @@ async def test_worker_processes_replay_a_file_of_several_chunks(engine, sessions
     async with sessions() as session:
         trails = (await session.execute(
             select(PetitionEvent.workflow_id, func.count()).where(PetitionEvent.workflow_id.in_(
-                [f"petition-{r['intake_id']}" for r in rows])).group_by(
+                [workflow_id_for(r['intake_id']) for r in rows])).group_by(
                 PetitionEvent.workflow_id))).all()
     assert sorted(n for _, n in trails) == [6] * 5  # register ... review_window_lapsed
