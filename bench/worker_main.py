@@ -26,6 +26,9 @@ async def main() -> None:
     import worker
 
     logging.basicConfig(level=logging.WARNING)
+    from security.redact import install_redaction
+
+    install_redaction()  # nothing personal in failed attempts' tracebacks
     passthrough = os.environ.get("BENCH_PASSTHROUGH", "")
     if passthrough == "0":
         worker.PASSTHROUGH = ()  # type: ignore[assignment]

@@ -81,6 +81,9 @@ async def run_all(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    from security.redact import install_redaction
+
+    install_redaction()  # nothing personal in failed attempts' tracebacks
     args = _args()
     with tempfile.TemporaryDirectory(prefix="petition-drills-") as tmp:
         reports = asyncio.run(run_all(args, Path(tmp)))

@@ -78,6 +78,9 @@ class CrashingTransferDesk(TransferDesk):
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from security.redact import install_redaction
+
+    install_redaction()  # nothing personal in failed attempts' tracebacks
     settings = get_settings()
     points = CrashPoints(Path(os.environ["DRILL_CRASH_DIR"]),
                          int(os.environ.get("DRILL_CRASH_BUDGET", "1")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from pathlib import Path
 
@@ -60,6 +61,7 @@ async def _demo(rt: Runtime, client: Client, count: int) -> None:
 
 
 async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,6 +134,9 @@ async def _serve(rt: Runtime, client: Client, keycloak: KeycloakServer | None,
                      petitions=PetitionClient(client, rt.settings.task_queue))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=SERVICE_PORT,
                                            log_level="warning", lifespan="off"))
+    from security.redact import install_redaction
+
+    install_redaction()  # after uvicorn set up its loggers: their handlers get the filter
     serving = asyncio.create_task(server.serve())
     print(f"petition service: http://localhost:{SERVICE_PORT}/docs")
     await stop.wait()
