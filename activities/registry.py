@@ -89,6 +89,16 @@ async def reserve_registration_no(
         return number
 
 
+async def registered_workflow_id(sessions: async_sessionmaker[AsyncSession],
+                                 intake_id: str) -> str | None:
+    """The workflow id the registry holds for an intake already registered: the record
+    stands, even if ids were derived differently when it was made."""
+    async with sessions() as session:
+        found: str | None = await session.scalar(
+            select(Petition.workflow_id).where(Petition.intake_id == intake_id))
+        return found
+
+
 class PetitionRegistry:
     """Activities over the petitions registry, its audit trail and the directory."""
 

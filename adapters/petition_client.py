@@ -155,21 +155,24 @@ class PetitionClient:
         return self.client.get_workflow_handle_for(PetitionWorkflow.run, workflow_id)
 
     async def start(self, intake: PetitionIntake, registration_no: str | None = None,
-                    **start_options: Any) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
+                    *, workflow_id: str | None = None, **start_options: Any
+                    ) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
         """Start the petition's workflow (or find it, open or closed) without waiting for
-        its registration. Idempotent on the intake id."""
+        its registration. Idempotent on the intake id. `workflow_id`: the id the registry
+        already holds for this intake (an intake registered before is found under it)."""
         return await self.start_petition(
-            PetitionStart(intake=intake, registration_no=registration_no), **start_options)
+            PetitionStart(intake=intake, registration_no=registration_no),
+            workflow_id=workflow_id, **start_options)
 
     async def start_petition(self, start: PetitionStart, *, reuse_closed: bool = True,
-                             **start_options: Any
+                             workflow_id: str | None = None, **start_options: Any
                              ) -> WorkflowHandle[PetitionWorkflow, PetitionStatus]:
         """Start from a `PetitionStart`: a new intake, or a case carried in (the legacy
         importer). A closed petition of the same intake is answered (`reuse_closed`) or
         its `WorkflowAlreadyStartedError` raised."""
         intake = start.intake
-        workflow_id = start.carried.workflow_id if start.carried else workflow_id_for(
-            intake.intake_id)
+        workflow_id = workflow_id or (start.carried.workflow_id if start.carried
+                                      else workflow_id_for(intake.intake_id))
         request = f"run-{start.carried.runs}" if start.carried else intake.intake_id
         clerk = Actor(id=f"intake-{intake.channel}", role=Role.INTAKE_CLERK, unit=intake.unit)
         try:
@@ -184,9 +187,10 @@ class PetitionClient:
             return self.handle(workflow_id)
 
     async def submit(self, intake: PetitionIntake, registration_no: str | None = None,
-                     **start_options: Any) -> PetitionStatus:
+                     *, workflow_id: str | None = None, **start_options: Any) -> PetitionStatus:
         """Start the petition and answer once it is registered (the intake's receipt)."""
-        handle = await self.start(intake, registration_no, **start_options)
+        handle = await self.start(intake, registration_no, workflow_id=workflow_id,
+                                  **start_options)
         if await self.closed(handle.id):
             return await self.status(handle.id)
         return await handle.execute_update(PetitionWorkflow.wait_registered)

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from temporalio.exceptions import ApplicationError
 
 from activities.common import refusal_of
-from activities.registry import reserve_registration_no
+from activities.registry import registered_workflow_id, reserve_registration_no
 from adapters.petition_client import ActionRefused, PetitionNotFound
 from adapters.tables import Petition, PetitionEvent, QueryCode
 from domain.case import PetitionStatus, TimelineEntry
@@ -111,7 +111,8 @@ async def register(intake: PetitionIntake, who: Caller, ctx: Ctx,
     except ApplicationError as err:
         raise refused(refusal_of(err), 422) from None
     status = await ctx.petitions.submit(
-        intake, number, static_summary=static_summary(intake, number),
+        intake, number, workflow_id=await registered_workflow_id(ctx.sessions, intake.intake_id),
+        static_summary=static_summary(intake, number),
         static_details=f"Petition registered as {number}. Deadlines under profile "
                        f"`{intake.profile}`.")
     code = await _first_query_code(ctx, status.workflow_id)

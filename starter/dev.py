@@ -84,6 +84,8 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             db_filename=str(project_data_dir() / "temporal.db"), port=DEV_PORT, ui=False,
             data_converter=data_converter())
         async with env, contextlib.AsyncExitStack() as servers:
+            if codec is not None:
+                servers.callback(codec.stop)  # stopped however the stack ends, a crash too
             if ui_binary is not None:
                 # The Web UI on a server of its own, read-only (no Cancel, Terminate, Signal,
                 # Reset ...: devstack/temporal_ui.py), at the same address as before.
@@ -93,6 +95,8 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
                     data_dir=project_data_dir() / "temporal-ui", codec_include_credentials=True))
             worker = asyncio.create_task(run_worker(rt.settings, rt.sessions, env.client, stop))
             keycloak = await asyncio.to_thread(_keycloak)
+            if keycloak is not None:
+                await servers.enter_async_context(keycloak)
             service = asyncio.create_task(_serve(rt, env.client, keycloak, stop))
             await asyncio.sleep(1)
             print("sample petitions:")
@@ -109,10 +113,6 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
                 await demo
             await worker
             await service
-            if keycloak is not None:
-                keycloak.stop()
-        if codec is not None:
-            codec.stop()
 
 
 SERVICE_PORT = 8000

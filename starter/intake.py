@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from activities.registry import reserve_registration_no
+from activities.registry import registered_workflow_id, reserve_registration_no
 from adapters.petition_client import PetitionClient, workflow_id_for
 from domain.case import PetitionStatus
 from domain.models import PetitionIntake
@@ -63,6 +63,7 @@ async def submit(client: Client, sessions: async_sessionmaker[AsyncSession],
     check_profile(intake)
     number = await reserve_registration_no(sessions, intake)
     return await PetitionClient(client, task_queue).submit(
-        intake, number, static_summary=static_summary(intake, number),
+        intake, number, workflow_id=await registered_workflow_id(sessions, intake.intake_id),
+        static_summary=static_summary(intake, number),
         static_details=f"Petition registered as {number}. Deadlines under profile "
                        f"`{intake.profile}`.")

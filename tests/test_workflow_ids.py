@@ -11,7 +11,7 @@ import re
 import pytest
 
 from adapters import petition_client
-from adapters.petition_client import workflow_id_for
+from adapters.petition_client import PetitionClient, workflow_id_for
 from adapters.settings import Settings
 from security.codec import CodecKeyError
 
@@ -41,3 +41,21 @@ def test_the_id_depends_on_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
         id_key=None, codec_dev_key=False))
     with pytest.raises(CodecKeyError, match="PETITION_ID_KEY"):
         workflow_id_for("T-abc-0001")
+
+
+async def test_an_intake_registered_under_an_older_id_is_found_under_it(
+        dev_env, running_worker, sessions, task_queue, petitions) -> None:
+    """The registry's record stands: an intake registered before the ids were derived this
+    way (or under another key) is answered from its own workflow, not opened again."""
+    from starter.intake import submit
+    from tests.conftest import make_intake
+
+    intake = make_intake(unit="QS-HRSS")
+    older = f"petition-{intake.intake_id}"
+    async with running_worker(dev_env.client):
+        first = await PetitionClient(dev_env.client, task_queue).submit(intake,
+                                                                         workflow_id=older)
+        petitions.track(PetitionClient(dev_env.client, task_queue).handle(older))
+        again = await submit(dev_env.client, sessions, intake, task_queue=task_queue)
+    assert first.workflow_id == older
+    assert (again.workflow_id, again.registration_no) == (older, first.registration_no)
