@@ -36,7 +36,8 @@ from workflows.petition import PetitionWorkflow
 # The fast tier (`make test-fast`, `pytest -m fast`): the pure domain core and tests of a
 # single service (PostgreSQL). A test is in it unless it needs a Temporal server, through
 # these fixtures or by starting one itself (marked `servers`), or runs the `petition`
-# command as a process (marked `cli`: seconds of interpreter start-up each).
+# command (marked `cli`: seconds of interpreter start-up each) or other processes of its
+# own (marked `processes`).
 TEMPORAL_FIXTURES = frozenset({"dev_env", "ts_env", "running_worker", "time_skipping_server",
                                "petitions", "dev_ui_url"})
 
@@ -44,7 +45,8 @@ TEMPORAL_FIXTURES = frozenset({"dev_env", "ts_env", "running_worker", "time_skip
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         needs = TEMPORAL_FIXTURES & set(getattr(item, "fixturenames", ()))
-        slow_faces = item.get_closest_marker("servers") or item.get_closest_marker("cli")
+        slow_faces = (item.get_closest_marker("servers") or item.get_closest_marker("cli")
+                      or item.get_closest_marker("processes"))
         if not needs and slow_faces is None:
             item.add_marker(pytest.mark.fast)
 

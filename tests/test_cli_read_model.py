@@ -95,6 +95,7 @@ async def test_list_filters_the_read_model(cases, sessions):
         cases["accepted"]]
 
 
+@pytest.mark.cli
 async def test_list_command_json_has_the_read_model_and_nothing_personal(cases, db_url):
     last = (DAY + timedelta(days=4)).date()
     result = await cli("list", "--from", f"{DAY.date()}", "--to", f"{last}", "--overdue",
@@ -109,6 +110,7 @@ async def test_list_command_json_has_the_read_model_and_nothing_personal(cases, 
     assert "测试人" not in result.out and "13800000000" not in result.out
 
 
+@pytest.mark.cli
 async def test_list_command_prints_a_table_by_default(cases, db_url):
     last = (DAY + timedelta(days=4)).date()
     result = await cli("list", "--from", f"{DAY.date()}", "--to", f"{last}", db_url=db_url)
@@ -122,6 +124,7 @@ async def test_list_command_prints_a_table_by_default(cases, db_url):
     assert "2087-06-02 10:00" in result.out  # registration time in Beijing time
 
 
+@pytest.mark.cli
 async def test_an_unknown_unit_is_refused_by_the_command(db_url):
     result = await cli("list", "--unit", "NOWHERE", db_url=db_url)
     assert result.code == 2 and result.err == "error: unknown unit 'NOWHERE'\n"

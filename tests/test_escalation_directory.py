@@ -148,6 +148,7 @@ async def loaded(scratch) -> tuple[str, async_sessionmaker[AsyncSession]]:
     return scratch
 
 
+@pytest.mark.cli
 async def test_load_directory_command_loads_the_sample(loaded):
     url, sessions = loaded
     snap = await snapshot(sessions)
@@ -182,6 +183,7 @@ async def test_a_bad_directory_file_is_refused_and_changes_nothing(loaded, tmp_p
     assert await snapshot(sessions) == before
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("case", ["dangling parent", "bad level"])
 async def test_the_command_refuses_a_bad_file_in_one_line(loaded, tmp_path, case):
     url, sessions = loaded

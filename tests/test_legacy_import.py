@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, text
 
 from adapters.petition_client import PetitionClient, workflow_id_for
@@ -301,6 +302,7 @@ async def test_a_history_the_lifecycle_refuses_is_a_bad_row(engine, tmp_path):
     assert result.imported == 0
 
 
+@pytest.mark.processes
 async def test_worker_processes_replay_a_file_of_several_chunks(engine, sessions, tmp_path):
     """A file of several chunks is replayed by worker processes; a repeat is still found
     across chunks, and what they replayed is what is imported."""
