@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -78,23 +79,29 @@ def resolve_test_server() -> str:
 
 
 def _build_cli(go: str, target: Path) -> str:
+    return go_install(go, f"{CLI_PACKAGE}@{CLI_VERSION}", "temporal", target,
+                      f"Temporal CLI {CLI_VERSION}", "takes a few minutes")
+
+
+def go_install(go: str, package: str, built_name: str, target: Path, label: str,
+               duration: str) -> str:
+    """`go install package` once into `target` (a cached binary), under a file lock."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / ".temporal-build.lock"):
+    with _file_lock(target.parent / f".{target.name}.build.lock"):
         # Another process may have finished the build while we waited for the lock.
         if _is_executable(target):
             return str(target)
-        print(
-            f"petition-flow: building Temporal CLI {CLI_VERSION} with Go into {target.parent} "
-            "(one-off, takes a few minutes)...",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"petition-flow: building {label} with Go into {target.parent} (one-off, "
+              f"{duration})...", file=sys.stderr, flush=True)
+        started = time.monotonic()
         # Build into a private directory, then rename: a reader that does not take the lock
         # must never see a half-copied binary.
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as staging:
             env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": staging}
-            _run([go, "install", f"{CLI_PACKAGE}@{CLI_VERSION}"], env=env, what="go install")
-            os.replace(Path(staging) / "temporal", target)
+            _run([go, "install", package], env=env, what=f"go install ({label})")
+            os.replace(Path(staging) / built_name, target)
+        print(f"petition-flow: built {label} in {time.monotonic() - started:.1f}s",
+              file=sys.stderr, flush=True)
     return str(target)
 
 

@@ -24,7 +24,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -35,11 +34,10 @@ from pathlib import Path
 from devstack.processes import ManagedServer, tail
 from devstack.temporal_cli import (
     ProvisioningError,
-    _file_lock,
     _is_executable,
     _require_executable,
-    _run,
     cache_dir,
+    go_install,
 )
 
 # The UI server Temporal CLI v1.5.1 embeds (its go.mod); the module proxy has newer ones.
@@ -104,28 +102,8 @@ def resolve_ui_server() -> str:
             f"(`go`) on PATH to install {UI_SERVER_PACKAGE}@{UI_SERVER_VERSION}, and none was "
             "found (or point $TEMPORAL_UI_SERVER at a built `server` binary)."
         )
-    return _build(go, cached)
-
-
-def _build(go: str, target: Path) -> str:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / ".temporal-ui-build.lock"):
-        if _is_executable(target):  # another process built it while we waited
-            return str(target)
-        print(
-            f"petition-flow: building Temporal UI server {UI_SERVER_VERSION} with Go into "
-            f"{target.parent} (one-off, about a minute)...",
-            file=sys.stderr, flush=True,
-        )
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-ui-") as staging:
-            env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": staging}
-            _run([go, "install", f"{UI_SERVER_PACKAGE}@{UI_SERVER_VERSION}"], env=env,
-                 what="go install (Temporal UI server)")
-            os.replace(Path(staging) / "server", target)
-        print(f"petition-flow: built Temporal UI server {UI_SERVER_VERSION} in "
-              f"{time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
-    return str(target)
+    return go_install(go, f"{UI_SERVER_PACKAGE}@{UI_SERVER_VERSION}", "server", cached,
+                      f"Temporal UI server {UI_SERVER_VERSION}", "about a minute")
 
 
 def ui_config(temporal_address: str, port: int, *, host: str = "127.0.0.1",
