@@ -255,6 +255,18 @@ async def petitions(task_queue: str) -> AsyncIterator[Petitions]:
     await tracker.close()
 
 
+def fictional_personal_data(extra: str, text: str) -> dict[str, str]:
+    """A fictional petitioner's data, unique per call, for tests that scan for leaks: the
+    name, ID number, phone, address, letter text, and a free text `extra` (a note, an
+    opinion ...) starting with `text`, all under the same tag."""
+    tag = uuid.uuid4().hex[:8]
+    digits = str(int(tag, 16)).rjust(10, "7")[:10]
+    return {"name": f"欧阳隐私{tag}", "id_number": f"3301021985{digits[:7]}X",
+            "phone": f"139{digits[:8]}", "address": f"杭州市保密路{tag}号",
+            "content": f"信件正文 LETTER-{tag} 本人工资被拖欠",
+            extra: f"{text} {extra.upper()}-{tag}"}
+
+
 def make_intake(**overrides: Any) -> PetitionIntake:
     """A valid intake with a unique id and a unique petitioner (so no repeat matching)."""
     unique = uuid.uuid4().hex

@@ -38,7 +38,7 @@ from domain.models import Accept, Action, Actor, Role
 from security.redact import REDACTED, RedactingFilter, install_redaction, redact, remove_redaction
 from starter.actions import take_action
 from starter.intake import submit
-from tests.conftest import make_intake
+from tests.conftest import fictional_personal_data, make_intake
 
 UNIT = "QS-HRSS"
 HANDLER = Actor(id="QS-HRSS.h1", role=Role.HANDLER, unit=UNIT)
@@ -46,12 +46,7 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # worker.py's
 
 
 def _personal() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    digits = str(int(tag, 16)).rjust(10, "7")[:10]
-    return {"name": f"欧阳隐私{tag}", "id_number": f"3301021985{digits[:7]}X",
-            "phone": f"139{digits[:8]}", "address": f"杭州市保密路{tag}号",
-            "content": f"信件正文 LETTER-{tag} 本人工资被拖欠",
-            "note": f"已电话联系 NOTE-{tag}"}
+    return fictional_personal_data("note", "已电话联系")
 
 
 def _forms(value: str) -> set[str]:

@@ -41,7 +41,7 @@ from domain.models import (
 from security.inspect import clear_payloads
 from starter.actions import ActionError, take_action
 from starter.intake import submit
-from tests.conftest import make_intake
+from tests.conftest import fictional_personal_data, make_intake
 from worker import data_converter
 from workflows.petition import PetitionWorkflow
 
@@ -54,12 +54,7 @@ RE_REVIEWER = Actor(id="PROV-XFJ.h1", role=Role.HANDLER, unit="PROV-XFJ")
 
 
 def _personal() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    digits = str(int(tag, 16)).rjust(10, "7")[:10]
-    return {"name": f"欧阳隐私{tag}", "id_number": f"3301021985{digits[:7]}X",
-            "phone": f"139{digits[:8]}", "address": f"杭州市保密路{tag}号",
-            "content": f"信件正文 LETTER-{tag} 本人工资被拖欠",
-            "opinion": f"答复意见 OPINION-{tag}"}
+    return fictional_personal_data("opinion", "答复意见")
 
 
 class _Capture(logging.Handler):
