@@ -9,6 +9,10 @@ PACKAGES := workflows activities adapters starter domain devstack reports securi
 
 .PHONY: dev test test-fast lint constraints
 
+# The make targets are development: keys nobody configured are generated once under .data/
+# (adapters/settings.py, dev_keys). A production host sets none and must configure keys.
+export PETITION_DEV_KEYS ?= true
+
 dev: $(STAMP)
 	$(BIN)/petition dev
 

@@ -125,7 +125,7 @@ def _id_key_of(spec: str | None, key_file: str, allow_dev_key: bool) -> bytes:
 
 def _id_key() -> bytes:
     settings = get_settings()
-    return _id_key_of(settings.id_key, str(settings.id_key_file), settings.codec_dev_key)
+    return _id_key_of(settings.id_key, str(settings.id_key_file), settings.dev_keys)
 
 
 class PetitionClient:

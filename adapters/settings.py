@@ -17,9 +17,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PETITION_", env_file=".env", extra="ignore")
 
+    # The application's connection (role `petition_app`: reads and writes rows, owns no
+    # table, cannot change the schema or the audit trail's trigger).
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "PETITION_DATABASE_URL")
     )
+    # Migrations (DDL) run as the schema's owner; reports read as a read-only role. Unset:
+    # the embedded server's own roles (devstack/postgres.py), or DATABASE_URL.
+    migration_database_url: str | None = None
+    reports_database_url: str | None = None
+    db_owner_role: str = "petition_owner"
+    db_app_role: str = "petition_app"
+    db_reports_role: str = "petition_reports"
     temporal_address: str = Field(
         default="localhost:7233",
         validation_alias=AliasChoices("TEMPORAL_ADDRESS", "PETITION_TEMPORAL_ADDRESS"),
@@ -44,9 +53,11 @@ class Settings(BaseSettings):
     codec_keys: str | None = None
     codec_active_key: str | None = None
     codec_key_file: Path = PROJECT_ROOT / ".data" / "codec-keys"
-    # Production sets this false: a key generated inside a container dies with it, and the
-    # payloads written with it would be unreadable.
-    codec_dev_key: bool = True
+    # Development only (`make dev`, `make test` set it): keys nobody configured are
+    # generated once under .data/. Off by default, so a production host without keys
+    # refuses to start instead of silently making its own (a key generated inside a
+    # container dies with it, and whatever it encrypted with it).
+    dev_keys: bool = False
     # Signed action assertions (security/assertion.py): `k1:<base64 32 bytes>,k2:...`; unset
     # in development, where a key is generated once into `assertion_key_file`.
     assertion_keys: str | None = None
@@ -56,6 +67,16 @@ class Settings(BaseSettings):
     # `id:<base64 32 bytes>`, never changed; unset in development, generated once.
     id_key: str | None = None
     id_key_file: Path = PROJECT_ROOT / ".data" / "id-key"
+    # Personal-data columns (security/sealing.py): envelope encryption. Data keys are
+    # wrapped by these key-encryption keys, `kek1:<base64 32 bytes>,kek2:...`; unset in
+    # development, where one is generated once into `data_key_file`.
+    data_keys: str | None = None
+    data_active_key: str | None = None
+    data_key_file: Path = PROJECT_ROOT / ".data" / "data-keys"
+    # The blind index (keyed HMAC) for the matter key and exact lookups by ID number and
+    # phone: one key `ix:<base64 32 bytes>`, never changed without `petition keys reindex`.
+    index_key: str | None = None
+    index_key_file: Path = PROJECT_ROOT / ".data" / "index-key"
     # The codec server the Web UI decodes through (`petition codec-server`).
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = 8081

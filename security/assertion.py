@@ -111,6 +111,6 @@ def assertion_ring(settings: Any) -> KeyRing:
     if spec:
         return refuse_public_keys(
             KeyRing.parse(spec, getattr(settings, "assertion_active_key", None)), "assertion")
-    if not getattr(settings, "codec_dev_key", True):
+    if not getattr(settings, "dev_keys", False):
         raise CodecKeyError("no assertion keys configured: set PETITION_ASSERTION_KEYS")
     return dev_keyring(Path(getattr(settings, "assertion_key_file")))  # noqa: B009

@@ -135,7 +135,7 @@ def keyring_from_settings(settings: object) -> KeyRing:
     if spec:
         return refuse_public_keys(
             KeyRing.parse(spec, getattr(settings, "codec_active_key", None)), "codec")
-    if not getattr(settings, "codec_dev_key", True):
+    if not getattr(settings, "dev_keys", False):
         raise CodecKeyError("no codec keys configured: set PETITION_CODEC_KEYS (and "
                             "PETITION_CODEC_ACTIVE_KEY when there are several)")
     return dev_keyring(Path(getattr(settings, "codec_key_file")))  # noqa: B009

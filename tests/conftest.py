@@ -16,6 +16,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
+# Development keys (generated once under .data/) for the tests and every process they
+# start; production leaves PETITION_DEV_KEYS unset and must configure keys.
+os.environ.setdefault("PETITION_DEV_KEYS", "true")
+
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError

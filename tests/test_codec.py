@@ -98,7 +98,7 @@ def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
     from security.codec import keyring_from_settings
 
     with pytest.raises(CodecKeyError, match="PETITION_CODEC_KEYS"):
-        keyring_from_settings(Settings(codec_dev_key=False, codec_key_file=tmp_path / "k"))
+        keyring_from_settings(Settings(dev_keys=False, codec_key_file=tmp_path / "k"))
     assert not (tmp_path / "k").exists()
 
 

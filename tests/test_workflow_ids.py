@@ -38,7 +38,7 @@ def test_the_id_depends_on_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
         id_key="id:" + "B" * 43 + "="))
     assert workflow_id_for("T-abc-0001") != before
     monkeypatch.setattr(petition_client, "get_settings", lambda: Settings(
-        id_key=None, codec_dev_key=False))
+        id_key=None, dev_keys=False))
     with pytest.raises(CodecKeyError, match="PETITION_ID_KEY"):
         workflow_id_for("T-abc-0001")
 
