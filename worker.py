@@ -30,7 +30,7 @@ from adapters.engine import (
 )
 from adapters.settings import Settings, get_settings
 from security.assertion import assertion_ring
-from security.codec import EncryptionCodec, KeyRing, keyring_from_settings
+from security.codec import EncryptionCodec, KeyRing, keyring_from_settings, require_keys
 from workflows.interceptor import AssertionInterceptor
 from workflows.petition import PetitionWorkflow
 
@@ -48,8 +48,13 @@ PASSTHROUGH = ("domain", "activities", "workflows", "pydantic", "pydantic_core",
 
 def data_converter(keyring: KeyRing | None = None) -> DataConverter:
     """Pydantic JSON, then AES-GCM (security/codec.py): every payload and failure
-    message Temporal stores is encrypted. Keys from settings unless `keyring` is given
-    (the replay tests' own key)."""
+    message Temporal stores is encrypted, bound to its namespace and workflow. Keys from
+    settings unless `keyring` is given (the replay tests' own key).
+
+    Strict: a payload that is not encrypted is refused, so a start or Signal sent by a
+    tool without the codec fails its workflow task and nothing runs on it. The replay of
+    the committed histories uses this converter too: they hold no plaintext payload (the
+    SDK's own marker bookkeeping and the assertion headers never reach the codec)."""
     ring = keyring or keyring_from_settings(get_settings())
     return dataclasses.replace(
         pydantic_data_converter, payload_codec=EncryptionCodec(ring),
@@ -110,7 +115,7 @@ def _pollers(settings: Settings) -> dict[str, Any]:
 async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
                      client: Client, stop: asyncio.Event) -> None:
     desks = build_desks(sessions)
-    drainer = OutboxDrainer(sessions, FileGateway(settings.notice_outbox_dir))
+    drainer = OutboxDrainer(sessions, desks.vault, FileGateway(settings.notice_outbox_dir))
     worker = build_worker(client, desks, task_queue=settings.task_queue, settings=settings)
     async with worker:
         drain = asyncio.create_task(drainer.run(stop))
@@ -126,6 +131,7 @@ async def main() -> None:
 
     install_redaction()  # failed attempts are logged with tracebacks: nothing personal in them
     settings = get_settings()
+    require_keys(settings)  # before the database and Temporal: one clear line if missing
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     await require_current_schema(engine)
     client = await connect(settings)

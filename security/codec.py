@@ -8,6 +8,24 @@ with none configured, a development key is generated once into `.data/codec-keys
 (git-ignored). No key is ever written into code.
 
 Search attributes are never passed through a codec: they must hold no personal data.
+
+Binding (format 2). Temporal gives the codec a serialization context (the namespace and
+workflow a payload belongs to: `with_context`). New payloads record the namespace and
+workflow id in their metadata (`encryption-namespace`, `encryption-workflow-id`; no
+personal data: workflow ids are a keyed hash, `petition-<base32>`) beside
+`encryption-format: 2`, and the associated data covers the format, the key id, the
+namespace and the workflow id. A codec bound to a workflow refuses a payload written for
+another workflow or namespace, so a ciphertext copied out of one petition's history into
+a start, Signal or Update of another is never decrypted there; changing the metadata to
+match breaks the authentication tag. Old payloads (format 1: no format field, the key id
+alone as associated data) still decrypt, so histories written before stay replayable;
+`accept_unbound_legacy=False` refuses them once no such history is needed.
+
+Strict by default: a payload that is not encrypted is refused (CodecKeyError), except
+`binary/null` with no data (it carries nothing). The worker and every client use the
+strict codec, so a start or Signal sent by a tool without the codec fails the workflow
+task and nothing runs on it. Tools that must read old plaintext payloads (the codec
+server, a one-off inspection) ask for `allow_plaintext=True`.
 """
 
 from __future__ import annotations
@@ -18,17 +36,31 @@ import contextlib
 import hashlib
 import os
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import (
+    ActivitySerializationContext,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
+FORMAT_METADATA = "encryption-format"  # absent: format 1 (the key id alone is the AAD)
+NAMESPACE_METADATA = "encryption-namespace"
+WORKFLOW_METADATA = "encryption-workflow-id"
+BOUND_FORMAT = b"2"
+# Encodings whose payloads carry no data (None): a tool without the codec may send them.
+NO_DATA_ENCODINGS = frozenset({b"binary/null"})
 NONCE_BYTES = 12
 KEY_BYTES = 32
 TEST_ONLY_PREFIX = "test-only"  # the replay tests' key: committed, so public
@@ -141,18 +173,94 @@ def keyring_from_settings(settings: object) -> KeyRing:
     return dev_keyring(Path(getattr(settings, "codec_key_file")))  # noqa: B009
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM over the whole serialised payload (metadata included, so the
-    encoding and the type hints are hidden too). The key id is the associated data:
-    a payload whose key id was tampered with fails to decrypt."""
+def require_keys(settings: object) -> None:
+    """Refuse to start (CodecKeyError naming the setting) unless the payload codec, action
+    assertion and workflow id keys are configured, or development keys are allowed
+    (`PETITION_DEV_KEYS`). Processes call it before touching the database or Temporal."""
+    from adapters.petition_client import _id_key_of
+    from security.assertion import assertion_ring
 
-    def __init__(self, keyring: KeyRing):
+    keyring_from_settings(settings)
+    assertion_ring(settings)
+    _id_key_of(getattr(settings, "id_key", None), str(getattr(settings, "id_key_file", "")),
+               bool(getattr(settings, "dev_keys", False)))
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The namespace and workflow a payload belongs to ("" where a call has none)."""
+
+    namespace: str = ""
+    workflow_id: str = ""
+
+    @classmethod
+    def of(cls, context: SerializationContext) -> Binding | None:
+        """The binding of a Temporal serialization context; None for a context naming no
+        workflow (Nexus: not used here), which leaves the codec unbound."""
+        if isinstance(context, WorkflowSerializationContext):
+            return cls(context.namespace, context.workflow_id)
+        if isinstance(context, ActivitySerializationContext):
+            # An activity's payloads belong to the workflow that scheduled it (none for a
+            # standalone activity started by a client).
+            return cls(context.namespace, context.workflow_id or "")
+        return None
+
+
+def _associated_data(key_id: str, binding: Binding) -> bytes:
+    """Format 2: length-prefixed format, key id, namespace and workflow id (unambiguous)."""
+    parts = [BOUND_FORMAT, key_id.encode(), binding.namespace.encode(),
+             binding.workflow_id.encode()]
+    return b"petition-codec" + b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """AES-256-GCM over the whole serialised payload (metadata included, so the
+    encoding and the type hints are hidden too), bound to its namespace and workflow.
+
+    Where Temporal passes context (the SDK 1.35 does for every payload a worker or a
+    client handles on a workflow's behalf):
+
+    - a workflow's own inputs, results, Signals, Updates, queries, memo and failures, and
+      its continue-as-new input (same workflow id, so the next run reads it): that
+      workflow's namespace and id;
+    - a child workflow's input and result, and a Signal to an external workflow: the
+      target workflow's id (the child decodes its input under its own id);
+    - an activity's input, result, heartbeat details and failure: the id of the workflow
+      that scheduled it, on both the workflow and the activity side;
+    - client calls on a workflow handle (start, signal-with-start, Signal, query, Update,
+      result): the target workflow.
+
+    Without context (a codec used directly; a few client calls such as schedules or
+    describe's memo, none of which this project makes) the codec is unbound: it writes
+    format 2 with namespace and workflow id empty, and decrypts any binding. That is safe
+    because a bound codec — the only kind on the worker path — accepts exactly its own
+    binding: an unbound payload (empty namespace and workflow) differs from every
+    workflow's, so it is refused there, not treated as a wildcard. The codec server has
+    no workflow context either: it checks the namespace the UI names (`X-Namespace`) and,
+    when given, the workflow id (`X-Workflow-Id`), against the authenticated metadata.
+    """
+
+    def __init__(self, keyring: KeyRing, *, allow_plaintext: bool = False,
+                 accept_unbound_legacy: bool = True, binding: Binding | None = None):
         self._ring = keyring
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keyring.keys.items()}
+        self.allow_plaintext = allow_plaintext
+        self.accept_unbound_legacy = accept_unbound_legacy
+        self.binding = binding
 
     @property
     def active_key_id(self) -> str:
         return self._ring.active
+
+    def bound(self, binding: Binding | None) -> EncryptionCodec:
+        """This codec (same keys and options) bound to `binding` (None: unbound)."""
+        return EncryptionCodec(self._ring, allow_plaintext=self.allow_plaintext,
+                               accept_unbound_legacy=self.accept_unbound_legacy,
+                               binding=binding)
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        binding = Binding.of(context)
+        return self if binding is None else self.bound(binding)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.encrypt(p) for p in payloads]
@@ -162,26 +270,70 @@ class EncryptionCodec(PayloadCodec):
 
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self._ring.active
+        binding = self.binding or Binding()
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(),
-                                               key_id.encode())
-        return Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode()},
+                                               _associated_data(key_id, binding))
+        return Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode(),
+                                 FORMAT_METADATA: BOUND_FORMAT,
+                                 NAMESPACE_METADATA: binding.namespace.encode(),
+                                 WORKFLOW_METADATA: binding.workflow_id.encode()},
                        data=nonce + sealed)
 
-    def decrypt(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != ENCODING:
-            # Written before encryption was switched on (or by a tool without the codec):
-            # passed through so such histories still replay.
-            return payload
+    def decrypt(self, payload: Payload, *, namespace: str | None = None,
+                workflow_id: str | None = None) -> Payload:
+        """The clear payload. A bound codec checks its own binding; `namespace` and
+        `workflow_id` check just those (the codec server, which knows no more)."""
+        encoding = payload.metadata.get("encoding")
+        if encoding != ENCODING:
+            if self.allow_plaintext or (encoding in NO_DATA_ENCODINGS and not payload.data):
+                return payload
+            raise CodecKeyError(
+                f"refused a payload that is not encrypted (encoding "
+                f"{(encoding or b'none').decode(errors='replace')[:40]!r}): every payload must "
+                "be written with the project's codec (worker.data_converter)")
         key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise CodecKeyError(f"payload was encrypted with codec key {key_id!r}, which is not "
                                 "configured (PETITION_CODEC_KEYS)")
+        version = payload.metadata.get(FORMAT_METADATA)
+        written: Binding | None = None
+        if version is None:  # format 1: the key id alone is the associated data
+            if not self.accept_unbound_legacy:
+                raise CodecKeyError("refused a payload of the old format, not bound to its "
+                                    "workflow")
+            aad = key_id.encode()
+        elif version == BOUND_FORMAT:
+            written = Binding(
+                payload.metadata.get(NAMESPACE_METADATA, b"").decode(errors="replace"),
+                payload.metadata.get(WORKFLOW_METADATA, b"").decode(errors="replace"))
+            aad = _associated_data(key_id, written)
+        else:
+            raise CodecKeyError(f"payload has unknown codec format {version[:10]!r}")
         data = payload.data
         try:
-            plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], key_id.encode())
+            plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad)
         except InvalidTag:
             raise CodecKeyError(f"payload does not decrypt with codec key {key_id!r}: "
                                 "wrong key or tampered data") from None
+        if written is not None:
+            self._check_binding(written, namespace, workflow_id)
         return Payload.FromString(plain)
+
+    def _check_binding(self, written: Binding, namespace: str | None,
+                       workflow_id: str | None) -> None:
+        expected: dict[str, Any] = {}
+        if self.binding is not None:
+            expected = {"namespace": self.binding.namespace,
+                        "workflow_id": self.binding.workflow_id}
+        if namespace is not None:
+            expected["namespace"] = namespace
+        if workflow_id is not None:
+            expected["workflow_id"] = workflow_id
+        for field, value in expected.items():
+            if getattr(written, field) != value:
+                raise CodecKeyError(
+                    f"refused a payload bound to another {field.replace('_', ' ')}: written "
+                    f"for namespace {written.namespace!r}, workflow {written.workflow_id!r}; "
+                    f"expected {value!r}")

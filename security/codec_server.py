@@ -14,7 +14,10 @@ bureau's provider — in `Authorization: Bearer`, or in the cookie `/login` set 
 whose Web UI has no login of its own, like the dev server's: the UI must send
 cross-origin credentials). The same verifiers as the service (service/auth) check it, and
 the directory must list the person as staff: intake clients and petitioners get 403, a
-missing, expired or forged token 401. Each answer to /decode is appended to a JSON-lines
+missing, expired or forged token 401. The server knows no workflow context: a payload
+bound to another namespace than the UI's `X-Namespace` (or another workflow than
+`X-Workflow-Id`, when given) is refused (400); payloads written before encryption pass
+through, so old histories still show. Each answer to /decode is appended to a JSON-lines
 audit file: who, when, the namespace, the workflow id if the caller names one
 (`X-Workflow-Id`), how many payloads and a fingerprint of each (sha256 of the ciphertext:
 no personal data). CORS answers only the configured UI origins. The stdlib server runs in
@@ -440,7 +443,11 @@ def _handler_for(server: CodecServer) -> type[BaseHTTPRequestHandler]:
                      "via": who.via}
             try:
                 payloads = json_format.Parse(self.rfile.read(length) or b"{}", Payloads())
-                result = Payloads(payloads=[server.codec.decrypt(p) for p in payloads.payloads])
+                # No workflow context here: the namespace the UI names, and the workflow
+                # when the caller names one, are checked against each payload's binding.
+                result = Payloads(payloads=[
+                    server.codec.decrypt(p, namespace=namespace or None, workflow_id=workflow)
+                    for p in payloads.payloads])
             except (json_format.ParseError, DecodeError, CodecKeyError, UnicodeDecodeError) as err:
                 server.audit.record({**entry, "outcome": "bad-request"})
                 self._reply(HTTPStatus.BAD_REQUEST, {"error": str(err)[:300]})
@@ -512,7 +519,8 @@ def run_from_settings(settings: Any, *, host: str | None = None, port: int | Non
     """`petition codec-server`: serve until interrupted."""
     from security.codec import keyring_from_settings
 
-    codec = EncryptionCodec(keyring_from_settings(settings))
+    # Plaintext passes through: histories written before encryption are still shown.
+    codec = EncryptionCodec(keyring_from_settings(settings), allow_plaintext=True)
     origins = settings.codec_server_origins.split(",")
     server = CodecServer(codec, staff_authenticator(settings), origins,
                          host=host or settings.codec_server_host,
@@ -542,7 +550,7 @@ def ui_codec_server(ui_port: int, *, keyring: Any = None, settings: Any = None,
     settings = settings or get_settings()
     origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}",
                *settings.codec_server_origins.split(",")]
-    codec = EncryptionCodec(keyring or keyring_from_settings(settings))
+    codec = EncryptionCodec(keyring or keyring_from_settings(settings), allow_plaintext=True)
     auth = authenticator or staff_authenticator(settings)
     try:
         return CodecServer(codec, auth, origins, host=settings.codec_server_host, port=port,

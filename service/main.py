@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from adapters.engine import create_engine, resolve_database_url, session_maker
 from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
+from security.codec import CodecKeyError, require_keys
 from security.redact import install_redaction
 from service.app import create_app
 from service.config import ServiceSettings
@@ -21,6 +22,10 @@ def app_factory() -> FastAPI:
     # (and the root's) get the redacting filter, so no log line carries personal data.
     install_redaction()
     settings = get_settings()
+    try:  # the keys before anything else: one clear line, not a traceback, without them
+        require_keys(settings)
+    except CodecKeyError as err:
+        raise SystemExit(f"service refused to start: {err}") from None
     service_settings = ServiceSettings()
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     sessions = session_maker(engine)

@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, WorkflowSerializationContext
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.petition_client import PetitionClient, workflow_id_for
@@ -47,6 +47,7 @@ from tests.conftest import make_intake
 from worker import data_converter
 
 K1, K2 = generate_key(), generate_key()
+IN_DEFAULT = WorkflowSerializationContext(namespace="default", workflow_id="petition-test")
 TOKEN = "t0ken-for-this-test-only-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
 UI_ORIGIN = "http://127.0.0.1:8233"
 HANDLER = Actor(id="QS-XFJ.h1", role=Role.HANDLER, unit="QS-XFJ")
@@ -152,14 +153,25 @@ async def test_tampered_payloads_and_key_ids_do_not_decrypt() -> None:
             await codec.decode([bad])
 
 
-async def test_unencrypted_payloads_written_before_the_codec_pass_through() -> None:
-    codec = EncryptionCodec(KeyRing({"k1": K1}, "k1"))
-    assert await codec.decode([_plain("legacy")]) == [_plain("legacy")]
+async def test_plaintext_is_refused_by_default_and_passed_only_when_asked() -> None:
+    strict = EncryptionCodec(KeyRing({"k1": K1}, "k1"))
+    lenient = EncryptionCodec(KeyRing({"k1": K1}, "k1"), allow_plaintext=True)
+    for codec in (strict, strict.with_context(IN_DEFAULT)):
+        with pytest.raises(CodecKeyError, match="not encrypted"):
+            await codec.decode([_plain("legacy")])
+    for codec in (lenient, lenient.with_context(IN_DEFAULT)):
+        assert await codec.decode([_plain("legacy")]) == [_plain("legacy")]
+    # A None carries nothing: a tool without the codec may send one.
+    nothing = Payload(metadata={"encoding": b"binary/null"})
+    assert await strict.with_context(IN_DEFAULT).decode([nothing]) == [nothing]
+    with pytest.raises(CodecKeyError, match="not encrypted"):  # not with data smuggled in
+        await strict.decode([Payload(metadata={"encoding": b"binary/null"}, data=b"x")])
 
 
 def test_the_project_converter_encrypts_and_encodes_failure_messages() -> None:
     converter = data_converter()
     assert isinstance(converter.payload_codec, EncryptionCodec)
+    assert not converter.payload_codec.allow_plaintext  # strict on the worker path
     assert converter.failure_converter._encode_common_attributes  # type: ignore[attr-defined]
 
 
@@ -224,7 +236,7 @@ def _payloads_json(*payloads: Payload) -> dict[str, Any]:
 
 async def _roundtrip_server() -> tuple[EncryptionCodec, Payload]:
     codec = EncryptionCodec(KeyRing({"k1": K1}, "k1"))
-    [sealed] = await codec.encode([_plain("李四 13800001111")])
+    [sealed] = await codec.with_context(IN_DEFAULT).encode([_plain("李四 13800001111")])
     return codec, sealed
 
 
@@ -379,7 +391,8 @@ async def test_petition_codec_server_command_decodes_for_staff_tokens_only(
         assert proc.stdout is not None
         banner = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         assert f"127.0.0.1:{port}" in banner
-        [sealed] = await EncryptionCodec(KeyRing({"cli1": K1}, "cli1")).encode([_plain("赵六")])
+        [sealed] = await EncryptionCodec(KeyRing({"cli1": K1}, "cli1")).with_context(
+            IN_DEFAULT).encode([_plain("赵六")])
         url = f"http://127.0.0.1:{port}/decode"
         ok = await asyncio.to_thread(_post, url, _payloads_json(sealed),
                                      {"Authorization": f"Bearer {staff}"})

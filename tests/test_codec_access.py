@@ -19,6 +19,7 @@ import jwt
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
+from temporalio.converter import WorkflowSerializationContext
 
 from security.codec import EncryptionCodec, KeyRing, generate_key
 from security.codec_server import COOKIE, CodecServer, CodecServerError, StaffAuthenticator
@@ -83,7 +84,8 @@ async def login(server: CodecServer, form: dict[str, str],
 def sealed() -> Payload:
     clear = Payload(metadata={"encoding": b"json/plain"},
                     data=json.dumps({"name": NAME, "id": ID_NUMBER, "phone": PHONE}).encode())
-    return EncryptionCodec(RING).encrypt(clear)
+    return EncryptionCodec(RING).with_context(
+        WorkflowSerializationContext("default", "petition-intake-1")).encrypt(clear)
 
 
 @pytest.fixture
