@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -15,12 +16,29 @@ from sqlalchemy.ext.asyncio import (
 
 from adapters.settings import PROJECT_ROOT, Settings
 
+DatabasePurpose = Literal["app", "migration", "reports"]
 
-def resolve_database_url(settings: Settings) -> str:
-    """`DATABASE_URL` wins; otherwise the embedded PostgreSQL (pgserver) in `.data/pg`."""
-    from devstack.postgres import database_url
 
-    return database_url(settings.database_url)
+def resolve_database_url(settings: Settings, purpose: DatabasePurpose = "app") -> str:
+    """The URL to connect with for `purpose` (docs/database-roles.md):
+
+    - `app` (worker, service, CLI): `DATABASE_URL`;
+    - `migration` (DDL, as the schema's owner): `PETITION_MIGRATION_DATABASE_URL`, else
+      `DATABASE_URL` (then the operator has chosen that role for migrations too);
+    - `reports` (read-only): `PETITION_REPORTS_DATABASE_URL`, else `DATABASE_URL`.
+
+    None of them set: the embedded PostgreSQL (pgserver) in `.data/pg`, as the role of that
+    purpose (`db_app_role`, `db_owner_role`, `db_reports_role`)."""
+    from devstack.postgres import database_url, role_url
+
+    explicit, role = {
+        "app": (settings.database_url, settings.db_app_role),
+        "migration": (settings.migration_database_url or settings.database_url,
+                      settings.db_owner_role),
+        "reports": (settings.reports_database_url or settings.database_url,
+                    settings.db_reports_role),
+    }[purpose]
+    return database_url(explicit) if explicit else role_url(role)
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -1,10 +1,18 @@
 """PostgreSQL for development and tests: an embedded server (pgserver) unless the operator
 gives a DATABASE_URL, plus a helper to create the throwaway databases tests run against.
+
+The embedded server is development-only: it listens on a unix socket only and trusts every
+local connection (pgserver's pg_hba.conf), so its roles (devstack/roles.py) need no
+passwords. Migrations connect as the owner role, the worker, the service and the CLI as the
+application role, `petition report` as the reports role (`role_url`);
+`database_url()` stays the superuser's, for creating and dropping databases.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +48,44 @@ def embedded_postgres() -> PostgresServer:
     # nobody who passes DATABASE_URL (production, CI with a real server) should pay.
     from pgserver.postgres_server import get_server
 
-    return get_server(_embedded_data_dir(), cleanup_mode=None)
+    server = get_server(_embedded_data_dir(), cleanup_mode=None)
+    _provision_roles(server)
+    return server
+
+
+_provisioned: set[Path] = set()
+_provisioning = threading.Lock()
+# Bumped when what _provision_roles does changes, so existing clusters get it once more.
+_ROLES_MARK = "petition-roles-v1"
+
+
+def _provision_roles(server: PostgresServer) -> None:
+    """The database roles on the embedded server, once per cluster (a mark file in its data
+    directory records it, with the role names) and per process: devstack/roles.py. The
+    default database's objects created before the roles existed are handed to the owner."""
+    from adapters.settings import get_settings
+    from devstack.roles import ensure_roles_sync
+
+    settings = get_settings()
+    mark = Path(server.pgdata) / "petition-roles"
+    wanted = " ".join((_ROLES_MARK, settings.db_owner_role, settings.db_app_role,
+                       settings.db_reports_role))
+    with _provisioning:
+        if mark.parent in _provisioned:
+            return
+        if not (mark.is_file() and mark.read_text().strip() == wanted):
+            ensure_roles_sync(_as_asyncpg(server.get_uri("postgres")), settings, adopt=True)
+            with contextlib.suppress(OSError):  # an unwritable mark costs a repeat, no more
+                mark.write_text(wanted + "\n")
+        _provisioned.add(mark.parent)
+
+
+def role_url(role: str, database: str = "postgres") -> str:
+    """The embedded server's URL for `role` (no password: the server trusts local
+    connections), its roles provisioned."""
+    server = embedded_postgres()
+    url = make_url(_as_asyncpg(server.get_uri(database))).set(username=role, password=None)
+    return url.render_as_string(hide_password=False)
 
 
 def database_url(explicit: str | None = None, database: str = "postgres") -> str:
@@ -89,6 +134,11 @@ def _embedded_data_dir() -> Path:
     fallback = Path("/tmp") / f"petition-flow-{digest}"
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback / "pg"
+
+
+def as_asyncpg(url: str) -> str:
+    """`url` with SQLAlchemy's asyncpg driver (postgres://, postgresql+psycopg://, ...)."""
+    return _as_asyncpg(url)
 
 
 def _as_asyncpg(url: str) -> str:

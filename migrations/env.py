@@ -1,9 +1,17 @@
-"""Alembic environment: async engine; URL from the caller, DATABASE_URL or embedded PostgreSQL."""
+"""Alembic environment: async engine; URL from the caller, the migration URL (settings) or
+the embedded PostgreSQL's owner role.
+
+Migrations create objects as the owner role (docs/database-roles.md): a connection that is
+not the owner but may act as it (a superuser, as the tests' and tools' throwaway databases
+connect; or an operator's login granted the owner role) switches to it first, so every
+table later migrations create belongs to the owner and gets the application's grants
+through the owner's default privileges (migration 0006)."""
 
 import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from adapters.engine import create_engine, resolve_database_url
@@ -16,10 +24,33 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or resolve_database_url(Settings())
+    return config.get_main_option("sqlalchemy.url") or resolve_database_url(Settings(),
+                                                                            "migration")
+
+
+def _act_as_owner(connection: Connection) -> None:
+    owner = Settings().db_owner_role
+    row = connection.execute(text(
+        "SELECT current_user = :owner AS is_owner, "
+        "       r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'MEMBER') AS member, "
+        "       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser "
+        "FROM (SELECT 1) AS one LEFT JOIN pg_roles r ON r.rolname = :owner"),
+        {"owner": owner}).one()
+    connection.commit()
+    if row.is_owner or not row.member:
+        # Not a member (or no such role): migration 0006 explains what is missing.
+        return
+    quoted = connection.dialect.identifier_preparer.quote(owner)
+    if row.superuser and not connection.scalar(
+            text("SELECT has_schema_privilege(:r, 'public', 'CREATE')"), {"r": owner}):
+        # A throwaway database created by a superuser: the owner may create in it.
+        connection.execute(text(f"GRANT CREATE ON SCHEMA public TO {quoted}"))
+    connection.execute(text(f"SET ROLE {quoted}"))
+    connection.commit()
 
 
 def _run(connection: Connection) -> None:
+    _act_as_owner(connection)
     context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()

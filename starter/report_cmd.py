@@ -91,7 +91,7 @@ def report_cmd(unit: str, by: str, period_text: str | None, fmt: str, chart: Pat
     roll_up = RollUp(by)
 
     async def go() -> str:
-        async with runtime() as rt:
+        async with runtime(purpose="reports") as rt:
             await require_current_schema(rt.engine)
             report = await build_report(rt.sessions, unit, period, as_of, by=roll_up)
             if chart is not None:
@@ -157,7 +157,7 @@ async def _expand(units: list[str]) -> list[str]:
     from starter.runtime import runtime
 
     out: list[str] = []
-    async with runtime() as rt, rt.sessions() as session:
+    async with runtime(purpose="reports") as rt, rt.sessions() as session:
         for unit in units:
             try:
                 tree = await load_unit_tree(session, unit)

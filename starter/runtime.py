@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from adapters.directory import load_directory, read_directory
-from adapters.engine import create_engine, resolve_database_url, session_maker
+from adapters.engine import DatabasePurpose, create_engine, resolve_database_url, session_maker
 from adapters.settings import PROJECT_ROOT, Settings, get_settings
 
 SAMPLE_DIRECTORY = PROJECT_ROOT / "domain" / "directory" / "sample.toml"
@@ -35,27 +36,45 @@ class Runtime:
 
 
 @asynccontextmanager
-async def runtime(settings: Settings | None = None) -> AsyncIterator[Runtime]:
+async def runtime(settings: Settings | None = None, *,
+                  purpose: DatabasePurpose = "app") -> AsyncIterator[Runtime]:
+    """`purpose`: the database role to connect as (`reports` for `petition report`, which
+    only reads; docs/database-roles.md)."""
     settings = settings or get_settings()
-    engine = create_engine(resolve_database_url(settings), pool_size=2)
+    engine = create_engine(resolve_database_url(settings, purpose), pool_size=2)
     try:
         yield Runtime(settings, engine, session_maker(engine))
     finally:
         await engine.dispose()
 
 
-def migrate(url: str, revision: str = "head", *, downgrade: bool = False) -> None:
+def migration_url(url: str | None = None, settings: Settings | None = None) -> str:
+    """The URL migrations connect with: the migration URL (the schema owner's,
+    `resolve_database_url(settings, "migration")`) when `url` is None or the application's
+    own URL (`petition migrate` and `petition dev` hand over their runtime's), else `url`
+    (a throwaway database of the tests and tools, as a superuser: migrations/env.py then
+    acts as the owner role)."""
+    settings = settings or get_settings()
+    if url is None or make_url(url) == make_url(resolve_database_url(settings)):
+        return resolve_database_url(settings, "migration")
+    return url
+
+
+def migrate(url: str | None = None, revision: str = "head", *,
+            downgrade: bool = False) -> None:
     """Run Alembic programmatically (it runs its own event loop, hence a thread)."""
     from alembic import command
     from alembic.config import Config
 
+    url = migration_url(url)
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["configure_logger"] = False
     (command.downgrade if downgrade else command.upgrade)(config, revision)
 
 
-async def migrate_async(url: str, revision: str = "head", *, downgrade: bool = False) -> None:
+async def migrate_async(url: str | None = None, revision: str = "head", *,
+                        downgrade: bool = False) -> None:
     await asyncio.to_thread(migrate, url, revision, downgrade=downgrade)
 
 
