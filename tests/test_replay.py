@@ -50,7 +50,8 @@ def _history(name: str) -> WorkflowHistory:
 def _replayer(*workflows: type[Any]) -> Replayer:
     # The test module's own workflow class cannot be re-imported into the sandbox.
     runner = UnsandboxedWorkflowRunner() if workflows else workflow_runner()
-    return Replayer(workflows=list(workflows) or [PetitionWorkflow],
+    # The recording servers' namespace: payloads of the codec's format 2 are bound to it.
+    return Replayer(workflows=list(workflows) or [PetitionWorkflow], namespace="default",
                     data_converter=data_converter(keyring=TEST_ONLY), workflow_runner=runner,
                     interceptors=[AssertionInterceptor(TEST_ONLY_ASSERTIONS)])
 
