@@ -18,7 +18,11 @@ from activities.notices import NoticeDesk
 from activities.records import TransitionRecorder
 from activities.registry import PetitionRegistry
 from activities.transfers import TransferDesk
+from adapters.data_keys import vault_from_settings
+from adapters.settings import get_settings
 from domain.calendar import WorkingCalendar
+from security.blind_index import BlindIndex, index_from_settings
+from security.sealing import Vault
 
 
 @dataclass
@@ -31,6 +35,7 @@ class ActivityDesks:
     escalation: EscalationDesk
     notices: NoticeDesk
     records: TransitionRecorder
+    vault: Vault
     extra: list[Callable[..., Any]] = field(default_factory=list)
 
     def all(self) -> list[Callable[..., Any]]:
@@ -60,15 +65,20 @@ def build_desks(
     clock: Clock = utc_now,
     after_payment_written: Callable[[str], None] | None = None,
     hearing_rules: HearingRules = HEARING_RULES,
+    vault: Vault | None = None,
+    index: BlindIndex | None = None,
 ) -> ActivityDesks:
     calendar = calendar or WorkingCalendar(notices=load_notices())  # docs/holidays.md
+    vault = vault or vault_from_settings(get_settings(), sessions)
+    index = index or index_from_settings(get_settings())
     return ActivityDesks(
-        registry=PetitionRegistry(sessions, clock),
+        registry=PetitionRegistry(sessions, vault, index, clock),
         deadlines=DeadlineCalculator(calendar),
-        transfers=TransferDesk(sessions),
-        hearings=HearingDesk(sessions, calendar, hearing_rules, clock),
+        transfers=TransferDesk(sessions, vault),
+        hearings=HearingDesk(sessions, calendar, hearing_rules, clock, vault=vault),
         assistance=AssistanceDesk(sessions, clock, after_payment_written),
-        escalation=EscalationDesk(sessions),
-        notices=NoticeDesk(sessions),
-        records=TransitionRecorder(sessions),
+        escalation=EscalationDesk(sessions, vault),
+        notices=NoticeDesk(sessions, vault),
+        records=TransitionRecorder(sessions, vault),
+        vault=vault,
     )

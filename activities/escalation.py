@@ -17,11 +17,13 @@ from activities.contracts import (
     EscalationInput,
     EscalationResult,
 )
+from activities.notices import sealed_notice
 from adapters.directory import unit_facts
-from adapters.tables import Escalation, Notice, Petition
+from adapters.tables import Escalation, Petition
 from domain.case import (
     UnitFacts,
 )
+from security.sealing import Vault
 
 MAX_DIRECTORY_DEPTH = 10
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -90,8 +92,9 @@ async def escalation_recipient(
 
 
 class EscalationDesk:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault):
         self._sessions = sessions
+        self._vault = vault
 
     @activity.defn
     async def escalate(self, escalation: EscalationInput) -> EscalationResult:
@@ -107,8 +110,8 @@ class EscalationDesk:
                 escalated_to_unit=unit, due_at=escalation.due_at, escalated_at=escalation.at,
             ))
             what = "supervising leader" if escalation.level == 1 else "superior bureau (督办)"
-            session.add(Notice(
-                idempotency_key=f"{key}:notice", petition_id=escalation.petition_id,
+            session.add(await sealed_notice(
+                self._vault, idempotency_key=f"{key}:notice", petition_id=escalation.petition_id,
                 recipient_kind="person" if person else "unit",
                 recipient_ref=person or unit or escalation.unit, template="escalation",
                 body=(f"Case {escalation.registration_no}: the {escalation.clock} deadline of "

@@ -24,9 +24,11 @@ from activities.contracts import (
     HearingBooking,
     HearingRecordInput,
 )
+from activities.notices import sealed_notice
 from adapters.engine import unit_of_work
-from adapters.tables import Hearing, Notice, Person, Petition
+from adapters.tables import Hearing, Person, Petition
 from domain.calendar import WorkingCalendar
+from security.sealing import Vault
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,11 @@ class HearingDesk:
         calendar: WorkingCalendar | None = None,
         rules: HearingRules = HEARING_RULES,
         clock: Clock = utc_now,
+        *,
+        vault: Vault,
     ):
         self._sessions = sessions
+        self._vault = vault
         self._clock = clock
         self._calendar = calendar or WorkingCalendar()
         self._rules = rules
@@ -108,7 +113,7 @@ class HearingDesk:
                 hearing_no=booking.hearing_no, venue=booking.venue,
                 starts_at=booking.starts_at, ends_at=ends_at, officers=booking.officers,
             ))
-            self._notices(session, booking, key, registration_no, ends_at)
+            await self._notices(session, booking, key, registration_no, ends_at)
             try:
                 await session.commit()
             except IntegrityError as err:
@@ -200,19 +205,20 @@ class HearingDesk:
         start, end = starts_at.astimezone(zone), ends_at.astimezone(zone)
         return f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} ({zone.key} time)"
 
-    def _notices(self, session: AsyncSession, booking: HearingBooking, key: str,
-                 registration_no: str, ends_at: datetime) -> None:
+    async def _notices(self, session: AsyncSession, booking: HearingBooking, key: str,
+                       registration_no: str, ends_at: datetime) -> None:
         """Notices to the parties, in the booking's own transaction (the outbox)."""
         now = self._clock()
         what = (f"Hearing no. {booking.hearing_no} on case {registration_no}: "
                 f"{self._span(booking.starts_at, ends_at)} at {booking.venue}.")
-        session.add(Notice(
-            idempotency_key=f"{key}:notice:petitioner", petition_id=booking.petition_id,
+        session.add(await sealed_notice(
+            self._vault, idempotency_key=f"{key}:notice:petitioner",
+            petition_id=booking.petition_id,
             recipient_kind="petitioner", recipient_ref=registration_no,
             template="hearing_scheduled", body=what, created_at=now))
         for officer in booking.officers:
-            session.add(Notice(
-                idempotency_key=f"{key}:notice:officer:{officer}",
+            session.add(await sealed_notice(
+                self._vault, idempotency_key=f"{key}:notice:officer:{officer}",
                 petition_id=booking.petition_id, recipient_kind="person",
                 recipient_ref=officer, template="hearing_scheduled", body=what,
                 created_at=now))

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,21 +20,35 @@ from activities.contracts import (
     NoticeInput,
 )
 from adapters.tables import Notice
+from security.sealing import Vault
 
 log = logging.getLogger(__name__)
 
 
+def notice_where(idempotency_key: str) -> str:
+    return f"notices.body:{idempotency_key}"
+
+
+async def sealed_notice(vault: Vault, *, body: str, **columns: Any) -> Notice:
+    """An outbox row with its body sealed (bound to its idempotency key)."""
+    key = columns["idempotency_key"]
+    return Notice(body_sealed=await vault.seal(body.encode(), notice_where(key)), **columns)
+
+
 class NoticeDesk:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault):
         self._sessions = sessions
+        self._vault = vault
 
     @activity.defn
     async def send_notice(self, notice: NoticeInput) -> int:
+        sealed = await self._vault.seal(notice.body.encode(), notice_where(notice.idempotency_key))
+
         async def write(session: AsyncSession) -> int:
             row = Notice(
                 idempotency_key=notice.idempotency_key, petition_id=notice.petition_id,
                 recipient_kind=notice.recipient_kind, recipient_ref=notice.recipient_ref,
-                template=notice.template, body=notice.body, created_at=notice.at,
+                template=notice.template, body_sealed=sealed, created_at=notice.at,
             )
             session.add(row)
             await session.flush()
@@ -45,9 +59,10 @@ class NoticeDesk:
 
 
 class NoticeGateway(Protocol):
-    """SMS, letter or e-mail. `deliver` must be idempotent on the notice's key."""
+    """SMS, letter or e-mail. `deliver` must be idempotent on the notice's key; `body` is
+    the notice's opened text (the row holds it sealed)."""
 
-    async def deliver(self, notice: Notice) -> None: ...
+    async def deliver(self, notice: Notice, body: str) -> None: ...
 
 
 class FileGateway:
@@ -56,18 +71,18 @@ class FileGateway:
     def __init__(self, directory: Path):
         self._directory = directory
 
-    async def deliver(self, notice: Notice) -> None:
+    async def deliver(self, notice: Notice, body: str) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
         name = notice.idempotency_key.replace(":", "_").replace("/", "_") + ".json"
-        body = {"key": notice.idempotency_key, "to": f"{notice.recipient_kind}:"
-                f"{notice.recipient_ref}", "template": notice.template, "body": notice.body}
+        letter = {"key": notice.idempotency_key, "to": f"{notice.recipient_kind}:"
+                f"{notice.recipient_ref}", "template": notice.template, "body": body}
         await asyncio.to_thread(
-            (self._directory / name).write_text, json.dumps(body, ensure_ascii=False), "utf-8"
+            (self._directory / name).write_text, json.dumps(letter, ensure_ascii=False), "utf-8"
         )
 
 
 class LogGateway:
-    async def deliver(self, notice: Notice) -> None:
+    async def deliver(self, notice: Notice, body: str) -> None:
         log.info("notice %s to %s: %s", notice.id, notice.recipient_kind, notice.template)
 
 
@@ -86,10 +101,12 @@ class OutboxDrainer:
     A failed delivery is counted and rests (`backoff`) so it cannot block the queue.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], gateway: NoticeGateway,
-                 clock: Clock = utc_now, *, retry_after: Callable[[int], timedelta] = backoff,
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault,
+                 gateway: NoticeGateway, clock: Clock = utc_now, *,
+                 retry_after: Callable[[int], timedelta] = backoff,
                  delivery_timeout: timedelta = timedelta(seconds=30)):
         self._sessions = sessions
+        self._vault = vault
         self._gateway = gateway
         self._clock = clock
         self._retry_after = retry_after
@@ -119,7 +136,9 @@ class OutboxDrainer:
                 return None
             row.attempts += 1
             try:
-                await asyncio.wait_for(self._gateway.deliver(row), timeout=self._timeout)
+                body = (await self._vault.open(row.body_sealed,
+                                               notice_where(row.idempotency_key))).decode()
+                await asyncio.wait_for(self._gateway.deliver(row, body), timeout=self._timeout)
             except Exception as exc:  # a gateway failure must not stop the others
                 row.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 row.next_attempt_at = self._clock() + self._retry_after(row.attempts)

@@ -26,6 +26,8 @@ from adapters.tables import Petition, PetitionEvent
 from domain.case import (
     TransitionRecord,
 )
+from domain.models import free_text_keys
+from security.sealing import Vault
 
 
 def event_key(record: TransitionRecord) -> str:
@@ -37,22 +39,43 @@ def event_key(record: TransitionRecord) -> str:
 
 
 class TransitionRecorder:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault):
         self._sessions = sessions
+        self._vault = vault
 
     @activity.defn
     async def record_transitions(self, batch: TransitionBatch) -> int:
         """Audit rows and the read model's newest state in one transaction."""
-        return await write_transitions(self._sessions, batch.records)
+        return await write_transitions(self._sessions, self._vault, batch.records)
+
+
+def split_detail(detail: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what reports may query, the free text people wrote -- stored sealed)."""
+    free = free_text_keys()
+    return ({k: v for k, v in detail.items() if k not in free},
+            {k: v for k, v in detail.items() if k in free})
+
+
+async def sealed_detail(vault: Vault, key: str, free: dict[str, Any]) -> bytes | None:
+    return await vault.seal_json(free, f"petition_events.detail:{key}") if free else None
+
+
+async def open_detail(vault: Vault, event: PetitionEvent) -> dict[str, Any]:
+    """An audit row's whole detail: the structured part and its opened free text."""
+    if event.detail_sealed is None:
+        return dict(event.detail)
+    free = await vault.open_json(event.detail_sealed,
+                                 f"petition_events.detail:{event.idempotency_key}")
+    return {**event.detail, **free}
 
 
 async def write_transitions(
-    sessions: async_sessionmaker[AsyncSession], records: list[TransitionRecord]
+    sessions: async_sessionmaker[AsyncSession], vault: Vault, records: list[TransitionRecord]
 ) -> int:
     """Write audit rows (each once, by its key) and move the read model forward."""
     if not records:
         return 0
-    rows = [_row(record) for record in records]
+    rows = [await _row(vault, record) for record in records]
     merged: dict[str, Any] = {}
     last_seq: int | None = None
     for record in records:
@@ -81,8 +104,9 @@ async def write_transitions(
 
 READ_MODEL_COLUMNS = frozenset(
     c.name for c in Petition.__table__.columns
-) - {"id", "intake_id", "workflow_id", "registration_no", "petitioner", "content", "matter_key",
-     "attachments", "attached_to", "last_seq", "updated_at"}
+    if not c.name.endswith(("_sealed", "_index"))
+) - {"id", "intake_id", "workflow_id", "registration_no", "matter_key",
+     "attached_to", "last_seq", "updated_at"}
 
 
 def _read_model_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -99,14 +123,17 @@ def _parse_time(column: str, value: Any) -> Any:
     return value
 
 
-def _row(record: TransitionRecord) -> dict[str, Any]:
+async def _row(vault: Vault, record: TransitionRecord) -> dict[str, Any]:
+    key = event_key(record)
+    detail, free = split_detail(record.detail)
     return {
         "petition_id": record.petition_id, "workflow_id": record.workflow_id,
-        "idempotency_key": event_key(record), "seq": record.seq, "action": record.action.value,
+        "idempotency_key": key, "seq": record.seq, "action": record.action.value,
         "actor_id": record.actor.id, "actor_role": record.actor.role.value,
         "actor_unit": record.actor.unit,
         "from_stage": record.from_stage.value if record.from_stage else None,
         "to_stage": record.to_stage.value if record.to_stage else None,
-        "accepted": record.accepted, "refusal": record.refusal, "detail": record.detail,
+        "accepted": record.accepted, "refusal": record.refusal, "detail": detail,
+        "detail_sealed": await sealed_detail(vault, key, free),
         "at": record.at,
     }

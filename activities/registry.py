@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -35,12 +36,11 @@ from adapters.tables import (
     RegistrationNumber,
     TerminationEntry,
 )
-from domain.case import (
-    UnitFacts,
-    matter_key,
-)
+from domain.case import UnitFacts
 from domain.models import OPEN_STAGES, PetitionIntake, Stage
 from domain.policy import load_profile
+from security.blind_index import BlindIndex
+from security.sealing import Vault
 
 BEIJING = ZoneInfo("Asia/Shanghai")  # registration years follow Beijing time
 
@@ -99,11 +99,33 @@ async def registered_workflow_id(sessions: async_sessionmaker[AsyncSession],
         return found
 
 
+async def sealed_intake(vault: Vault, index: BlindIndex, intake: PetitionIntake
+                        ) -> dict[str, Any]:
+    """The petition row's personal-data columns: sealed, bound to the intake id, and the
+    blind index of the ID number and phone."""
+    where = f"petitions.{{}}:{intake.intake_id}"
+    petitioner = intake.petitioner
+    return {
+        "petitioner_sealed": await vault.seal_json(petitioner.model_dump(mode="json"),
+                                                   where.format("petitioner")),
+        "subject_sealed": await vault.seal(intake.subject.encode(), where.format("subject")),
+        "content_sealed": await vault.seal(intake.content.encode(), where.format("content")),
+        "attachments_sealed": await vault.seal_json(
+            [a.model_dump(mode="json") for a in intake.attachments],
+            where.format("attachments")),
+        "petitioner_id_index": index.id_number(petitioner.id_number),
+        "petitioner_phone_index": index.phone(petitioner.phone) if petitioner.phone else None,
+    }
+
+
 class PetitionRegistry:
     """Activities over the petitions registry, its audit trail and the directory."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault,
+                 index: BlindIndex, clock: Clock = utc_now):
         self._sessions = sessions
+        self._vault = vault
+        self._index = index
         self._clock = clock
 
     @activity.defn
@@ -117,7 +139,7 @@ class PetitionRegistry:
         """
         intake = command.intake
         profile = load_profile(intake.profile)
-        key = matter_key(intake)
+        key = self._index.matter_key(intake)
         async with unit_of_work(self._sessions) as session:
             unit = await unit_facts(session, intake.unit)
             if unit is None:
@@ -169,10 +191,8 @@ class PetitionRegistry:
             intake_id=intake.intake_id, workflow_id=command.workflow_id, registration_no=number,
             registered_unit=unit.code, holding_unit=unit.code, channel=intake.channel,
             category=intake.category, law_related=intake.law_related, profile=intake.profile,
-            persons=intake.persons, matter_key=key,
-            petitioner=intake.petitioner.model_dump(mode="json"), subject=intake.subject,
-            content=intake.content, stage=Stage.REGISTERED,
-            attachments=[a.model_dump(mode="json") for a in intake.attachments],
+            persons=intake.persons, matter_key=key, stage=Stage.REGISTERED,
+            **await sealed_intake(self._vault, self._index, intake),
             received_at=intake.received_at, registered_at=command.registered_at,
             repeat_of=earlier,
         )

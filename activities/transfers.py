@@ -11,8 +11,10 @@ from activities.contracts import (
     TransferOrderInput,
     TransferOrderResult,
 )
+from activities.notices import sealed_notice
 from adapters.directory import unit_facts
-from adapters.tables import Notice, Petition, TransferOrder
+from adapters.tables import Petition, TransferOrder
+from security.sealing import Vault
 
 # Work-order number prefixes: 转送 (forwarded), 交办 (assigned, report back), 分流 (diverted).
 ORDER_PREFIX = {"transfer": "ZS", "assignment": "JB", "diversion": "FL"}
@@ -33,8 +35,9 @@ def order_number(kind: str, registration_no: str, petition_id: int, seq: int) ->
 
 
 class TransferDesk:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault):
         self._sessions = sessions
+        self._vault = vault
 
     @activity.defn
     async def issue_transfer_order(self, order: TransferOrderInput) -> TransferOrderResult:
@@ -68,8 +71,8 @@ class TransferDesk:
                 # The lifecycle notifies a receiving unit of a transfer itself; a diversion
                 # order reaches its organ only through this notice, written in the same
                 # transaction: never an order without its notice, nor a notice twice.
-                session.add(Notice(
-                    idempotency_key=f"{key}:notice", petition_id=order.petition_id,
+                session.add(await sealed_notice(
+                    self._vault, idempotency_key=f"{key}:notice", petition_id=order.petition_id,
                     recipient_kind="unit", recipient_ref=to_unit.code,
                     template="diversion_order",
                     body=f"Diversion order {number} for case {registration_no} from "

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -108,11 +109,17 @@ class Petition(Base):
     law_related: Mapped[bool] = mapped_column(Boolean)
     profile: Mapped[str] = mapped_column(String(64))
     persons: Mapped[int] = mapped_column(Integer, server_default="1")
+    # Personal data is sealed (security/sealing.py, migration 0007): the petitioner, the
+    # subject, the letter and the attachments, each bound to this row's intake id. Equal
+    # values are found through the blind index (security/blind_index.py): the matter key
+    # and the ID number's and phone's keyed HMACs.
     matter_key: Mapped[str] = mapped_column(String(64))
-    petitioner: Mapped[dict[str, Any]] = mapped_column(JSONB)  # personal data
-    subject: Mapped[str] = mapped_column(Text)
-    content: Mapped[str] = mapped_column(Text)
-    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    petitioner_id_index: Mapped[str] = mapped_column(String(64))
+    petitioner_phone_index: Mapped[str | None] = mapped_column(String(64))
+    petitioner_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    subject_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    content_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    attachments_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     stage: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -141,6 +148,8 @@ class Petition(Base):
         Index("ix_petitions_unit_stage", "responsible_unit", "stage"),
         Index("ix_petitions_holding_unit", "holding_unit"),
         Index("ix_petitions_matter_open", "matter_key", "stage"),
+        Index("ix_petitions_petitioner_id", "petitioner_id_index"),  # migration 0007
+        Index("ix_petitions_petitioner_phone", "petitioner_phone_index"),
         Index("ix_petitions_overdue", "overdue", postgresql_where="overdue"),
         Index("ix_petitions_registered_at", "registered_at"),
         Index("ix_petitions_next_deadline", "next_deadline"),
@@ -177,6 +186,9 @@ class PetitionEvent(Base):
     accepted: Mapped[bool] = mapped_column(Boolean)
     refusal: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    # The detail's free text (reasons, opinions, summaries, notes: `domain.models.FreeText`
+    # fields), sealed and bound to the idempotency key. NULL: the action carried none.
+    detail_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = _now()
 
@@ -303,7 +315,7 @@ class Notice(Base):
     recipient_kind: Mapped[str] = mapped_column(String(16))  # petitioner, unit, person
     recipient_ref: Mapped[str] = mapped_column(String(200))
     template: Mapped[str] = mapped_column(String(64))
-    body: Mapped[str] = mapped_column(Text)
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # bound to the idempotency key
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -316,6 +328,19 @@ class Notice(Base):
         Index("ix_notices_undelivered", "id", postgresql_where="delivered_at IS NULL"),
         Index("ix_notices_due", "next_attempt_at", postgresql_where="delivered_at IS NULL"),
     )
+
+
+class DataKey(Base):
+    """A data key of the personal-data columns, wrapped by a key-encryption key that is
+    never stored here (security/sealing.py). Retired: no longer seals new values."""
+
+    __tablename__ = "data_keys"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    cipher: Mapped[str] = mapped_column(String(32), server_default="aes-256-gcm")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class TerminationEntry(Base):

@@ -27,6 +27,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from adapters.data_keys import vault_from_settings
+from adapters.settings import get_settings
 from adapters.tables import (
     Petition,
     PetitionEvent,
@@ -35,6 +37,7 @@ from adapters.tables import (
 )
 from bench.common import Report, Stopwatch, bench_dir, database, db_name, drop, fresh_database
 from bench.legacy_data import write_csv
+from security.blind_index import index_from_settings
 from starter.legacy.importer import (
     Preparer,
     collector_paused,
@@ -42,7 +45,7 @@ from starter.legacy.importer import (
     load_directory,
     worker_calendar,
 )
-from starter.legacy.load import EVENT_COLUMNS, PETITION_COLUMNS
+from starter.legacy.load import EVENT_COLUMNS, PETITION_COLUMNS, seal_rows
 from starter.legacy.read import read_chunks
 
 BENCH_DATABASE = "petitionflow_bench"
@@ -59,14 +62,16 @@ async def orm_import(path: Path, engine: AsyncEngine,
     from datetime import UTC, datetime
 
     directory = await load_directory(sessions)
+    vault = vault_from_settings(get_settings(), sessions)
+    index = index_from_settings(get_settings())
     prep = Preparer(directory, worker_calendar(), datetime.now(UTC), path.name)
     count = 0
     for chunk in read_chunks(path, ORM_BATCH):
         batch = prep.prepare(chunk)
         assert not batch.errors, batch.errors[:3]
-        rows = batch.petitions
+        rows, sealed_events = await seal_rows(vault, index, batch.petitions, batch.events)
         events: dict[str, list[tuple[Any, ...]]] = {}
-        for event in batch.events:
+        for event in sealed_events:
             events.setdefault(event[_EV["intake_id"]], []).append(event)
         async with sessions() as session:
             petitions = [_petition(row) for row in rows]
@@ -82,7 +87,8 @@ async def orm_import(path: Path, engine: AsyncEngine,
                 action=e[_EV["action"]], actor_id=e[_EV["actor_id"]],
                 actor_role=e[_EV["actor_role"]], actor_unit=e[_EV["actor_unit"]],
                 from_stage=e[_EV["from_stage"]], to_stage=e[_EV["to_stage"]], accepted=True,
-                detail=json.loads(e[_EV["detail"]]), at=e[_EV["at"]])
+                detail=json.loads(e[_EV["detail"]]), detail_sealed=e[_EV["detail_sealed"]],
+                at=e[_EV["at"]])
                 for p in petitions for e in events[p.intake_id])
             session.add_all(TerminationEntry(
                 petition_id=p.id, matter_key=p.matter_key, registration_no=p.registration_no,
@@ -104,9 +110,11 @@ def _petition(row: tuple[Any, ...]) -> Petition:
         handler_id=v["handler_id"], leader_id=v["leader_id"], channel=v["channel"],
         category=v["category"], law_related=v["law_related"], profile=v["profile"],
         persons=v["persons"], matter_key=v["matter_key"],
-        petitioner={"name": v["petitioner_name"], "id_number": v["petitioner_id_number"],
-                    "phone": v["petitioner_phone"], "address": v["petitioner_address"]},
-        subject=v["subject"], content=v["content"], attachments=[], stage=v["stage"],
+        petitioner_id_index=v["petitioner_id_index"],
+        petitioner_phone_index=v["petitioner_phone_index"],
+        petitioner_sealed=v["petitioner_sealed"], subject_sealed=v["subject_sealed"],
+        content_sealed=v["content_sealed"], attachments_sealed=v["attachments_sealed"],
+        stage=v["stage"],
         outcome=v["outcome"], received_at=v["received_at"], registered_at=v["registered_at"],
         accepted_at=v["accepted_at"], replied_at=v["replied_at"], closed_at=v["closed_at"],
         acceptance_due=v["acceptance_due"], handling_due=v["handling_due"],

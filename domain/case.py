@@ -29,10 +29,11 @@ from domain.policy import ClockKind, DeadlineProfile, Period
 TIMELINE_NOTES_KEPT = 20  # notes and repeat visits beyond this are counted, not listed
 
 
-def matter_key(intake: PetitionIntake) -> str:
+def matter_digest(intake: PetitionIntake) -> str:
     """Same petitioner, same category, same respondent or subject: the same matter.
 
-    A hash, so the key itself reveals no personal data.
+    Unkeyed, so never stored as it is: an ID number is guessable from it. The registry
+    stores the blind index's keyed HMAC of it (security/blind_index.py).
     """
     about = (intake.respondent or intake.subject).strip().casefold()
     raw = f"{intake.petitioner.id_number.upper()}|{intake.category}|{about}"

@@ -12,7 +12,8 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -54,14 +55,21 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
+class FreeText:
+    """Marks a field whose text people write (reasons, opinions, summaries): it may name
+    anyone or quote anything, so the audit trail stores it sealed (`free_text_keys`)."""
+
+
+FREE_TEXT = FreeText()
+
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 ShortText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-    AfterValidator(_printable),
+    AfterValidator(_printable), FREE_TEXT,
 ]
 LongText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS),
-    AfterValidator(_printable),
+    AfterValidator(_printable), FREE_TEXT,
 ]
 
 
@@ -438,3 +446,20 @@ class DeclineConcluded(SystemCommand):
 
 
 SYSTEM_ACTOR = Actor(id="system", role=Role.SYSTEM, unit="system")
+
+
+def _marked(annotation: Any) -> bool:
+    return annotation is FREE_TEXT or any(_marked(a) for a in get_args(annotation))
+
+
+def _subclasses(cls: type[BaseModel]) -> list[type[BaseModel]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _subclasses(sub))]
+
+
+@cache
+def free_text_keys() -> frozenset[str]:
+    """The names of every command field marked `FreeText`: the audit trail's detail keys
+    that are sealed (activities/records.py)."""
+    return frozenset(name for model in _subclasses(Command)
+                     for name, field in model.model_fields.items()
+                     if any(m is FREE_TEXT for m in field.metadata) or _marked(field.annotation))

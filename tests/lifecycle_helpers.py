@@ -25,7 +25,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notices import notice_where
+from adapters.data_keys import vault_from_settings
+from adapters.engine import create_engine, session_maker
 from adapters.petition_client import ActionRefused, PetitionClient
+from adapters.settings import get_settings
 from devstack.temporal_server import settled
 from domain.calendar import WorkingCalendar
 from domain.case import ClockView, PetitionStatus, TimelineEntry
@@ -316,3 +320,19 @@ async def pg_fetch(db_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 def yuan(text: str) -> Decimal:
     return Decimal(text)
+
+
+async def opened_notices(db_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """`sql`'s rows (which must select `n.idempotency_key` and `n.body_sealed`), each with
+    its notice's opened `body`: the outbox holds bodies sealed (security/sealing.py)."""
+    rows = [dict(r) for r in await pg_fetch(db_url, sql, *args)]
+    engine = create_engine(make_url(db_url).set(drivername="postgresql+asyncpg")
+                           .render_as_string(hide_password=False), pool_size=1)
+    try:
+        vault = vault_from_settings(get_settings(), session_maker(engine))
+        for row in rows:
+            row["body"] = (await vault.open(row.pop("body_sealed"),
+                                            notice_where(row.pop("idempotency_key")))).decode()
+    finally:
+        await engine.dispose()
+    return rows

@@ -24,6 +24,7 @@ from tests.lifecycle_helpers import (
     Case,
     clock,
     eventually,
+    opened_notices,
     pg_fetch,
     sleep_until,
 )
@@ -58,11 +59,10 @@ async def escalations(db_url: str, workflow_id: str) -> list[dict[str, Any]]:
 
 
 async def notices(db_url: str, workflow_id: str, template: str) -> list[dict[str, Any]]:
-    rows = await pg_fetch(
-        db_url, "SELECT n.recipient_kind, n.recipient_ref, n.body, n.created_at FROM notices n "
-        "JOIN petitions p ON p.id = n.petition_id WHERE p.workflow_id = $1 "
-        "AND n.template = $2 ORDER BY n.id", workflow_id, template)
-    return [dict(r) for r in rows]
+    return await opened_notices(
+        db_url, "SELECT n.recipient_kind, n.recipient_ref, n.idempotency_key, n.body_sealed, "
+        "n.created_at FROM notices n JOIN petitions p ON p.id = n.petition_id "
+        "WHERE p.workflow_id = $1 AND n.template = $2 ORDER BY n.id", workflow_id, template)
 
 
 @pytest.mark.parametrize(("unit", "leader", "leader_unit", "bureau", "bureau_head"), [

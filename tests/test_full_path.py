@@ -31,6 +31,7 @@ from tests.lifecycle_helpers import (
     eventually,
     finished,
     head,
+    opened_notices,
     pg_fetch,
 )
 from workflows.petition import PetitionWorkflow
@@ -159,15 +160,17 @@ async def _system_of_record(db_url: str, workflow_id: str, registration_no: str,
     [row] = await pg_fetch(db_url, "SELECT stage, outcome, extension_days FROM petitions "
                            "WHERE workflow_id = $1", workflow_id)
     assert dict(row) == {"stage": "closed", "outcome": "concluded", "extension_days": 25}
-    notices = await pg_fetch(db_url, "SELECT n.template, n.body FROM notices n JOIN petitions "
-                             "p ON p.id = n.petition_id WHERE p.workflow_id = $1 AND "
-                             "n.recipient_kind = 'petitioner'", workflow_id)
+    notices = await opened_notices(
+        db_url, "SELECT n.template, n.idempotency_key, n.body_sealed FROM notices n JOIN "
+        "petitions p ON p.id = n.petition_id WHERE p.workflow_id = $1 AND "
+        "n.recipient_kind = 'petitioner'", workflow_id)
     bodies: dict[str, Any] = {n["template"]: n["body"] for n in notices}
     assert "a public hearing is required" in bodies["decide_extension"]
     assert "extended by 25 days" in bodies["decide_extension"]
-    [declined] = await pg_fetch(db_url, "SELECT p.stage, p.outcome, n.body FROM petitions p "
-                                "JOIN notices n ON n.petition_id = p.id WHERE p.workflow_id = $1 "
-                                "AND n.template = 'decline'", second_id)
+    [declined] = await opened_notices(
+        db_url, "SELECT p.stage, p.outcome, n.idempotency_key, n.body_sealed FROM petitions p "
+        "JOIN notices n ON n.petition_id = p.id WHERE p.workflow_id = $1 "
+        "AND n.template = 'decline'", second_id)
     assert (declined["stage"], declined["outcome"]) == ("closed", "not_accepted")
     assert registration_no in declined["body"]
 

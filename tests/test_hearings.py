@@ -125,7 +125,7 @@ async def test_a_non_working_day_is_refused_and_the_next_working_day_offered(des
 async def test_when_no_slot_fits_the_refusal_says_so(sessions, desks):
     # Sitting hours are configuration: a one-day search and a room taken at noon leave no
     # room for an eight-hour hearing.
-    desk = HearingDesk(sessions, rules=HearingRules(search_working_days=1))
+    desk = HearingDesk(sessions, rules=HearingRules(search_working_days=1), vault=desks.vault)
     day, room = hearing_day(), venue()
     await book(desks, venue=room, starts_at=beijing(day, 12), officers=["HO-08"], minutes=60)
     found = await refused_with(book(desks, venue=room, starts_at=beijing(day, 8, 30),
@@ -137,7 +137,8 @@ async def test_when_no_slot_fits_the_refusal_says_so(sessions, desks):
 
 
 async def test_sitting_hours_are_configurable(sessions, desks):
-    desk = HearingDesk(sessions, rules=HearingRules(day_starts=time(9, 0), day_ends=time(12, 0)))
+    desk = HearingDesk(sessions, rules=HearingRules(day_starts=time(9, 0), day_ends=time(12, 0)),
+                       vault=desks.vault)
     day = hearing_day()
     message = await refusal(book(desks, venue=venue(), starts_at=beijing(day, 8, 30),
                                  officers=["HO-01"], minutes=60, desk=desk))

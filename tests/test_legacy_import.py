@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from adapters.data_keys import vault_from_settings
 from adapters.petition_client import PetitionClient, workflow_id_for
 from adapters.search_attributes import PETITION_STAGE
+from adapters.settings import get_settings
 from adapters.tables import (
     Petition,
     PetitionEvent,
@@ -24,9 +26,10 @@ from adapters.tables import (
     TerminationEntry,
 )
 from domain.calendar import WorkingCalendar
-from domain.case import matter_key
+from domain.case import matter_digest
 from domain.models import Actor, ClockName, PetitionIntake, Reply, Role, Stage
 from domain.policy import load_profile
+from security.blind_index import index_from_settings
 from starter.legacy import COLUMNS, LegacyRecord, import_file
 from starter.legacy.replay import intake_of
 from tests.cli import petition
@@ -97,7 +100,14 @@ async def test_small_csv_imports_closed_history_into_the_system_of_record(
     first = stored[rows[0]["intake_id"]]
     assert first.stage == "closed" and first.outcome == "resolved"
     assert first.satisfaction == "satisfied" and first.responsible_unit == "QS-HRSS"
-    assert first.petitioner["name"] == "王某" and first.content == "多行\n内容, with a comma"
+    vault = vault_from_settings(get_settings(), sessions)
+    where = f"petitions.{{}}:{first.intake_id}"
+    petitioner = await vault.open_json(first.petitioner_sealed, where.format("petitioner"))
+    content = await vault.open(first.content_sealed, where.format("content"))
+    assert petitioner["name"] == "王某" and content.decode() == "多行\n内容, with a comma"
+    assert first.petitioner_id_index == index_from_settings(get_settings()).id_number(
+        rows[0]["petitioner_id_number"])
+    assert b"\xe7\x8e\x8b\xe6\x9f\x90" not in first.petitioner_sealed  # 王某 in UTF-8
     assert first.workflow_id == workflow_id_for(rows[0]['intake_id'])
     # The historical acceptance deadline is the profile's, from the original registration.
     assert first.acceptance_due == load_profile("national").deadline(
@@ -114,8 +124,8 @@ async def test_small_csv_imports_closed_history_into_the_system_of_record(
     assert [at for _, _, at, _ in trail] == [datetime.fromisoformat(rows[0][k]) for k in (
         "received_at", "received_at", "accepted_at", "replied_at", "replied_at", "closed_at")]
     assert trail[2][3] == f"{first.workflow_id}:3:accept" and first.last_seq == 6
-    assert first.matter_key == matter_key(intake_of(LegacyRecord.model_validate(rows[0]),
-                                                    "national"))
+    assert first.matter_key == index_from_settings(get_settings()).matter_key(
+        intake_of(LegacyRecord.model_validate(rows[0]), "national"))
     concluded_trail = [e.action for e in sorted(events, key=lambda e: e.seq or 0)
                        if e.workflow_id == workflow_id_for(concluded['intake_id'])]
     assert concluded_trail == ["register", "transfer", "accept", "reply", "rate",
@@ -270,8 +280,8 @@ def test_matter_key_matches_live_registrations():
         "unit": row.unit, "received_at": row.received_at, "subject": row.subject,
         "content": "x", "respondent": row.respondent,
         "petitioner": {"name": row.petitioner_name, "id_number": row.petitioner_id_number}})
-    assert matter_key(intake_of(row, "national")) == matter_key(intake)
-    assert matter_key(intake_of(row, "national", checked=False)) == matter_key(intake)
+    assert matter_digest(intake_of(row, "national")) == matter_digest(intake)
+    assert matter_digest(intake_of(row, "national", checked=False)) == matter_digest(intake)
 
 
 async def test_a_history_the_lifecycle_refuses_is_a_bad_row(engine, tmp_path):

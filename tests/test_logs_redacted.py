@@ -229,23 +229,25 @@ async def test_faults_in_registration_and_the_audit_writer_leave_nothing_persona
 
 async def test_a_refusal_names_the_constraint_not_the_row(
         sessions: async_sessionmaker[AsyncSession]) -> None:
-    """A NOT NULL violation on a petition with its personal data: the refusal (which goes
-    to the audit trail, the logs and the caller) names the column and table, not the row."""
+    """A NOT NULL violation on a petition whose intake system chose the petitioner's phone
+    as its intake id (the personal data itself is sealed): the refusal (which goes to the
+    audit trail, the logs and the caller) names the column and table, not the row."""
     secrets = _personal()
+    opaque = b"\x01" + uuid.uuid4().bytes
     async with sessions() as session:
         with pytest.raises(IntegrityError) as caught:
             await session.execute(insert(Petition).values(
-                intake_id=f"T-{uuid.uuid4().hex[:20]}", workflow_id=f"wf-{uuid.uuid4().hex}",
+                intake_id=f"{secrets['phone']}-{uuid.uuid4().hex[:8]}",
+                workflow_id=f"wf-{uuid.uuid4().hex}",
                 registration_no=f"R-{uuid.uuid4().hex[:12]}", registered_unit=UNIT,
                 holding_unit=UNIT, channel="visit", category="wage_arrears", law_related=False,
-                profile="standard", matter_key=None,
-                petitioner={"name": secrets["name"], "id_number": secrets["id_number"],
-                            "phone": secrets["phone"]},
-                subject="s", content=secrets["content"], stage="registered",
+                profile="standard", matter_key=None, petitioner_id_index="x",
+                petitioner_sealed=opaque, subject_sealed=opaque, content_sealed=opaque,
+                attachments_sealed=opaque, stage="registered",
                 received_at=func.now(), registered_at=func.now()))
         await session.rollback()
     cause: Any = getattr(caught.value.orig, "__cause__", None)  # asyncpg's: it has the row
-    assert secrets["name"] in f"{cause}" and "Failing row contains" in cause.detail
+    assert secrets["phone"] in f"{cause}" and "Failing row contains" in cause.detail
     refusal = integrity_refusal(caught.value, "registration of intake X")
     assert refusal.message == ("refused [integrity]: registration of intake X leaves "
                                "column matter_key on petitions empty")

@@ -20,8 +20,16 @@ from activities.contracts import (
     NoticeInput,
 )
 from activities.notices import FileGateway, NoticeDesk, OutboxDrainer, backoff
+from adapters.data_keys import vault_from_settings
+from adapters.settings import get_settings
 from adapters.tables import Notice
+from security.sealing import Vault
 from tests.desk_helpers import run, scratch_database
+
+
+def vault_of(sessions: async_sessionmaker[AsyncSession]) -> Vault:
+    return vault_from_settings(get_settings(), sessions)
+
 
 NO_REST = {"retry_after": lambda attempts: timedelta(0)}
 
@@ -34,7 +42,7 @@ async def outbox() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
 
 
 async def queue(sessions, n: int, tag: str) -> list[str]:
-    desk, keys = NoticeDesk(sessions), []
+    desk, keys = NoticeDesk(sessions, vault_of(sessions)), []
     for i in range(n):
         key = f"{tag}:{i}:notice"
         await run(desk.send_notice, NoticeInput(
@@ -64,7 +72,7 @@ class FirstAttemptFails:
         gateway = self
 
         class Tagged:
-            async def deliver(self, notice: Notice) -> None:
+            async def deliver(self, notice: Notice, body: str) -> None:
                 key = notice.idempotency_key
                 gateway.attempts[key] += 1
                 await asyncio.sleep(0.001)  # give the other drainer every chance to race
@@ -88,7 +96,7 @@ async def test_two_racing_drainers_and_a_failing_first_attempt_deliver_each_noti
         outbox):
     keys = await queue(outbox, 40, f"race-{uuid.uuid4().hex[:6]}")
     gateway = FirstAttemptFails()
-    drainers = [OutboxDrainer(outbox, gateway.as_drainer(name), **NO_REST)
+    drainers = [OutboxDrainer(outbox, vault_of(outbox), gateway.as_drainer(name), **NO_REST)
                 for name in ("a", "b")]
     await asyncio.gather(*(drain_until_empty(d, outbox, keys) for d in drainers))
     assert gateway.delivered == Counter(dict.fromkeys(keys, 1))
@@ -108,14 +116,14 @@ async def test_a_notice_that_keeps_failing_rests_and_does_not_block_the_others(o
     delivered: list[str] = []
 
     class OneBroken:
-        async def deliver(self, notice: Notice) -> None:
+        async def deliver(self, notice: Notice, body: str) -> None:
             if notice.idempotency_key == stuck:
                 raise ValueError("no such mailbox")
             delivered.append(notice.idempotency_key)
 
     now = datetime.now(UTC)
     clock = {"now": now}
-    drainer = OutboxDrainer(outbox, OneBroken(), clock=lambda: clock["now"])
+    drainer = OutboxDrainer(outbox, vault_of(outbox), OneBroken(), clock=lambda: clock["now"])
     assert await drainer.drain_once() == 4
     assert await drainer.drain_once() == 0  # the broken one is resting, not retried at once
     assert delivered == keys[1:]
@@ -141,19 +149,19 @@ async def test_file_gateway_writes_one_file_per_notice_even_when_redelivered(out
     class CrashAfterDelivering:
         """Delivered, then the drainer dies before marking it: the next drain redelivers."""
 
-        async def deliver(self, notice: Notice) -> None:
-            await files.deliver(notice)
+        async def deliver(self, notice: Notice, body: str) -> None:
+            await files.deliver(notice, body)
             if not crashed:
                 crashed.append(notice.idempotency_key)
                 raise asyncio.CancelledError
 
     with contextlib.suppress(asyncio.CancelledError):
-        await OutboxDrainer(outbox, CrashAfterDelivering()).drain_once()
+        await OutboxDrainer(outbox, vault_of(outbox), CrashAfterDelivering()).drain_once()
     assert crashed == [keys[0]]
     async with outbox() as session:
         first = await session.scalar(select(Notice).where(Notice.idempotency_key == keys[0]))
     assert first is not None and first.delivered_at is None  # the mark was rolled back
-    await OutboxDrainer(outbox, CrashAfterDelivering()).drain_once()
+    await OutboxDrainer(outbox, vault_of(outbox), CrashAfterDelivering()).drain_once()
     written = sorted(tmp_path.glob("*.json"))
     assert len(written) == 3
     bodies = {json.loads(p.read_text(encoding="utf-8"))["key"] for p in written}
@@ -163,7 +171,7 @@ async def test_file_gateway_writes_one_file_per_notice_even_when_redelivered(out
 async def test_the_drainer_loop_delivers_until_stopped(outbox, tmp_path):
     keys = await queue(outbox, 2, f"loop-{uuid.uuid4().hex[:6]}")
     stop = asyncio.Event()
-    task = asyncio.create_task(OutboxDrainer(outbox, FileGateway(tmp_path)).run(
+    task = asyncio.create_task(OutboxDrainer(outbox, vault_of(outbox), FileGateway(tmp_path)).run(
         stop, interval_seconds=0.05))
     for _ in range(100):
         if not await undelivered(outbox, keys):

@@ -35,6 +35,7 @@ from reports.metrics import RATE_BY_KEY, Figures, RollUp, UnknownUnitError, load
 from reports.periods import parse_period
 from reports.report import Report, build_report
 from tests.cli import petition
+from tests.desk_helpers import OPAQUE_PERSONAL_DATA
 
 BJ = ZoneInfo("Asia/Shanghai")
 AS_OF = datetime(2025, 12, 1, tzinfo=BJ)
@@ -89,8 +90,8 @@ class Book:
             registered_unit=self.code(unit), holding_unit=self.code(holder or unit),
             responsible_unit=self.code(responsible) if responsible else None,
             channel="visit", category="other", law_related=False, profile="national",
-            persons=1, matter_key=f"m-{self.tag}-{n}", petitioner={"name": "x"}, subject="s",
-            content="c", stage=stage, received_at=registered, registered_at=registered,
+            persons=1, matter_key=f"m-{self.tag}-{n}", **OPAQUE_PERSONAL_DATA,
+            stage=stage, received_at=registered, registered_at=registered,
             **columns)
         self.session.add(row)
         await self.session.flush()

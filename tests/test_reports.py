@@ -46,6 +46,7 @@ from reports.periods import PeriodError, PeriodKind, parse_period
 from reports.render import as_csv, as_json, as_table
 from reports.report import RollUp, build_report, build_trend
 from tests.cli import petition
+from tests.desk_helpers import OPAQUE_PERSONAL_DATA
 
 BJ = ZoneInfo("Asia/Shanghai")
 AS_OF = datetime(2025, 4, 5, 12, 0, tzinfo=BJ)
@@ -89,7 +90,7 @@ class DataSet:
             intake_id=f"rpt-{self.tag}-{n}", workflow_id=wid, registration_no=f"{wid}-no",
             registered_unit=self.code(unit), holding_unit=self.code(unit), channel="letter",
             category="other", law_related=False, profile=profile, persons=1,
-            matter_key=f"m-{self.tag}-{n}", petitioner={"name": "x"}, subject="s", content="c",
+            matter_key=f"m-{self.tag}-{n}", **OPAQUE_PERSONAL_DATA,
             stage=stage, received_at=received or registered, registered_at=registered,
             **columns)
         self.session.add(row)

@@ -41,10 +41,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from activities.holiday_notices import load_notices
+from adapters.data_keys import vault_from_settings
+from adapters.settings import get_settings
 from adapters.tables import Unit
 from domain.calendar import WorkingCalendar
 from domain.case import UnitFacts
 from domain.policy import available_profiles
+from security.blind_index import index_from_settings
 from starter.legacy import load
 from starter.legacy.read import Chunk, ImportFileError, RowError, read_chunks, validate_chunk
 from starter.legacy.replay import Directory, Replayed, Replayer, ReplayRefused
@@ -294,7 +297,10 @@ async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None
 
     started = time.perf_counter()
     result = ImportResult()
-    directory = await load_directory(maker(engine, expire_on_commit=False))
+    sessions = maker(engine, expire_on_commit=False)
+    directory = await load_directory(sessions)
+    vault = vault_from_settings(get_settings(), sessions)
+    index = index_from_settings(get_settings())
     setup = (directory, calendar, now, path.name)
     prepared = _batches(read_chunks(path, chunk_rows), Preparer(*setup),
                         replay_workers() if workers is None else workers, setup)
@@ -347,7 +353,8 @@ async def _import_file(path: Path, engine: AsyncEngine, *, client: Client | None
                     if result.error_count or dry_run:
                         continue
                     t = time.perf_counter()
-                    await load.copy_chunk(pg, batch.petitions, batch.events)
+                    await load.copy_chunk(pg, *await load.seal_rows(
+                        vault, index, batch.petitions, batch.events))
                     timings["copy_s"] += time.perf_counter() - t
                     moving = asyncio.create_task(move(pg))
                 bar.finish("rows", result.rows)

@@ -17,19 +17,25 @@ from typing import Any
 
 import asyncpg
 
-from activities.records import event_key
+from activities.records import event_key, sealed_detail, split_detail
 from domain.case import CaseState
 from domain.lifecycle import TABLE, Effect
+from security.blind_index import BlindIndex
+from security.sealing import Vault
 from starter.legacy.read import RowError
 from starter.legacy.replay import Replayed
 
 # The columns of the staging tables (sql/staging.sql), in the order of the rows below.
 INTAKE_COLUMNS = (
     "line", "intake_id", "workflow_id", "registration_no", "registered_unit", "channel",
-    "category", "law_related", "profile", "persons", "matter_key", "petitioner_name",
-    "petitioner_id_number", "petitioner_phone", "petitioner_address", "subject", "content",
-    "received_at", "registered_at",
+    "category", "law_related", "profile", "persons", "matter_key", "petitioner_id_index",
+    "petitioner_phone_index", "petitioner_sealed", "subject_sealed", "content_sealed",
+    "attachments_sealed", "received_at", "registered_at",
 )
+# Where the personal data sits in a staging row: `staging_rows` puts it there in clear
+# (in memory, in a replay process), `seal_rows` seals it before anything reaches the
+# database -- staging tables included.
+_PERSONAL = slice(INTAKE_COLUMNS.index("matter_key"), INTAKE_COLUMNS.index("received_at"))
 # What `domain.projections.read_model_row` writes: a key it adds must be added here (and
 # to sql/staging.sql and sql/move.sql), or the import stops at the first record.
 READ_MODEL_COLUMNS = (
@@ -44,7 +50,7 @@ _KNOWN = frozenset(READ_MODEL_COLUMNS)
 PETITION_COLUMNS = (*INTAKE_COLUMNS, *READ_MODEL_COLUMNS, "last_seq", "concluded_at",
                     "concluded_by")
 EVENT_COLUMNS = ("intake_id", "seq", "idempotency_key", "action", "actor_id", "actor_role",
-                 "actor_unit", "from_stage", "to_stage", "detail", "at")
+                 "actor_unit", "from_stage", "to_stage", "detail", "detail_sealed", "at")
 STAGING, EVENTS = "legacy_import_staging", "legacy_import_events"
 # The tables the import writes (`--offline` drops and restores their indexes and keys).
 BULK_TABLES = ("petitions", "petition_events", "registration_numbers", "termination_registry")
@@ -97,18 +103,47 @@ def staging_rows(replayed: Replayed, file_name: str
             record.actor.role.value, record.actor.unit,
             record.from_stage.value if record.from_stage else None,
             record.to_stage.value if record.to_stage else None,
-            json.dumps(detail, ensure_ascii=False, default=str), record.at))
-    petition = (
+            json.loads(json.dumps(detail, default=str)), None, record.at))
+    petition: tuple[Any, ...] = (
         line, r.intake_id, case.workflow_id, case.registration_no, case.registered_unit,
         case.channel.value, case.category.value, case.law_related, case.profile.name,
-        intake.persons, replayed.matter_key, petitioner.name, petitioner.id_number,
-        petitioner.phone, petitioner.address, intake.subject, intake.content,
+        intake.persons, replayed.matter_digest, None, None,
+        petitioner.model_dump(mode="json"), intake.subject, intake.content, [],
         intake.received_at, registered_at,
         *(_time(values.get(c)) if c in _TIME_COLUMNS else values.get(c)
           for c in READ_MODEL_COLUMNS),
         last_seq, concluded_at, concluded_by,
     )
     return petition, events
+
+
+async def seal_rows(vault: Vault, index: BlindIndex, petitions: list[tuple[Any, ...]],
+                    events: list[tuple[Any, ...]]
+                    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The staging rows with their personal data sealed exactly as a live registration
+    and the recorder seal it (activities.registry.sealed_intake, activities.records)."""
+    sealed_petitions = []
+    for row in petitions:
+        intake_id = row[1]
+        digest, _, _, petitioner, subject, content, attachments = row[_PERSONAL]
+        where = f"petitions.{{}}:{intake_id}"
+        phone = petitioner.get("phone")
+        personal = (
+            index.matter_key_of(digest), index.id_number(petitioner["id_number"]),
+            index.phone(phone) if phone else None,
+            await vault.seal_json(petitioner, where.format("petitioner")),
+            await vault.seal(subject.encode(), where.format("subject")),
+            await vault.seal(content.encode(), where.format("content")),
+            await vault.seal_json(attachments, where.format("attachments")))
+        sealed_petitions.append((*row[:_PERSONAL.start], *personal, *row[_PERSONAL.stop:]))
+    sealed_events = []
+    detail_at = EVENT_COLUMNS.index("detail")
+    for event in events:
+        detail, free = split_detail(event[detail_at])
+        sealed = await sealed_detail(vault, event[2], free)
+        sealed_events.append((*event[:detail_at], json.dumps(detail, ensure_ascii=False),
+                              sealed, *event[detail_at + 2:]))
+    return sealed_petitions, sealed_events
 
 
 async def create_staging(pg: Any) -> None:

@@ -37,7 +37,7 @@ from domain.case import (
     Clock,
     EffectResults,
     UnitFacts,
-    matter_key,
+    matter_digest,
     open_case,
 )
 from domain.deadlines import snapshot_of
@@ -99,8 +99,9 @@ class Replayed:
         return self.case.stage is not Stage.CLOSED
 
     @property
-    def matter_key(self) -> str:
-        return matter_key(self.intake)
+    def matter_digest(self) -> str:
+        """Unkeyed: the importing process keys it (load.seal_rows), never stored as is."""
+        return matter_digest(self.intake)
 
 
 def intake_of(r: LegacyRecord, profile: str, *, checked: bool = True) -> PetitionIntake:

@@ -7,16 +7,16 @@
 WITH new AS (
     INSERT INTO petitions (intake_id, workflow_id, registration_no, registered_unit,
         holding_unit, responsible_unit, handler_id, leader_id, channel, category,
-        law_related, profile, persons, matter_key, petitioner, subject, content, attachments,
+        law_related, profile, persons, matter_key, petitioner_id_index,
+        petitioner_phone_index, petitioner_sealed, subject_sealed, content_sealed,
+        attachments_sealed,
         stage, outcome, received_at, registered_at, accepted_at, replied_at, closed_at,
         acceptance_due, handling_due, next_deadline, overdue, was_overdue, escalation_level,
         extension_days, satisfaction, repeat_visits, reviewed, last_seq)
     SELECT intake_id, workflow_id, registration_no, registered_unit, holding_unit,
         responsible_unit, handler_id, leader_id, channel, category, law_related, profile,
-        persons, matter_key,
-        jsonb_build_object('name', petitioner_name, 'id_number', petitioner_id_number,
-                           'phone', petitioner_phone, 'address', petitioner_address),
-        subject, content, '[]'::jsonb, stage, outcome, received_at, registered_at,
+        persons, matter_key, petitioner_id_index, petitioner_phone_index, petitioner_sealed,
+        subject_sealed, content_sealed, attachments_sealed, stage, outcome, received_at, registered_at,
         accepted_at, replied_at, closed_at, acceptance_due, handling_due, next_deadline,
         overdue, was_overdue, escalation_level, extension_days, satisfaction, repeat_visits,
         reviewed, last_seq
@@ -32,9 +32,11 @@ WITH new AS (
                       AND r.registration_no = n.registration_no)
 ), audit AS (
     INSERT INTO petition_events (petition_id, workflow_id, idempotency_key, seq, action,
-        actor_id, actor_role, actor_unit, from_stage, to_stage, accepted, detail, at)
+        actor_id, actor_role, actor_unit, from_stage, to_stage, accepted, detail,
+        detail_sealed, at)
     SELECT n.id, n.workflow_id, e.idempotency_key, e.seq, e.action, e.actor_id,
-        e.actor_role, e.actor_unit, e.from_stage, e.to_stage, true, e.detail, e.at
+        e.actor_role, e.actor_unit, e.from_stage, e.to_stage, true, e.detail,
+        e.detail_sealed, e.at
     FROM new n JOIN legacy_import_events e USING (intake_id)
 ), concluded AS (
     INSERT INTO termination_registry (petition_id, matter_key, registration_no,
