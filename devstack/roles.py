@@ -33,7 +33,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from adapters.settings import Settings
@@ -46,12 +46,14 @@ _LOCK_KEY = 0x7065746974696F6E  # "petition"
 
 # The public schema's objects not owned by :owner (extension members aside), with the
 # statement that hands each over; the same query as migration 0006's. Tables first: they
-# take their own sequences along (ALTER SEQUENCE refuses a table's sequence).
+# take their own sequences along (ALTER SEQUENCE refuses a table's sequence). `may`: the
+# session's user has the current owner's privileges (a superuser has everyone's).
 _NOT_OWNED = """
 SELECT format('ALTER %s public.%I OWNER TO %I',
               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                              WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
-                             ELSE 'TABLE' END, c.relname, CAST(:owner AS text))
+                             ELSE 'TABLE' END, c.relname, CAST(:owner AS text)) AS statement,
+       pg_has_role(session_user, c.relowner, 'USAGE') AS may
 FROM pg_class c
 WHERE c.relnamespace = 'public'::regnamespace
   AND c.relkind::text = ANY(CAST(:kinds AS text[]))
@@ -59,7 +61,8 @@ WHERE c.relnamespace = 'public'::regnamespace
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                   AND d.objid = c.oid AND d.deptype = 'e')
 UNION ALL
-SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, CAST(:owner AS text))
+SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, CAST(:owner AS text)),
+       pg_has_role(session_user, p.proowner, 'USAGE')
 FROM pg_proc p
 WHERE p.pronamespace = 'public'::regnamespace
   AND p.proowner <> (SELECT oid FROM pg_roles WHERE rolname = CAST(:owner AS text))
@@ -67,6 +70,25 @@ WHERE p.pronamespace = 'public'::regnamespace
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                   AND d.objid = p.oid AND d.deptype = 'e')
 """
+_KINDS = (["r", "p", "v", "m", "f"], ["S"], ["functions"])
+
+
+def hand_over(connection: Connection, owner: str) -> int:
+    """Hand the public schema's tables, sequences, views and functions to `owner`, those
+    the connection's session user may give away (a superuser: all; and it must be able to
+    become `owner`); returns how many changed hands. Run as the session user (before any
+    SET ROLE). Used by `ensure_roles(adopt=True)` and migrations/env.py."""
+    if not connection.scalar(text("SELECT pg_has_role(session_user, :o, 'MEMBER')"),
+                             {"o": owner}):
+        return 0
+    moved = 0
+    for kinds in _KINDS:
+        rows = connection.execute(text(_NOT_OWNED), {"owner": owner, "kinds": kinds}).all()
+        for row in rows:
+            if row.may:
+                connection.execute(text(row.statement))
+                moved += 1
+    return moved
 
 
 @dataclass(frozen=True)
@@ -134,16 +156,18 @@ async def _ensure_role(conn: AsyncConnection, quoted: str, name: str,
 
 
 async def adopt_schema(conn: AsyncConnection, owner: str) -> int:
-    """Hand the public schema's tables, sequences, views and functions to `owner`; returns
-    how many objects changed hands. Needs a superuser (or a member of both roles)."""
-    moved = 0
-    for kinds in (["r", "p", "v", "m", "f"], ["S"], ["functions"]):
-        statements = list(await conn.scalars(text(_NOT_OWNED),
-                                             {"owner": owner, "kinds": kinds}))
-        for statement in statements:
-            await conn.execute(text(statement))
-        moved += len(statements)
-    return moved
+    """`hand_over` on an async connection."""
+    return await conn.run_sync(hand_over, owner)
+
+
+def login_url(url: str, role: str, password: str | None = None) -> str:
+    """`url` (the same server and database) logging in as `role`."""
+    from sqlalchemy.engine import make_url
+
+    from devstack.postgres import as_asyncpg
+
+    return (make_url(as_asyncpg(url)).set(username=role, password=password)
+            .render_as_string(hide_password=False))
 
 
 def ensure_roles_sync(admin_url: str, settings: Settings | None = None, *,

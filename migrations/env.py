@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from adapters.engine import create_engine, resolve_database_url
 from adapters.settings import Settings
 from adapters.tables import Base
+from devstack.roles import hand_over
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -40,6 +41,8 @@ def _act_as_owner(connection: Connection) -> None:
     if row.is_owner or not row.member:
         # Not a member (or no such role): migration 0006 explains what is missing.
         return
+    # Objects created before migration 0006 (by a superuser): the owner's from now on.
+    hand_over(connection, owner)
     quoted = connection.dialect.identifier_preparer.quote(owner)
     if row.superuser and not connection.scalar(
             text("SELECT has_schema_privilege(:r, 'public', 'CREATE')"), {"r": owner}):
@@ -49,8 +52,25 @@ def _act_as_owner(connection: Connection) -> None:
     connection.commit()
 
 
+def _refuse_a_schema_out_of_reach(connection: Connection) -> None:
+    """A database migrated before migration 0006 by another role (a superuser) is out of the
+    owner role's reach, from alembic_version on: say what to do, not 'permission denied'."""
+    owner = connection.scalar(text(
+        "SELECT c.relowner::regrole::text FROM pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = 'alembic_version' "
+        "AND NOT has_table_privilege(c.oid, 'SELECT, UPDATE')"))
+    connection.commit()
+    if owner is not None:
+        user = connection.scalar(text("SELECT current_user"))
+        raise RuntimeError(
+            f"{user} cannot take over this database's schema (owned by {owner}): run the "
+            "migrations once as a superuser (PETITION_MIGRATION_DATABASE_URL), or hand it "
+            "over with `python -m devstack.roles <a superuser URL of this database>`")
+
+
 def _run(connection: Connection) -> None:
     _act_as_owner(connection)
+    _refuse_a_schema_out_of_reach(connection)
     context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
