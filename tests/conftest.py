@@ -30,7 +30,9 @@ from temporalio.worker import Worker
 from activities import ActivityDesks, build_desks
 from adapters.engine import create_engine, session_maker
 from adapters.petition_client import PetitionClient, workflow_id_for
+from adapters.settings import get_settings
 from devstack.postgres import database_url, drop_database, ensure_database
+from devstack.roles import RolePasswords, ensure_roles, login_url
 from devstack.temporal_server import free_port, settled, start_dev_server, start_time_skipping
 from domain.case import PetitionStatus
 from domain.models import PetitionIntake
@@ -64,6 +66,8 @@ TEST_DATABASE = f"petitionflow_test_{os.getpid()}"
 async def db_url() -> AsyncIterator[str]:
     """A fresh, migrated test database on DATABASE_URL's server or the embedded one."""
     base = database_url(os.environ.get("DATABASE_URL"))
+    if os.environ.get("DATABASE_URL"):  # the embedded server provisions its roles itself
+        await ensure_roles(base, passwords=RolePasswords.from_environment())
     url = await ensure_database(base, TEST_DATABASE, recreate=True)
     await migrate_async(url)
     yield url
@@ -72,14 +76,26 @@ async def db_url() -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """The test database as its superuser (for what only tests do)."""
     engine = create_engine(db_url, pool_size=10)
     yield engine
     await engine.dispose()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    maker = session_maker(engine)
+async def app_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """The test database as the application's role (docs/database-roles.md): `sessions`,
+    and through them the workers, need no more than production's grants."""
+    engine = create_engine(login_url(db_url, get_settings().db_app_role,
+                                     os.environ.get("PETITION_APP_PASSWORD") or None),
+                           pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sessions(app_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    maker = session_maker(app_engine)
     await load_directory_file(maker, SAMPLE_DIRECTORY)
     return maker
 

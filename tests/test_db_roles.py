@@ -1,10 +1,11 @@
 """Issue 13 (item 4): least privilege in the database (docs/database-roles.md).
 
-On a migrated throwaway database, the application's role reads and writes rows and can do
-nothing else: not rewrite or erase the audit trail, not drop or disable its append-only
-trigger, not change or create tables. The reports role only reads. Everything the schema
-holds, the trigger's function included, belongs to the owner role, of which the
-application is no member.
+On a migrated throwaway database, the application's role (`app_engine`, tests/conftest.py,
+which the workers of the whole suite use too) reads and writes rows and can do nothing
+else: not rewrite or erase the audit trail, not drop or disable its append-only trigger,
+not change or create tables. The reports role only reads. Everything the schema holds, the
+trigger's function included, belongs to the owner role, of which the application is no
+member.
 
 The roles log in without a password on the embedded server (trust, development only);
 against a DATABASE_URL server, PETITION_APP_PASSWORD, PETITION_REPORTS_PASSWORD and
@@ -35,14 +36,6 @@ INSUFFICIENT_PRIVILEGE = "42501"
 
 def as_role(url: str, role: str, password_variable: str) -> str:
     return login_url(url, role, os.environ.get(password_variable) or None)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def app_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(as_role(db_url, SETTINGS.db_app_role, "PETITION_APP_PASSWORD"),
-                           pool_size=1)
-    yield engine
-    await engine.dispose()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
