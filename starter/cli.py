@@ -275,3 +275,7 @@ main.add_command(holidays_cmd)
 from service.accounts_cmd import accounts_cmd  # noqa: E402 - the service's accounts
 
 main.add_command(accounts_cmd)
+
+from starter.keys_cmd import keys_cmd  # noqa: E402 - the key-custodian's command
+
+main.add_command(keys_cmd)

@@ -1,0 +1,169 @@
+"""What `petition keys` does: list the keys in use, rewrap data keys to retire a
+key-encryption key, re-encrypt values to retire a data key, shred a retired data key.
+
+It runs as the schema's owner (the migration connection): re-encrypting the audit trail
+rewrites `petition_events.detail_sealed`, which the append-only trigger allows that role
+alone, and only when nothing else in the row changes (migration 0007).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from adapters.data_keys import SqlDataKeyStore
+from adapters.tables import DataKey
+from security.sealing import KEY_ID_BYTES, KeyWrapper, Vault
+
+
+@dataclass(frozen=True)
+class SealedColumn:
+    table: str
+    column: str
+    natural_key: str  # what the value is bound to (security/sealing.py)
+    where: str  # the binding's prefix
+
+    def bound(self, key: str) -> str:
+        return f"{self.where}:{key}"
+
+
+# Every sealed column: a column added to this list is listed, re-encrypted and shredded
+# with the others; tests/test_sealing_keys.py checks the list against the tables.
+SEALED_COLUMNS = (
+    SealedColumn("petitions", "petitioner_sealed", "intake_id", "petitions.petitioner"),
+    SealedColumn("petitions", "subject_sealed", "intake_id", "petitions.subject"),
+    SealedColumn("petitions", "content_sealed", "intake_id", "petitions.content"),
+    SealedColumn("petitions", "attachments_sealed", "intake_id", "petitions.attachments"),
+    SealedColumn("notices", "body_sealed", "idempotency_key", "notices.body"),
+    SealedColumn("petition_events", "detail_sealed", "idempotency_key",
+                 "petition_events.detail"),
+)
+
+
+def _key_of(column: str) -> str:
+    return f"substring({column} from 2 for {KEY_ID_BYTES})"
+
+
+@dataclass
+class DataKeyUsage:
+    id: str
+    kek_id: str
+    created_at: datetime
+    retired_at: datetime | None
+    values: dict[str, int] = field(default_factory=dict)  # "table.column" -> count
+
+    @property
+    def total(self) -> int:
+        return sum(self.values.values())
+
+
+async def key_usage(engine: AsyncEngine) -> list[DataKeyUsage]:
+    """Every data key, with how many values of each sealed column it seals."""
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as session:
+        keys = {k.id: DataKeyUsage(k.id, k.kek_id, k.created_at, k.retired_at)
+                for k in await session.scalars(select(DataKey).order_by(DataKey.created_at))}
+        for c in SEALED_COLUMNS:
+            rows = await session.execute(text(
+                f"SELECT convert_from({_key_of(c.column)}, 'SQL_ASCII') AS k, count(*) "
+                f"FROM {c.table} WHERE {c.column} IS NOT NULL GROUP BY 1"))
+            for key_id, count in rows:
+                usage = keys.setdefault(key_id, DataKeyUsage(key_id, "(missing)",
+                                                             datetime.min, None))
+                usage.values[f"{c.table}.{c.column}"] = count
+    return list(keys.values())
+
+
+async def rewrap(engine: AsyncEngine, wrapper: KeyWrapper, kek_id: str) -> int:
+    """Rewrap every data key wrapped by `kek_id` with the active key-encryption key; then
+    `kek_id` may leave the configuration. Returns how many data keys moved."""
+    if kek_id == wrapper.active_id:
+        raise ValueError(f"{kek_id!r} is the active key-encryption key: make another one "
+                         "active (PETITION_DATA_ACTIVE_KEY) before retiring it")
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as session:
+        rows = (await session.scalars(
+            select(DataKey).where(DataKey.kek_id == kek_id).with_for_update())).all()
+        for row in rows:
+            key = wrapper.unwrap(row.kek_id, row.id, row.wrapped)
+            row.kek_id, row.wrapped = wrapper.wrap(row.id, key)
+        await session.commit()
+    return len(rows)
+
+
+@dataclass
+class Retirement:
+    key_id: str
+    resealed: dict[str, int] = field(default_factory=dict)
+    remaining: int = 0
+    seconds: float = 0.0
+
+
+async def retire_data_key(engine: AsyncEngine, wrapper: KeyWrapper, key_id: str, *,
+                          batch: int = 1000) -> Retirement:
+    """Stop sealing with `key_id` and re-encrypt every value it sealed under the active
+    data key, in batches of `batch` rows per transaction (the system keeps running).
+
+    A value changed by someone else meanwhile is left alone (`WHERE col = old`) and found
+    again by the next pass; `remaining` counts what is left after the last pass (workers
+    that still hold the key as active stop using it within the vault's `active_for`)."""
+    started = time.perf_counter()
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as session:
+        result = await session.execute(
+            update(DataKey).where(DataKey.id == key_id)
+            .values(retired_at=datetime.now(UTC)).returning(DataKey.id))
+        if result.scalar_one_or_none() is None:
+            raise ValueError(f"no data key {key_id!r}")
+        await session.commit()
+    vault = Vault(wrapper, SqlDataKeyStore(sessions))
+    retirement = Retirement(key_id)
+    for column in SEALED_COLUMNS:
+        retirement.resealed[f"{column.table}.{column.column}"] = await _reseal_column(
+            sessions, vault, column, key_id, batch)
+    retirement.remaining = sum(u.total for u in await key_usage(engine) if u.id == key_id)
+    retirement.seconds = time.perf_counter() - started
+    return retirement
+
+
+async def _reseal_column(sessions: async_sessionmaker, vault: Vault, c: SealedColumn,
+                         key_id: str, batch: int) -> int:
+    done, last_id = 0, 0
+    while True:
+        async with sessions() as session:
+            rows = (await session.execute(text(
+                f"SELECT id, {c.natural_key} AS k, {c.column} AS v FROM {c.table} "
+                f"WHERE {_key_of(c.column)} = :key AND id > :last ORDER BY id LIMIT :n"),
+                {"key": key_id.encode(), "last": last_id, "n": batch})).all()
+            if not rows:
+                return done
+            changes = [{"id": r.id, "old": r.v, "new": await vault.reseal(r.v, c.bound(r.k))}
+                       for r in rows]
+            await session.execute(text(
+                f"UPDATE {c.table} SET {c.column} = :new WHERE id = :id AND {c.column} = :old"),
+                changes)
+            await session.commit()
+            done += len(rows)
+            last_id = rows[-1].id
+
+
+async def shred(engine: AsyncEngine, key_id: str) -> None:
+    """Delete a retired data key that seals nothing any more. Irreversible: a value it
+    still sealed could never be opened again, so that is refused."""
+    usage = {u.id: u for u in await key_usage(engine)}.get(key_id)
+    if usage is None:
+        raise ValueError(f"no data key {key_id!r}")
+    if usage.retired_at is None:
+        raise ValueError(f"data key {key_id} is not retired: `petition keys retire` it first")
+    if usage.total:
+        raise ValueError(f"data key {key_id} still seals {usage.total} values: retire it "
+                         "again (a worker sealed with it after the last pass)")
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as session:
+        await session.execute(text("DELETE FROM data_keys WHERE id = :id AND retired_at "
+                                   "IS NOT NULL"), {"id": key_id})
+        await session.commit()
