@@ -183,11 +183,13 @@ async def test_retiring_a_data_key_reseals_everything_and_then_shreds_it(
     secrets = fictional_personal_data("note", "补充材料")
     row, key = await _registered_with_note(desks, secrets)
     old = await desks.vault.active_key_id()
-    # The application cannot rewrite the audit trail, sealed or not.
-    async with sessions() as session:
-        with pytest.raises(DBAPIError):
-            await session.execute(text("UPDATE petition_events SET detail_sealed = NULL "
-                                       "WHERE idempotency_key = :k"), {"k": key})
+    # The application can neither rewrite the audit trail, sealed or not, nor shred a key.
+    for forbidden in ("UPDATE petition_events SET detail_sealed = NULL "
+                      "WHERE idempotency_key = :k", "DELETE FROM data_keys WHERE id = :k"):
+        async with sessions() as session:
+            with pytest.raises(DBAPIError, match="permission denied"):
+                await session.execute(text(forbidden), {"k": key if "events" in forbidden
+                                                        else old})
     wrapper = desks.vault.wrapper
     with pytest.raises(ValueError, match="not retired"):
         await shred(owner_engine, old)

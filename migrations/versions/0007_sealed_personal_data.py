@@ -14,7 +14,8 @@ The plaintext columns are dropped. A database that already holds petitions canno
 converted here (a migration has no keys, and nothing was deployed before this revision):
 it refuses, naming what to do.
 
-The audit trail stays append-only, with one exception: its owner (the role migrations
+The application role may add data keys, never change or delete one. The audit trail
+stays append-only, with one exception: its owner (the role migrations
 and `petition keys` run as, never the application's) may rewrite `detail_sealed` alone,
 which is how a retired data key's values are re-encrypted.
 """
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from adapters.settings import Settings
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -95,6 +98,11 @@ def upgrade() -> None:
     op.add_column("petition_events", sa.Column("detail_sealed", sa.LargeBinary(),
                                                nullable=True))
     op.execute(APPEND_ONLY_FUNCTION)
+    # The application creates data keys and reads them; deleting one would make every
+    # value it seals unreadable, so only `petition keys` (the owner) updates or shreds.
+    app = Settings().db_app_role
+    if op.get_bind().scalar(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": app}):
+        op.execute(f'REVOKE UPDATE, DELETE, TRUNCATE ON data_keys FROM "{app}"')
 
 
 def downgrade() -> None:
