@@ -35,6 +35,11 @@ CLI_TYPE_NAMES = {
 }
 
 
+# The database roles' passwords the file requires (docs/database-roles.md).
+PASSWORDS = ("POSTGRES_PASSWORD", "PETITION_OWNER_PASSWORD", "PETITION_APP_PASSWORD",
+             "PETITION_REPORTS_PASSWORD", "TEMPORAL_DB_PASSWORD")
+
+
 def _load_compose() -> dict[str, Any]:
     try:
         import yaml
@@ -76,8 +81,8 @@ def test_compose_file_is_valid() -> None:
     if _compose_plugin_available():
         result = subprocess.run(
             ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-            # The file requires a password on purpose; any value will do for validation.
-            env={**os.environ, "POSTGRES_PASSWORD": "validation-only"},
+            # The file requires its passwords on purpose; any value will do for validation.
+            env={**os.environ, **{name: "validation-only" for name in PASSWORDS}},
             capture_output=True,
             text=True,
             check=False,
@@ -149,3 +154,61 @@ def test_the_image_holds_every_package_the_project_installs() -> None:
     missing = sorted({p.split(".")[0] for p in packages} - {
         line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")})
     assert missing == [], f"the Dockerfile does not COPY {missing}"
+
+
+def _login(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(url).username)
+
+
+def test_each_service_connects_as_its_own_database_role() -> None:
+    """docs/database-roles.md: migrations as the schema's owner, the worker and the service
+    as the application (rows only), reports read-only, Temporal as a role of its own; the
+    cluster superuser (POSTGRES_USER) is nobody's."""
+    from adapters.settings import Settings
+
+    settings = Settings()
+    services = _services()
+    superuser = services["postgresql"]["environment"]["POSTGRES_USER"]
+    for name in ("migrate", "worker", "service"):
+        environment = services[name]["environment"]
+        assert _login(environment["DATABASE_URL"]) == settings.db_app_role, name
+        assert (_login(environment["PETITION_REPORTS_DATABASE_URL"])
+                == settings.db_reports_role), name
+        assert "PETITION_APP_PASSWORD" in environment["DATABASE_URL"], name
+    migrate = services["migrate"]["environment"]
+    assert _login(migrate["PETITION_MIGRATION_DATABASE_URL"]) == settings.db_owner_role
+    assert "PETITION_OWNER_PASSWORD" in migrate["PETITION_MIGRATION_DATABASE_URL"]
+    for name in ("worker", "service"):
+        assert "PETITION_MIGRATION_DATABASE_URL" not in services[name]["environment"], name
+
+    temporal = services["temporal"]["environment"]
+    assert temporal["POSTGRES_USER"] not in {superuser, settings.db_owner_role,
+                                             settings.db_app_role, settings.db_reports_role}
+    assert temporal["SKIP_DB_CREATE"] == "true"  # the init script creates its databases
+    assert "TEMPORAL_DB_PASSWORD" in temporal["POSTGRES_PWD"]
+    everything = COMPOSE_FILE.read_text()
+    assert f"//{superuser}:" not in everything, "a service logs in as the superuser"
+
+
+def test_the_postgres_init_script_creates_the_roles() -> None:
+    from adapters.settings import Settings
+
+    settings = Settings()
+    postgresql = _services()["postgresql"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in postgresql["volumes"]
+              if volume.startswith("./")}
+    init_dir = ROOT / mounts["/docker-entrypoint-initdb.d"]
+    script = (init_dir / "00-roles.sh").read_text()
+    temporal_role = _services()["temporal"]["environment"]["POSTGRES_USER"]
+    for role in (settings.db_owner_role, settings.db_app_role, settings.db_reports_role,
+                 temporal_role):
+        assert f"CREATE ROLE {role} LOGIN PASSWORD" in script, role
+    assert f"CREATE DATABASE temporal OWNER {temporal_role}" in script
+    assert f"CREATE DATABASE temporal_visibility OWNER {temporal_role}" in script
+    assert f"GRANT CREATE ON SCHEMA public TO {settings.db_owner_role}" in script
+    # Each password the script reads is passed to the postgresql service.
+    for variable in PASSWORDS[1:]:
+        assert f"${{{variable}:?" in script
+        assert variable in postgresql["environment"], variable

@@ -1,0 +1,47 @@
+#!/bin/sh
+# The database roles (docs/database-roles.md), created when the postgres image initialises a
+# fresh data volume (/docker-entrypoint-initdb.d runs only then; on an existing volume run
+# `python -m devstack.roles <superuser URL>` instead, and see the doc for Temporal's role).
+#
+#   petition_owner    owns the application's schema; only migrations log in as it
+#   petition_app      the worker and the service: rows only (migration 0006's grants)
+#   petition_reports  `petition report`: SELECT only
+#   temporal          owns Temporal's two databases, and nothing of the application's
+#
+# POSTGRES_USER (the cluster's superuser, the image's own) is used by nobody at run time.
+# The role names are the settings' defaults (adapters/settings.py, PETITION_DB_*_ROLE).
+set -eu
+
+: "${PETITION_OWNER_PASSWORD:?set PETITION_OWNER_PASSWORD}"
+: "${PETITION_APP_PASSWORD:?set PETITION_APP_PASSWORD}"
+: "${PETITION_REPORTS_PASSWORD:?set PETITION_REPORTS_PASSWORD}"
+: "${TEMPORAL_DB_PASSWORD:?set TEMPORAL_DB_PASSWORD}"
+
+# psql variables (:'name') quote the passwords as literals; they never pass through SQL text.
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+    -v owner_password="$PETITION_OWNER_PASSWORD" \
+    -v app_password="$PETITION_APP_PASSWORD" \
+    -v reports_password="$PETITION_REPORTS_PASSWORD" \
+    -v temporal_password="$TEMPORAL_DB_PASSWORD" \
+    -v app_database="$POSTGRES_DB" <<'SQL'
+CREATE ROLE petition_owner LOGIN PASSWORD :'owner_password';
+CREATE ROLE petition_app LOGIN PASSWORD :'app_password';
+CREATE ROLE petition_reports LOGIN PASSWORD :'reports_password';
+CREATE ROLE temporal LOGIN PASSWORD :'temporal_password';
+
+-- The application's database: only its three roles connect; only the owner creates.
+REVOKE ALL ON DATABASE :"app_database" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE :"app_database"
+    TO petition_owner, petition_app, petition_reports;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT CREATE ON SCHEMA public TO petition_owner;
+
+-- Temporal's databases, its own (docker-compose.yml sets SKIP_DB_CREATE for auto-setup,
+-- which then only creates and updates the schemas in them).
+CREATE DATABASE temporal OWNER temporal;
+CREATE DATABASE temporal_visibility OWNER temporal;
+REVOKE ALL ON DATABASE temporal FROM PUBLIC;
+REVOKE ALL ON DATABASE temporal_visibility FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE temporal TO temporal;
+GRANT CONNECT, TEMPORARY ON DATABASE temporal_visibility TO temporal;
+SQL
