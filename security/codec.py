@@ -175,13 +175,18 @@ def keyring_from_settings(settings: object) -> KeyRing:
 
 def require_keys(settings: object) -> None:
     """Refuse to start (CodecKeyError naming the setting) unless the payload codec, action
-    assertion and workflow id keys are configured, or development keys are allowed
-    (`PETITION_DEV_KEYS`). Processes call it before touching the database or Temporal."""
+    assertion, workflow id, data (personal-data columns) and blind index keys are
+    configured, or development keys are allowed (`PETITION_DEV_KEYS`). Processes call it
+    before touching the database or Temporal."""
     from adapters.petition_client import _id_key_of
     from security.assertion import assertion_ring
+    from security.blind_index import index_from_settings
+    from security.sealing import kek_ring_from_settings
 
     keyring_from_settings(settings)
     assertion_ring(settings)
+    kek_ring_from_settings(settings)
+    index_from_settings(settings)
     _id_key_of(getattr(settings, "id_key", None), str(getattr(settings, "id_key_file", "")),
                bool(getattr(settings, "dev_keys", False)))
 

@@ -33,7 +33,9 @@ def _env(tmp_path: Path, dev_keys: str | None, **extra: str) -> dict[str, str]:
             # Key files nobody wrote: nothing generated may be picked up either.
             "PETITION_CODEC_KEY_FILE": str(tmp_path / "codec-keys"),
             "PETITION_ASSERTION_KEY_FILE": str(tmp_path / "assertion-keys"),
-            "PETITION_ID_KEY_FILE": str(tmp_path / "id-key"), **extra}
+            "PETITION_ID_KEY_FILE": str(tmp_path / "id-key"),
+            "PETITION_DATA_KEY_FILE": str(tmp_path / "data-keys"),
+            "PETITION_INDEX_KEY_FILE": str(tmp_path / "index-key"), **extra}
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
@@ -65,6 +67,22 @@ def test_the_next_missing_key_is_named_too(tmp_path: Path) -> None:
                        tmp_path)
     assert code != 0 and len(lines) == 1, lines
     assert "PETITION_ASSERTION_KEYS" in lines[0]
+
+
+def _key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.mark.parametrize(("configured", "named"), [
+    (("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY"), "PETITION_DATA_KEYS"),
+    (("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "DATA_KEYS"), "PETITION_INDEX_KEY"),
+], ids=["data-keys", "index-key"])
+def test_the_personal_data_keys_are_required_too(
+        tmp_path: Path, configured: tuple[str, ...], named: str) -> None:
+    keys = {f"PETITION_{name}": f"k1:{_key()}" for name in configured}
+    code, lines = _run(WORKER, _env(tmp_path, "false", **keys), tmp_path)
+    assert code != 0 and len(lines) == 1, lines
+    assert named in lines[0], lines[0]
 
 
 def test_with_dev_keys_the_worker_gets_past_the_keys(tmp_path: Path) -> None:
