@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from temporalio.exceptions import ApplicationError
@@ -23,7 +23,7 @@ from domain.case import PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE, payload_schema
 from domain.models import LATEST, Action, Actor, Category, PetitionIntake, Stage
 from domain.rules import Refusal
-from service.access import actor_for, case_row, unit_refusal
+from service.access import actor_for, case_row, staff_may_see, unit_refusal
 from service.auth.hashing import hash_secret_async, new_query_code
 from service.auth.principal import Caller, Principal, require_staff
 from service.context import ServiceContext, context
@@ -258,6 +258,41 @@ async def audit(registration_no: RegistrationNo, who: Caller,
     require_staff(who)
     row = await _readable(ctx, who, registration_no)
     return await audit_trail(ctx.sessions, row.workflow_id)
+
+
+class PetitionerLookup(BaseModel):
+    """In the body, never the URL: a URL ends up in access logs and browser history."""
+
+    model_config = {"extra": "forbid"}
+    id_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 -]{5,24}$")] | None = None
+
+
+class FoundCase(BaseModel):
+    registration_no: str
+    stage: str
+    registered_at: datetime
+    holding_unit: str
+
+
+@router.post("/petitions/lookup", response_model=list[FoundCase], tags=["read"],
+             responses=problem_responses(*SIGNED_IN, 422),
+             summary="A petitioner's cases, found by ID number or phone (staff)")
+async def lookup(query: PetitionerLookup, who: Caller, ctx: Ctx) -> list[FoundCase]:
+    """Exact match through the blind index: the database holds neither the ID number nor
+    the phone, only their keyed HMACs. Only the cases this member of staff may see."""
+    actor = require_staff(who)
+    if (query.id_number is None) == (query.phone is None) or ctx.index is None:
+        raise Problem(422, "give exactly one of id_number and phone", kind="validation")
+    column, value = ((Petition.petitioner_id_index, ctx.index.id_number(query.id_number))
+                     if query.id_number else
+                     (Petition.petitioner_phone_index, ctx.index.phone(query.phone or "")))
+    async with ctx.sessions() as session:
+        rows = (await session.scalars(select(Petition).where(column == value)
+                                      .order_by(Petition.registered_at).limit(MAX_LIST))).all()
+    return [FoundCase(registration_no=r.registration_no, stage=r.stage,
+                      registered_at=r.registered_at, holding_unit=r.holding_unit)
+            for r in rows if await staff_may_see(ctx, actor, r)]
 
 
 @router.get("/units/{unit}/petitions", tags=["read"],

@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.petition_client import PetitionClient
+from adapters.settings import get_settings
+from security.blind_index import index_from_settings
 from service import api, pages, problems
 from service.auth import routes as auth_routes
 from service.auth.oidc import OidcVerifier
@@ -35,7 +37,8 @@ def create_app(settings: ServiceSettings, *, sessions: async_sessionmaker[AsyncS
     app.state.ctx = ServiceContext(
         settings=settings, sessions=sessions, client=petitions,
         tokens=tokens or TokenIssuer(token_ring(settings)),
-        oidc=oidc if oidc is not None else OidcVerifier.from_settings(settings))
+        oidc=oidc if oidc is not None else OidcVerifier.from_settings(settings),
+        index=index_from_settings(get_settings()))
     problems.install(app)
     app.include_router(auth_routes.router)
     app.include_router(api.router)

@@ -23,11 +23,10 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     # HS256 keys for the service's own bearer tokens: `k1:<base64 32 bytes>,k2:...` (the
     # active one signs, all verify: rotation). Unset in development: generated once into
-    # `token_key_file`.
+    # `token_key_file` where development keys are allowed (PETITION_DEV_KEYS).
     token_keys: str | None = None
     token_active_key: str | None = None
     token_key_file: Path = PROJECT_ROOT / ".data" / "service-keys"
-    token_dev_key: bool = True
     staff_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     client_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     petitioner_token_minutes: int = Field(default=30, ge=1, le=24 * 60)

@@ -8,6 +8,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.petition_client import PetitionClient
+from security.blind_index import BlindIndex
 from service.auth.oidc import OidcVerifier
 from service.auth.tokens import TokenIssuer
 from service.config import ServiceSettings
@@ -20,6 +21,8 @@ class ServiceContext:
     client: PetitionClient | None
     tokens: TokenIssuer
     oidc: OidcVerifier | None
+    # Exact lookups by ID number and phone (security/blind_index.py); None: not offered.
+    index: BlindIndex | None = None
 
     def connect(self, petitions: PetitionClient) -> None:
         self.client = petitions

@@ -14,6 +14,7 @@ from adapters.settings import get_settings
 from security.codec import CodecKeyError, require_keys
 from security.redact import install_redaction
 from service.app import create_app
+from service.auth.tokens import token_ring
 from service.config import ServiceSettings
 
 
@@ -22,11 +23,12 @@ def app_factory() -> FastAPI:
     # (and the root's) get the redacting filter, so no log line carries personal data.
     install_redaction()
     settings = get_settings()
+    service_settings = ServiceSettings()
     try:  # the keys before anything else: one clear line, not a traceback, without them
         require_keys(settings)
+        token_ring(service_settings)
     except CodecKeyError as err:
         raise SystemExit(f"service refused to start: {err}") from None
-    service_settings = ServiceSettings()
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     sessions = session_maker(engine)
 

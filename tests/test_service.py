@@ -264,6 +264,38 @@ async def test_an_intake_client_registers_idempotently(live, sessions, petitions
                             json=make_intake().model_dump(mode="json")), 403)
 
 
+async def test_staff_find_a_petitioners_cases_by_id_number_or_phone(live, sessions,
+                                                                    petitions):
+    """Through the blind index: the database holds neither, only their keyed HMACs."""
+    headers = await client_token(live, sessions, ["QS-XFJ"])
+    intake = make_intake()
+    intake.petitioner.phone = f"137{uuid.uuid4().int % 10**8:08d}"  # this case's alone
+    answer = await live.post("/api/v1/petitions", headers=headers,
+                             json=intake.model_dump(mode="json"))
+    assert answer.status_code == 201, answer.text
+    petitions.track(petitions_client(live).get_workflow_handle(answer.json()["workflow_id"]))
+    number = answer.json()["registration_no"]
+    staff = await staff_token(live, sessions, "QS-XFJ.h1")
+    phone = intake.petitioner.phone or ""
+    for query in ({"id_number": intake.petitioner.id_number.lower()},
+                  {"phone": f"+86 {phone[:3]}-{phone[3:]}"}):
+        found = await live.post("/api/v1/petitions/lookup", headers=staff, json=query)
+        assert found.status_code == 200, found.text
+        assert [c["registration_no"] for c in found.json()] == [number]
+    # Staff of an unrelated unit see nothing of it; an intake system may not look up at all.
+    stranger = await staff_token(live, sessions, "BS-XFJ.h1")
+    elsewhere = await live.post("/api/v1/petitions/lookup", headers=stranger,
+                                json={"phone": phone})
+    assert elsewhere.status_code == 200 and elsewhere.json() == []
+    problem(await live.post("/api/v1/petitions/lookup", headers=headers,
+                            json={"phone": phone}), 403)
+    for bad in ({}, {"phone": phone, "id_number": intake.petitioner.id_number},
+                {"id_number": "123"}):
+        body = problem(await live.post("/api/v1/petitions/lookup", headers=staff, json=bad),
+                       422)
+        assert phone not in str(body) and intake.petitioner.id_number not in str(body)
+
+
 async def _registered(live, sessions, petitions) -> tuple[str, str, str]:
     headers = await client_token(live, sessions, ["QS-XFJ"])
     answer = await live.post("/api/v1/petitions", headers=headers,

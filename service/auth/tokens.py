@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import jwt
 
-from security.codec import KeyRing, dev_keyring
+from security.codec import CodecKeyError, KeyRing, dev_keyring, refuse_public_keys
 from service.config import ServiceSettings
 
 ISSUER = "petition-flow-service"
@@ -25,11 +25,16 @@ class TokenError(ValueError):
 
 
 def token_ring(settings: ServiceSettings) -> KeyRing:
+    """The configured keys; a generated one only where development keys are allowed
+    (`PETITION_DEV_KEYS`, as for every other key)."""
+    from adapters.settings import get_settings
+
     if settings.token_keys:
-        return KeyRing.parse(settings.token_keys, settings.token_active_key)
-    if not settings.token_dev_key:
-        raise RuntimeError("PETITION_SERVICE_TOKEN_KEYS is not set and the development key "
-                           "is off (PETITION_SERVICE_TOKEN_DEV_KEY=false)")
+        return refuse_public_keys(KeyRing.parse(settings.token_keys, settings.token_active_key),
+                                  "service token")
+    if not get_settings().dev_keys:
+        raise CodecKeyError("no service token keys configured: set "
+                            "PETITION_SERVICE_TOKEN_KEYS")
     return dev_keyring(settings.token_key_file)
 
 
