@@ -128,7 +128,13 @@ def test_services_and_start_order() -> None:
     service = services["service"]
     assert service["command"][:3] == ["uvicorn", "--factory", "service.main:app_factory"]
     assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert service["environment"]["PETITION_SERVICE_TOKEN_DEV_KEY"] == "false"
+    # No process generates a key of its own: every key is the operator's.
+    for name in ("service", "worker", "migrate"):
+        environment = services[name]["environment"]
+        assert environment["PETITION_DEV_KEYS"] == "false", name
+        for key in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "DATA_KEYS", "INDEX_KEY"):
+            assert f"PETITION_{key}" in environment, (name, key)
+    assert "PETITION_SERVICE_TOKEN_KEYS" in service["environment"]
 
     worker = services["worker"]
     assert worker["build"]["dockerfile"] == "Dockerfile"
