@@ -21,13 +21,12 @@ import hashlib
 import hmac
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from domain.models import Actor
-from security.codec import CodecKeyError, KeyRing, dev_keyring, refuse_public_keys
+from security.codec import KeyRing, configured_ring
 
 HEADER = "petition-assertion"
 LIFETIME = timedelta(minutes=5)
@@ -106,11 +105,5 @@ def verify(ring: KeyRing, token: str | None, *, action: str, workflow_id: str,
 
 
 def assertion_ring(settings: Any) -> KeyRing:
-    """Configured assertion keys if any, else a development key generated once."""
-    spec = getattr(settings, "assertion_keys", None)
-    if spec:
-        return refuse_public_keys(
-            KeyRing.parse(spec, getattr(settings, "assertion_active_key", None)), "assertion")
-    if not getattr(settings, "dev_keys", False):
-        raise CodecKeyError("no assertion keys configured: set PETITION_ASSERTION_KEYS")
-    return dev_keyring(Path(getattr(settings, "assertion_key_file")))  # noqa: B009
+    """The action assertions' keys (PETITION_ASSERTION_KEYS, _ACTIVE_KEY)."""
+    return configured_ring(settings, "assertion_key", "assertion")

@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from pathlib import Path
 
 from domain.case import matter_digest
 from domain.models import PetitionIntake
-from security.codec import CodecKeyError, KeyRing, dev_keyring, refuse_public_keys
+from security.codec import CodecKeyError, configured_ring
 
 DIGEST_CHARS = 40
 _NOT_DIGIT = re.compile(r"[^0-9]")
@@ -53,11 +52,6 @@ class BlindIndex:
 
 
 def index_from_settings(settings: object) -> BlindIndex:
-    spec = getattr(settings, "index_key", None)
-    if spec:
-        ring = refuse_public_keys(KeyRing.parse(spec), "blind index")
-    elif getattr(settings, "dev_keys", False):
-        ring = dev_keyring(Path(getattr(settings, "index_key_file")))  # noqa: B009
-    else:
-        raise CodecKeyError("no blind index key configured: set PETITION_INDEX_KEY")
+    """The blind index's one key (PETITION_INDEX_KEY)."""
+    ring = configured_ring(settings, "index_key", "blind index", plural=False)
     return BlindIndex(ring.keys[ring.active])

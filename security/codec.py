@@ -161,16 +161,24 @@ def dev_keyring(path: Path) -> KeyRing:
     return KeyRing.parse(path.read_text(encoding="ascii"))
 
 
-def keyring_from_settings(settings: object) -> KeyRing:
-    """Configured keys if any, else the generated development key."""
-    spec = getattr(settings, "codec_keys", None)
+def configured_ring(settings: object, name: str, what: str, *, plural: bool = True
+                    ) -> KeyRing:
+    """The ring of settings `<name>s` (or `<name>`) and `<name>_active`: configured keys
+    if any (never a public TEST-ONLY one), else -- only where development keys are
+    allowed (`PETITION_DEV_KEYS`) -- one generated once into `<name>_file`."""
+    field = f"{name}s" if plural else name
+    spec = getattr(settings, field, None)
     if spec:
-        return refuse_public_keys(
-            KeyRing.parse(spec, getattr(settings, "codec_active_key", None)), "codec")
+        active = getattr(settings, f"{name.removesuffix('_key')}_active_key", None)
+        return refuse_public_keys(KeyRing.parse(spec, active), what)
     if not getattr(settings, "dev_keys", False):
-        raise CodecKeyError("no codec keys configured: set PETITION_CODEC_KEYS (and "
-                            "PETITION_CODEC_ACTIVE_KEY when there are several)")
-    return dev_keyring(Path(getattr(settings, "codec_key_file")))  # noqa: B009
+        raise CodecKeyError(f"no {what} keys configured: set PETITION_{field.upper()}")
+    return dev_keyring(Path(getattr(settings, f"{name}_file")))
+
+
+def keyring_from_settings(settings: object) -> KeyRing:
+    """The payload codec's keys (PETITION_CODEC_KEYS, PETITION_CODEC_ACTIVE_KEY)."""
+    return configured_ring(settings, "codec_key", "codec")
 
 
 def require_keys(settings: object) -> None:

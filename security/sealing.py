@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from security.codec import CodecKeyError, KeyRing, dev_keyring, refuse_public_keys
+from security.codec import KeyRing, configured_ring
 
 VERSION = b"\x01"
 KEY_ID_BYTES = 16
@@ -210,12 +209,5 @@ def _utc_now() -> datetime:
 
 
 def kek_ring_from_settings(settings: object) -> KeyRing:
-    """Configured KEKs, else (development only) one generated into `data_key_file`."""
-    spec = getattr(settings, "data_keys", None)
-    if spec:
-        return refuse_public_keys(
-            KeyRing.parse(spec, getattr(settings, "data_active_key", None)), "data")
-    if not getattr(settings, "dev_keys", False):
-        raise CodecKeyError("no data keys configured: set PETITION_DATA_KEYS (key-encryption "
-                            "keys for the personal-data columns)")
-    return dev_keyring(Path(getattr(settings, "data_key_file")))  # noqa: B009
+    """The key-encryption keys (PETITION_DATA_KEYS, PETITION_DATA_ACTIVE_KEY)."""
+    return configured_ring(settings, "data_key", "data")
