@@ -76,7 +76,7 @@ def build_desks(
         deadlines=DeadlineCalculator(calendar),
         transfers=TransferDesk(sessions, vault),
         hearings=HearingDesk(sessions, calendar, hearing_rules, clock, vault=vault),
-        assistance=AssistanceDesk(sessions, clock, after_payment_written),
+        assistance=AssistanceDesk(sessions, clock, after_payment_written, vault=vault),
         escalation=EscalationDesk(sessions, vault),
         notices=NoticeDesk(sessions, vault),
         records=TransitionRecorder(sessions, vault),

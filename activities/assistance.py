@@ -30,6 +30,7 @@ from adapters.engine import unit_of_work
 from adapters.tables import AssistanceApplication, AssistancePayment, Petition
 from domain.policy import load_profile
 from domain.rules import assistance_amount_refusal
+from security.sealing import Vault
 
 
 def payment_key(workflow_id: str, application_no: int) -> str:
@@ -57,8 +58,11 @@ class AssistanceDesk:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock = utc_now,
         after_payment_written: Callable[[str], None] | None = None,
+        *,
+        vault: Vault,
     ):
         self._sessions = sessions
+        self._vault = vault
         self._clock = clock
         # Fault-drill hook: called after the payment is committed, before the activity
         # returns, to prove a crash at the worst moment never pays twice.
@@ -73,7 +77,9 @@ class AssistanceDesk:
                 idempotency_key=key, petition_id=application.petition_id,
                 application_no=application.application_no, kind=application.kind,
                 amount_yuan=application.amount_yuan, persons=application.persons,
-                reason=application.reason, requested_by=application.requested_by,
+                reason_sealed=await self._vault.seal(
+                    application.reason.encode(), f"assistance_applications.reason:{key}"),
+                requested_by=application.requested_by,
                 requested_at=application.requested_at,
             ))
             await session.flush()

@@ -236,6 +236,7 @@ class HearingDesk:
             if hearing.status == "held" and hearing.outcome != record.outcome:
                 raise refuse("hearing", f"hearing no. {record.hearing_no} already recorded")
             hearing.status, hearing.outcome = "held", record.outcome
-            hearing.summary = record.summary
+            hearing.summary_sealed = await self._vault.seal(
+                record.summary.encode(), f"hearings.summary:{hearing.idempotency_key}")
             await session.commit()
             return hearing.hearing_no

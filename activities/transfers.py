@@ -65,7 +65,9 @@ class TransferDesk:
             session.add(TransferOrder(
                 idempotency_key=key, order_no=number, petition_id=order.petition_id,
                 kind=order.kind, from_unit=order.from_unit, to_unit=order.to_unit,
-                instructions=order.instructions, issued_at=order.issued_at,
+                instructions_sealed=await self._vault.seal(
+                    order.instructions.encode(), f"transfer_orders.instructions:{key}")
+                if order.instructions else None, issued_at=order.issued_at,
             ))
             if order.kind == "diversion":
                 # The lifecycle notifies a receiving unit of a transfer itself; a diversion

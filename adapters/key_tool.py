@@ -41,6 +41,11 @@ SEALED_COLUMNS = (
     SealedColumn("notices", "body_sealed", "idempotency_key", "notices.body"),
     SealedColumn("petition_events", "detail_sealed", "idempotency_key",
                  "petition_events.detail"),
+    SealedColumn("transfer_orders", "instructions_sealed", "idempotency_key",
+                 "transfer_orders.instructions"),
+    SealedColumn("hearings", "summary_sealed", "idempotency_key", "hearings.summary"),
+    SealedColumn("assistance_applications", "reason_sealed", "idempotency_key",
+                 "assistance_applications.reason"),
 )
 
 

@@ -210,7 +210,7 @@ class TransferOrder(Base):
     kind: Mapped[str] = mapped_column(String(16))  # transfer (转送), assignment (交办), diversion
     from_unit: Mapped[str] = mapped_column(String(64))
     to_unit: Mapped[str] = mapped_column(ForeignKey("units.code"))
-    instructions: Mapped[str | None] = mapped_column(Text)
+    instructions_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # free text
     status: Mapped[str] = mapped_column(String(16), server_default="issued")
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -226,7 +226,7 @@ class Hearing(Base):
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     officers: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
     outcome: Mapped[str | None] = mapped_column(String(32))
-    summary: Mapped[str | None] = mapped_column(Text)
+    summary_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # free text
     status: Mapped[str] = mapped_column(String(16), server_default="scheduled")
 
     __table_args__ = (
@@ -247,7 +247,7 @@ class AssistanceApplication(Base):
     kind: Mapped[str] = mapped_column(String(16))
     amount_yuan: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     persons: Mapped[int] = mapped_column(Integer)
-    reason: Mapped[str] = mapped_column(Text)
+    reason_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # free text
     requested_by: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), server_default="requested")
     approved_amount_yuan: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))

@@ -120,7 +120,7 @@ class DataSet:
                       at: datetime) -> None:
         app = AssistanceApplication(
             idempotency_key=f"{row.workflow_id}:app:{no}", petition_id=row.id, application_no=no,
-            kind="judicial", amount_yuan=Decimal(amount), persons=persons, reason="r",
+            kind="judicial", amount_yuan=Decimal(amount), persons=persons, reason_sealed=b"\x00",
             requested_by="x", status="paid", approved_amount_yuan=Decimal(amount),
             requested_at=at, decided_at=at)
         self.session.add(app)

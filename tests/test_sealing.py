@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 import pytest_asyncio
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from activities import ActivityDesks, build_desks
-from activities.contracts import TransitionBatch
+from activities.contracts import AssistanceApplicationInput, TransitionBatch
 from activities.records import open_detail
 from adapters.engine import create_engine
 from adapters.key_tool import SEALED_COLUMNS, key_usage, retire_data_key, rewrap, shred
@@ -175,6 +176,28 @@ async def test_registration_stores_no_personal_data_in_clear(
     assert found == [row.intake_id]
     assert event.detail == {"to_unit": "QS-HRSS"}
     assert await open_detail(vault, event) == {"text": secrets["note"], "to_unit": "QS-HRSS"}
+
+
+async def test_what_staff_write_about_a_case_is_sealed_too(
+        engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+    desks = build_desks(sessions)
+    secrets = fictional_personal_data("note", "本人电话")
+    row, _ = await _registered_with_note(desks, secrets)
+    await run(desks.assistance.file_assistance_application, AssistanceApplicationInput(
+        workflow_id=row.workflow_id, petition_id=row.id, seq=2, application_no=1,
+        kind="hardship", amount_yuan=Decimal("500"), persons=1, reason=secrets["note"],
+        requested_by=HANDLER.id, requested_at=datetime.now(UTC)))
+    async with engine.connect() as conn:
+        raw = (await conn.execute(text(
+            "SELECT convert_to(a::text, 'UTF8') FROM assistance_applications a "
+            "WHERE petition_id = :id"), {"id": row.id})).scalar_one()
+        sealed = (await conn.execute(text(
+            "SELECT idempotency_key, reason_sealed FROM assistance_applications "
+            "WHERE petition_id = :id"), {"id": row.id})).one()
+    assert row.workflow_id.encode() in raw and secrets["note"].encode() not in raw
+    opened = await desks.vault.open(sealed.reason_sealed,
+                                    f"assistance_applications.reason:{sealed.idempotency_key}")
+    assert opened.decode() == secrets["note"]
 
 
 async def test_retiring_a_data_key_reseals_everything_and_then_shreds_it(

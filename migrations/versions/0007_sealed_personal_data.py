@@ -61,6 +61,11 @@ $$
 """
 
 
+# Free text staff write about a case, sealed like the audit trail's.
+FREE_TEXT_COLUMNS = (("transfer_orders", "instructions", True), ("hearings", "summary", True),
+                     ("assistance_applications", "reason", False))
+
+
 def _refuse_if_holding_petitions() -> None:
     held = op.get_bind().scalar(sa.text(
         "SELECT (SELECT count(*) FROM petitions) + (SELECT count(*) FROM notices)"))
@@ -97,6 +102,10 @@ def upgrade() -> None:
     op.add_column("notices", sa.Column("body_sealed", sa.LargeBinary(), nullable=False))
     op.add_column("petition_events", sa.Column("detail_sealed", sa.LargeBinary(),
                                                nullable=True))
+    for table, column, nullable in FREE_TEXT_COLUMNS:
+        op.drop_column(table, column)
+        op.add_column(table, sa.Column(f"{column}_sealed", sa.LargeBinary(),
+                                       nullable=nullable))
     op.execute(APPEND_ONLY_FUNCTION)
     # The application creates data keys and reads them; deleting one would make every
     # value it seals unreadable, so only `petition keys` (the owner) updates or shreds.
@@ -108,6 +117,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     _refuse_if_holding_petitions()
     op.execute(ORIGINAL_FUNCTION)
+    for table, column, nullable in FREE_TEXT_COLUMNS:
+        op.drop_column(table, f"{column}_sealed")
+        op.add_column(table, sa.Column(column, sa.Text(), nullable=nullable))
     op.drop_column("petition_events", "detail_sealed")
     op.drop_column("notices", "body_sealed")
     op.add_column("notices", sa.Column("body", sa.Text(), nullable=False))
