@@ -12,7 +12,8 @@ from security.sealing import LocalKeyWrapper, StoredDataKey, Vault, kek_ring_fro
 
 
 def _stored(row: DataKey) -> StoredDataKey:
-    return StoredDataKey(row.id, row.kek_id, row.wrapped, row.created_at, row.retired_at)
+    return StoredDataKey(row.id, row.kek_id, row.wrapped, row.created_at, row.retired_at,
+                         row.cipher)
 
 
 class SqlDataKeyStore:
@@ -34,9 +35,11 @@ class SqlDataKeyStore:
     async def add(self, key: StoredDataKey) -> None:
         async with self._sessions() as session:
             await session.execute(insert(DataKey).values(
-                id=key.id, kek_id=key.kek_id, wrapped=key.wrapped, created_at=key.created_at))
+                id=key.id, kek_id=key.kek_id, wrapped=key.wrapped, cipher=key.cipher,
+                created_at=key.created_at))
             await session.commit()
 
 
 def vault_from_settings(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Vault:
-    return Vault(LocalKeyWrapper(kek_ring_from_settings(settings)), SqlDataKeyStore(sessions))
+    return Vault(LocalKeyWrapper(kek_ring_from_settings(settings)), SqlDataKeyStore(sessions),
+                 cipher=settings.data_cipher)

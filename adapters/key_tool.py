@@ -109,7 +109,7 @@ class Retirement:
 
 
 async def retire_data_key(engine: AsyncEngine, wrapper: KeyWrapper, key_id: str, *,
-                          batch: int = 1000) -> Retirement:
+                          batch: int = 1000, cipher: str = "aes-256-gcm") -> Retirement:
     """Stop sealing with `key_id` and re-encrypt every value it sealed under the active
     data key, in batches of `batch` rows per transaction (the system keeps running).
 
@@ -125,7 +125,7 @@ async def retire_data_key(engine: AsyncEngine, wrapper: KeyWrapper, key_id: str,
         if result.scalar_one_or_none() is None:
             raise ValueError(f"no data key {key_id!r}")
         await session.commit()
-    vault = Vault(wrapper, SqlDataKeyStore(sessions))
+    vault = Vault(wrapper, SqlDataKeyStore(sessions), cipher=cipher)
     retirement = Retirement(key_id)
     for column in SEALED_COLUMNS:
         retirement.resealed[f"{column.table}.{column.column}"] = await _reseal_column(

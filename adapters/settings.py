@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,6 +74,10 @@ class Settings(BaseSettings):
     data_keys: str | None = None
     data_active_key: str | None = None
     data_key_file: Path = PROJECT_ROOT / ".data" / "data-keys"
+    # The cipher of new data keys: AES-256-GCM, or SM4-GCM where a commercial-cryptography
+    # (商用密码) review requires the national algorithm. Values keep the cipher of the data
+    # key that sealed them; `petition keys retire` moves them to the configured one.
+    data_cipher: Literal["aes-256-gcm", "sm4-gcm"] = "aes-256-gcm"
     # The blind index (keyed HMAC) for the matter key and exact lookups by ID number and
     # phone: one key `ix:<base64 32 bytes>`, never changed without `petition keys reindex`.
     index_key: str | None = None

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from security.codec import KeyRing, configured_ring
@@ -34,7 +35,7 @@ VERSION = b"\x01"
 KEY_ID_BYTES = 16
 NONCE_BYTES = 12
 HEADER_BYTES = 1 + KEY_ID_BYTES + NONCE_BYTES
-CIPHER = "aes-256-gcm"
+CIPHERS = ("aes-256-gcm", "sm4-gcm")
 
 
 class SealingError(ValueError):
@@ -48,6 +49,50 @@ class StoredDataKey:
     wrapped: bytes
     created_at: datetime
     retired_at: datetime | None = None
+    cipher: str = "aes-256-gcm"
+
+
+class Aead(Protocol):
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
+class Sm4Gcm:
+    """SM4 (GB/T 32907) in GCM mode, for a bureau whose commercial-cryptography review
+    requires the national algorithm (`PETITION_DATA_CIPHER=sm4-gcm`); 128-bit keys."""
+
+    KEY_BYTES = 16
+    TAG_BYTES = 16
+
+    def __init__(self, key: bytes):
+        if len(key) != self.KEY_BYTES:
+            raise SealingError("an SM4 key is 16 bytes")
+        self._key = key
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        encryptor = Cipher(algorithms.SM4(self._key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(associated_data or b"")
+        return encryptor.update(data) + encryptor.finalize() + encryptor.tag
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        body, tag = data[:-self.TAG_BYTES], data[-self.TAG_BYTES:]
+        decryptor = Cipher(algorithms.SM4(self._key), modes.GCM(nonce, tag)).decryptor()
+        decryptor.authenticate_additional_data(associated_data or b"")
+        return decryptor.update(body) + decryptor.finalize()
+
+
+def _aead(cipher: str, key: bytes) -> Aead:
+    if cipher == "sm4-gcm":
+        return Sm4Gcm(key)
+    if cipher == "aes-256-gcm":
+        return AESGCM(key)
+    raise SealingError(f"unknown data cipher {cipher!r} (one of {', '.join(CIPHERS)})")
+
+
+def _new_key(cipher: str) -> bytes:
+    _aead(cipher, b"\x00" * (16 if cipher == "sm4-gcm" else 32))  # refuses an unknown one
+    return os.urandom(Sm4Gcm.KEY_BYTES if cipher == "sm4-gcm" else 32)
 
 
 class KeyWrapper(Protocol):
@@ -124,13 +169,16 @@ class Vault:
     that time; a data key that does not exist yet is created and wrapped on first use."""
 
     def __init__(self, wrapper: KeyWrapper, store: DataKeyStore, *, active_for: float = 60.0,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic,
+                 cipher: str = "aes-256-gcm"):
+        _new_key(cipher)  # an unknown cipher is refused at once, not at the first seal
+        self._cipher_name = cipher
         self._wrapper = wrapper
         self._store = store
         self._active_for = active_for
         self._monotonic = monotonic
-        self._active: tuple[str, AESGCM, float] | None = None
-        self._opened: dict[str, AESGCM] = {}
+        self._active: tuple[str, Aead, float] | None = None
+        self._opened: dict[str, Aead] = {}
 
     @property
     def wrapper(self) -> KeyWrapper:
@@ -169,31 +217,33 @@ class Vault:
     def forget_active(self) -> None:
         self._active = None
 
-    async def _active_key(self) -> tuple[str, AESGCM, float]:
+    async def _active_key(self) -> tuple[str, Aead, float]:
         now = self._monotonic()
         if self._active is not None and now - self._active[2] < self._active_for:
             return self._active
         stored = await self._store.newest_usable(self._wrapper.active_id)
-        if stored is None:
+        if stored is None or stored.cipher != self._cipher_name:
             stored = await self._create()
         self._active = (stored.id, await self._cipher(stored.id, stored), now)
         return self._active
 
     async def _create(self) -> StoredDataKey:
-        key_id, key = new_key_id(), AESGCM.generate_key(bit_length=256)
+        key_id, key = new_key_id(), _new_key(self._cipher_name)
         kek_id, wrapped = self._wrapper.wrap(key_id, key)
-        stored = StoredDataKey(key_id, kek_id, wrapped, created_at=_utc_now())
+        stored = StoredDataKey(key_id, kek_id, wrapped, created_at=_utc_now(),
+                               cipher=self._cipher_name)
         await self._store.add(stored)
-        self._opened[key_id] = AESGCM(key)
+        self._opened[key_id] = _aead(stored.cipher, key)
         return stored
 
-    async def _cipher(self, key_id: str, stored: StoredDataKey | None = None) -> AESGCM:
+    async def _cipher(self, key_id: str, stored: StoredDataKey | None = None) -> Aead:
         cipher = self._opened.get(key_id)
         if cipher is None:
             stored = stored or await self._store.get(key_id)
             if stored is None:
                 raise SealingError(f"data key {key_id} is not in the database (shredded?)")
-            cipher = AESGCM(self._wrapper.unwrap(stored.kek_id, key_id, stored.wrapped))
+            cipher = _aead(stored.cipher,
+                           self._wrapper.unwrap(stored.kek_id, key_id, stored.wrapped))
             self._opened[key_id] = cipher
         return cipher
 

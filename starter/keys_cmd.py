@@ -97,7 +97,8 @@ def retire_cmd(data_key_id: str, batch: int) -> None:
     async def work() -> Retirement:
         wrapper = _wrapper()
         async with runtime(purpose="migration") as rt:
-            return await retire_data_key(rt.engine, wrapper, data_key_id, batch=batch)
+            return await retire_data_key(rt.engine, wrapper, data_key_id, batch=batch,
+                                         cipher=rt.settings.data_cipher)
 
     done = _run(work())
     total = sum(done.resealed.values())

@@ -75,6 +75,24 @@ async def test_a_sealed_value_opens_only_in_its_own_place() -> None:
         await vault.open(tampered, "petitions.petitioner:T-1")
 
 
+async def test_sm4_data_keys_where_the_national_algorithm_is_required() -> None:
+    store, keks = MemoryStore(), LocalKeyWrapper(ring("kek1"))
+    aes = await Vault(keks, store).seal(b"letter", "notices.body:a")
+    sm4_vault = Vault(keks, store, cipher="sm4-gcm")
+    sm4 = await sm4_vault.seal("信件".encode(), "notices.body:b")
+    ciphers = sorted(k.cipher for k in store.keys.values())
+    assert ciphers == ["aes-256-gcm", "sm4-gcm"]  # a new data key, of the configured kind
+    # An SM4 key is 128 bits: wrapped, nonce + 16 + tag.
+    assert sorted(len(k.wrapped) for k in store.keys.values()) == [12 + 16 + 16, 12 + 32 + 16]
+    # Both kinds open side by side; a value moved elsewhere does not.
+    assert await sm4_vault.open(aes, "notices.body:a") == b"letter"
+    assert (await Vault(keks, store).open(sm4, "notices.body:b")).decode() == "信件"
+    with pytest.raises(SealingError):
+        await sm4_vault.open(sm4, "notices.body:a")
+    with pytest.raises(SealingError, match="unknown data cipher"):
+        Vault(keks, store, cipher="des")
+
+
 async def test_data_keys_are_stored_wrapped_and_open_only_with_their_kek() -> None:
     store, keks = MemoryStore(), ring("kek1")
     sealed = await Vault(LocalKeyWrapper(keks), store).seal(b"letter", "notices.body:k")
