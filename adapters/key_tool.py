@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -86,6 +86,9 @@ async def key_usage(engine: AsyncEngine) -> list[DataKeyUsage]:
 async def rewrap(engine: AsyncEngine, wrapper: KeyWrapper, kek_id: str) -> int:
     """Rewrap every data key wrapped by `kek_id` with the active key-encryption key; then
     `kek_id` may leave the configuration. Returns how many data keys moved."""
+    if kek_id not in wrapper.ids():
+        raise ValueError(f"key-encryption key {kek_id!r} is not configured "
+                         "(PETITION_DATA_KEYS): keep it listed until it is retired")
     if kek_id == wrapper.active_id:
         raise ValueError(f"{kek_id!r} is the active key-encryption key: make another one "
                          "active (PETITION_DATA_ACTIVE_KEY) before retiring it")
@@ -156,14 +159,24 @@ async def _reseal_column(sessions: async_sessionmaker, vault: Vault, c: SealedCo
             last_id = rows[-1].id
 
 
-async def shred(engine: AsyncEngine, key_id: str) -> None:
+# Longer than a vault keeps its active data key (security.sealing.Vault, `active_for`):
+# after it, no worker can still be sealing with a retired key.
+SHRED_GRACE = timedelta(minutes=2)
+
+
+async def shred(engine: AsyncEngine, key_id: str, *, grace: timedelta = SHRED_GRACE) -> None:
     """Delete a retired data key that seals nothing any more. Irreversible: a value it
-    still sealed could never be opened again, so that is refused."""
+    still sealed could never be opened again, so that is refused -- and so is a key
+    retired less than `grace` ago, which a worker may still be sealing with."""
     usage = {u.id: u for u in await key_usage(engine)}.get(key_id)
     if usage is None:
         raise ValueError(f"no data key {key_id!r}")
     if usage.retired_at is None:
         raise ValueError(f"data key {key_id} is not retired: `petition keys retire` it first")
+    if usage.retired_at > datetime.now(UTC) - grace:
+        raise ValueError(f"data key {key_id} was retired less than {grace} ago: a worker "
+                         "may still seal with it; run `petition keys retire` again, then "
+                         "shred it")
     if usage.total:
         raise ValueError(f"data key {key_id} still seals {usage.total} values: retire it "
                          "again (a worker sealed with it after the last pass)")

@@ -36,7 +36,7 @@ def _run(work: Awaitable[T]) -> T:
 
 def _wrapper() -> LocalKeyWrapper:
     from adapters.settings import get_settings
-    from security.sealing import kek_ring_from_settings
+    from security.sealing import LocalKeyWrapper, kek_ring_from_settings
 
     return LocalKeyWrapper(kek_ring_from_settings(get_settings()))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -34,6 +34,7 @@ from security.sealing import (
     Vault,
     kek_ring_from_settings,
 )
+from tests.cli import petition
 from tests.conftest import fictional_personal_data, make_intake
 from tests.desk_helpers import register, run
 
@@ -249,7 +250,9 @@ async def test_retiring_a_data_key_reseals_everything_and_then_shreds_it(
                                    f"petitions.petitioner:{row.intake_id}"))["phone"] == \
         secrets["phone"]
     assert (await open_detail(reader, event))["text"] == secrets["note"]
-    await shred(owner_engine, old)
+    with pytest.raises(ValueError, match="retired less than"):
+        await shred(owner_engine, old)
+    await shred(owner_engine, old, grace=timedelta(0))  # no other vault holds it here
     async with sessions() as session:
         assert await session.get(DataKey, old) is None
 
@@ -274,3 +277,27 @@ async def test_retiring_a_kek_rewraps_its_data_keys(
     # Put the development ring back in charge, for the tests that follow.
     assert await rewrap(owner_engine, LocalKeyWrapper(
         KeyRing(both.keys, current.active)), new_id) == moved
+
+
+@pytest.mark.cli
+async def test_the_keys_command_lists_retires_and_refuses_in_one_line(
+        db_url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
+    desks = build_desks(sessions)
+    await _registered_with_note(desks, fictional_personal_data("note", "x"))
+    key = await desks.vault.active_key_id()
+    listed = await petition("keys", "list", db_url=db_url, address="-", task_queue="-")
+    assert listed.code == 0, listed.err
+    assert "(active)" in listed.out and key in listed.out
+    assert "petitions.petitioner_sealed" in listed.out
+    retired = await petition("keys", "retire", key, db_url=db_url, address="-",
+                             task_queue="-")
+    assert retired.code == 0, retired.err
+    assert f"retired {key}: re-encrypted" in retired.out and "; 0 left" in retired.out
+    active_kek = kek_ring_from_settings(get_settings()).active
+    for args, says in ((("keys", "retire", "no-such-key"), "no data key 'no-such-key'"),
+                       (("keys", "retire-kek", "nope"), "'nope' is not configured"),
+                       (("keys", "retire-kek", active_kek), "active key-encryption key"),
+                       (("keys", "shred", key), "retired less than")):
+        done = await petition(*args, db_url=db_url, address="-", task_queue="-")
+        assert done.code == 2, (args, done.out)
+        assert len(done.err.strip().splitlines()) == 1 and says in done.err, (args, done.err)
