@@ -26,7 +26,8 @@ from adapters.tables import Petition, PetitionEvent
 from domain.case import (
     TransitionRecord,
 )
-from domain.models import free_text_keys
+from domain.lifecycle import TABLE
+from domain.models import Action, Command, free_text_fields, free_text_keys
 from security.sealing import Vault
 
 
@@ -49,11 +50,22 @@ class TransitionRecorder:
         return await write_transitions(self._sessions, self._vault, batch.records)
 
 
-def split_detail(detail: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(what reports may query, the free text people wrote -- stored sealed)."""
-    free = free_text_keys()
+def split_detail(action: str, detail: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what reports may query, the free text people wrote -- stored sealed): the free
+    text of the action's own command (`domain.models.FreeText`); absent text is left out."""
+    command = _command_of(action)
+    free = free_text_fields(command) if command is not None else free_text_keys()
     return ({k: v for k, v in detail.items() if k not in free},
-            {k: v for k, v in detail.items() if k in free})
+            {k: v for k, v in detail.items() if k in free and v is not None})
+
+
+def _command_of(action: str) -> type[Command] | None:
+    try:
+        row = TABLE.get(Action(action))
+    except ValueError:
+        return None
+    return row.command if row is not None else None
 
 
 async def sealed_detail(vault: Vault, key: str, free: dict[str, Any]) -> bytes | None:
@@ -125,7 +137,7 @@ def _parse_time(column: str, value: Any) -> Any:
 
 async def _row(vault: Vault, record: TransitionRecord) -> dict[str, Any]:
     key = event_key(record)
-    detail, free = split_detail(record.detail)
+    detail, free = split_detail(record.action, record.detail)
     return {
         "petition_id": record.petition_id, "workflow_id": record.workflow_id,
         "idempotency_key": key, "seq": record.seq, "action": record.action.value,

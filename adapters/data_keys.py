@@ -25,18 +25,18 @@ class SqlDataKeyStore:
             row = await session.get(DataKey, key_id)
             return None if row is None else _stored(row)
 
-    async def newest_usable(self, kek_id: str) -> StoredDataKey | None:
+    async def newest_usable(self, kek_id: str, cipher: str) -> StoredDataKey | None:
         async with self._sessions() as session:
             row = await session.scalar(
-                select(DataKey).where(DataKey.kek_id == kek_id, DataKey.retired_at.is_(None))
+                select(DataKey).where(DataKey.kek_id == kek_id, DataKey.cipher == cipher,
+                                      DataKey.retired_at.is_(None))
                 .order_by(DataKey.created_at.desc()).limit(1))
             return None if row is None else _stored(row)
 
     async def add(self, key: StoredDataKey) -> None:
         async with self._sessions() as session:
             await session.execute(insert(DataKey).values(
-                id=key.id, kek_id=key.kek_id, wrapped=key.wrapped, cipher=key.cipher,
-                created_at=key.created_at))
+                id=key.id, kek_id=key.kek_id, wrapped=key.wrapped, cipher=key.cipher))
             await session.commit()
 
 

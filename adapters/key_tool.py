@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from adapters.data_keys import SqlDataKeyStore
 from adapters.tables import DataKey
-from security.sealing import KEY_ID_BYTES, KeyWrapper, Vault
+from security.sealing import KEY_ID_BYTES, KeyWrapper, SealingError, Vault
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class SealedColumn:
 
 
 # Every sealed column: a column added to this list is listed, re-encrypted and shredded
-# with the others; tests/test_sealing_keys.py checks the list against the tables.
+# with the others; tests/test_sealing.py checks the list against the tables.
 SEALED_COLUMNS = (
     SealedColumn("petitions", "petitioner_sealed", "intake_id", "petitions.petitioner"),
     SealedColumn("petitions", "subject_sealed", "intake_id", "petitions.subject"),
@@ -68,18 +68,21 @@ class DataKeyUsage:
 
 async def key_usage(engine: AsyncEngine) -> list[DataKeyUsage]:
     """Every data key, with how many values of each sealed column it seals."""
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    async with sessions() as session:
-        keys = {k.id: DataKeyUsage(k.id, k.kek_id, k.created_at, k.retired_at)
-                for k in await session.scalars(select(DataKey).order_by(DataKey.created_at))}
-        for c in SEALED_COLUMNS:
-            rows = await session.execute(text(
-                f"SELECT convert_from({_key_of(c.column)}, 'SQL_ASCII') AS k, count(*) "
-                f"FROM {c.table} WHERE {c.column} IS NOT NULL GROUP BY 1"))
-            for key_id, count in rows:
-                usage = keys.setdefault(key_id, DataKeyUsage(key_id, "(missing)",
-                                                             datetime.min, None))
-                usage.values[f"{c.table}.{c.column}"] = count
+    async with async_sessionmaker(engine)() as session:
+        return await _usage(session)
+
+
+async def _usage(session: AsyncSession) -> list[DataKeyUsage]:
+    keys = {k.id: DataKeyUsage(k.id, k.kek_id, k.created_at, k.retired_at)
+            for k in await session.scalars(select(DataKey).order_by(DataKey.created_at))}
+    for c in SEALED_COLUMNS:
+        rows = await session.execute(text(
+            f"SELECT convert_from({_key_of(c.column)}, 'SQL_ASCII') AS k, count(*) "
+            f"FROM {c.table} WHERE {c.column} IS NOT NULL GROUP BY 1"))
+        for key_id, count in rows:
+            usage = keys.setdefault(key_id, DataKeyUsage(key_id, "(missing)",
+                                                         datetime.min, None))
+            usage.values[f"{c.table}.{c.column}"] = count
     return list(keys.values())
 
 
@@ -107,6 +110,7 @@ async def rewrap(engine: AsyncEngine, wrapper: KeyWrapper, kek_id: str) -> int:
 class Retirement:
     key_id: str
     resealed: dict[str, int] = field(default_factory=dict)
+    unopenable: dict[str, list[int]] = field(default_factory=dict)  # column -> row ids
     remaining: int = 0
     seconds: float = 0.0
 
@@ -124,23 +128,31 @@ async def retire_data_key(engine: AsyncEngine, wrapper: KeyWrapper, key_id: str,
     async with sessions() as session:
         result = await session.execute(
             update(DataKey).where(DataKey.id == key_id)
-            .values(retired_at=datetime.now(UTC)).returning(DataKey.id))
+            # Retiring again keeps the first time: shredding waits from then.
+            .values(retired_at=func.coalesce(DataKey.retired_at, func.now()))
+            .returning(DataKey.id))
         if result.scalar_one_or_none() is None:
             raise ValueError(f"no data key {key_id!r}")
         await session.commit()
     vault = Vault(wrapper, SqlDataKeyStore(sessions), cipher=cipher)
     retirement = Retirement(key_id)
     for column in SEALED_COLUMNS:
-        retirement.resealed[f"{column.table}.{column.column}"] = await _reseal_column(
+        name = f"{column.table}.{column.column}"
+        retirement.resealed[name], failed = await _reseal_column(
             sessions, vault, column, key_id, batch)
+        if failed:
+            retirement.unopenable[name] = failed
     retirement.remaining = sum(u.total for u in await key_usage(engine) if u.id == key_id)
     retirement.seconds = time.perf_counter() - started
     return retirement
 
 
-async def _reseal_column(sessions: async_sessionmaker, vault: Vault, c: SealedColumn,
-                         key_id: str, batch: int) -> int:
+async def _reseal_column(sessions: async_sessionmaker[AsyncSession], vault: Vault,
+                         c: SealedColumn, key_id: str, batch: int) -> tuple[int, list[int]]:
+    """(values re-encrypted, ids of rows whose value does not open: reported, not fatal,
+    so one damaged row does not hold every other value under the retired key)."""
     done, last_id = 0, 0
+    failed: list[int] = []
     while True:
         async with sessions() as session:
             rows = (await session.execute(text(
@@ -148,14 +160,24 @@ async def _reseal_column(sessions: async_sessionmaker, vault: Vault, c: SealedCo
                 f"WHERE {_key_of(c.column)} = :key AND id > :last ORDER BY id LIMIT :n"),
                 {"key": key_id.encode(), "last": last_id, "n": batch})).all()
             if not rows:
-                return done
-            changes = [{"id": r.id, "old": r.v, "new": await vault.reseal(r.v, c.bound(r.k))}
-                       for r in rows]
-            await session.execute(text(
-                f"UPDATE {c.table} SET {c.column} = :new WHERE id = :id AND {c.column} = :old"),
-                changes)
+                return done, failed
+            changes = []
+            for r in rows:
+                try:
+                    changes.append({"id": r.id, "old": r.v,
+                                    "new": await vault.reseal(r.v, c.bound(r.k))})
+                except SealingError:
+                    failed.append(r.id)
+            # One statement per batch; RETURNING counts what really changed.
+            changed = await session.execute(text(
+                f"UPDATE {c.table} t SET {c.column} = v.new "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:olds AS bytea[]), "
+                "CAST(:news AS bytea[])) AS v(id, old, new) "
+                f"WHERE t.id = v.id AND t.{c.column} = v.old RETURNING t.id"),
+                {"ids": [x["id"] for x in changes], "olds": [x["old"] for x in changes],
+                 "news": [x["new"] for x in changes]})
+            done += len(changed.all())
             await session.commit()
-            done += len(rows)
             last_id = rows[-1].id
 
 
@@ -168,20 +190,26 @@ async def shred(engine: AsyncEngine, key_id: str, *, grace: timedelta = SHRED_GR
     """Delete a retired data key that seals nothing any more. Irreversible: a value it
     still sealed could never be opened again, so that is refused -- and so is a key
     retired less than `grace` ago, which a worker may still be sealing with."""
-    usage = {u.id: u for u in await key_usage(engine)}.get(key_id)
-    if usage is None:
-        raise ValueError(f"no data key {key_id!r}")
-    if usage.retired_at is None:
-        raise ValueError(f"data key {key_id} is not retired: `petition keys retire` it first")
-    if usage.retired_at > datetime.now(UTC) - grace:
-        raise ValueError(f"data key {key_id} was retired less than {grace} ago: a worker "
-                         "may still seal with it; run `petition keys retire` again, then "
-                         "shred it")
-    if usage.total:
-        raise ValueError(f"data key {key_id} still seals {usage.total} values: retire it "
-                         "again (a worker sealed with it after the last pass)")
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    async with sessions() as session:
-        await session.execute(text("DELETE FROM data_keys WHERE id = :id AND retired_at "
-                                   "IS NOT NULL"), {"id": key_id})
+    async with async_sessionmaker(engine)() as session:
+        # Counted and deleted under SHARE locks on every sealed table: a writer still in
+        # flight (a legacy import is one long transaction) is waited for and counted,
+        # and none can add a value sealed with this key until the deletion commits.
+        tables = ", ".join(dict.fromkeys(c.table for c in SEALED_COLUMNS))
+        await session.execute(text(f"LOCK TABLE {tables} IN SHARE MODE"))
+        usage = {u.id: u for u in await _usage(session)}.get(key_id)
+        if usage is None:
+            raise ValueError(f"no data key {key_id!r}")
+        if usage.retired_at is None:
+            raise ValueError(f"data key {key_id} is not retired: `petition keys retire` it "
+                             "first")
+        now = await session.scalar(text("SELECT now()"))
+        if usage.retired_at > now - grace:
+            raise ValueError(f"data key {key_id} was retired less than {grace} ago: a worker "
+                             "may still seal with it; shred it after "
+                             f"{usage.retired_at + grace:%H:%M:%S} UTC")
+        if usage.total:
+            raise ValueError(f"data key {key_id} still seals {usage.total} values: retire it "
+                             "again (a worker sealed with it after the last pass)")
+        await session.execute(delete(DataKey).where(DataKey.id == key_id,
+                                                    DataKey.retired_at.is_not(None)))
         await session.commit()

@@ -339,7 +339,7 @@ class DataKey(Base):
     kek_id: Mapped[str] = mapped_column(String(64))
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     cipher: Mapped[str] = mapped_column(String(32), server_default="aes-256-gcm")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()  # the server's clock: "newest" is the database's
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -57,7 +57,7 @@ def _in_range(value: datetime) -> datetime:
 
 class FreeText:
     """Marks a field whose text people write (reasons, opinions, summaries): it may name
-    anyone or quote anything, so the audit trail stores it sealed (`free_text_keys`)."""
+    anyone or quote anything, so the audit trail stores it sealed (`free_text_fields`)."""
 
 
 FREE_TEXT = FreeText()
@@ -457,9 +457,14 @@ def _subclasses(cls: type[BaseModel]) -> list[type[BaseModel]]:
 
 
 @cache
-def free_text_keys() -> frozenset[str]:
-    """The names of every command field marked `FreeText`: the audit trail's detail keys
-    that are sealed (activities/records.py)."""
-    return frozenset(name for model in _subclasses(Command)
-                     for name, field in model.model_fields.items()
+def free_text_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` marked `FreeText`: the audit trail seals these keys of an
+    action's detail (activities/records.py); an enum of the same name elsewhere (a
+    decline's `reason`) stays in clear."""
+    return frozenset(name for name, field in model.model_fields.items()
                      if any(m is FREE_TEXT for m in field.metadata) or _marked(field.annotation))
+
+
+def free_text_keys() -> frozenset[str]:
+    """Every command's free-text field names: for records of no known command."""
+    return frozenset().union(*(free_text_fields(m) for m in _subclasses(Command)))

@@ -38,7 +38,7 @@ import os
 import re
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ class CodecKeyError(ValueError):
 class KeyRing:
     """Named 256-bit keys; `active` encrypts, all of them decrypt."""
 
-    keys: dict[str, bytes]
+    keys: dict[str, bytes] = field(repr=False)  # never in a log line or a traceback
     active: str
 
     def __post_init__(self) -> None:

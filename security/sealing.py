@@ -6,7 +6,7 @@ database wrapped by a *key-encryption key* (KEK) that never reaches the database
 `PETITION_DATA_KEYS=kek1:<base64 32 bytes>,...` (`PETITION_DATA_ACTIVE_KEY` names the one
 that wraps new data keys), or a KMS/HSM behind `KeyWrapper`. Retiring a KEK rewraps the
 data keys (a few rows); retiring a data key re-encrypts the values it sealed
-(`petition keys`, security/keys_cmd.py).
+(`petition keys`, starter/keys_cmd.py).
 
 A sealed value is `0x01 | data key id (16 ASCII bytes) | nonce (12) | ciphertext+tag`.
 The associated data binds it to its data key and to its place -- table, column and the
@@ -16,6 +16,7 @@ row or column does not open.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -76,6 +77,8 @@ class Sm4Gcm:
         return encryptor.update(data) + encryptor.finalize() + encryptor.tag
 
     def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        if len(data) < self.TAG_BYTES:
+            raise InvalidTag
         body, tag = data[:-self.TAG_BYTES], data[-self.TAG_BYTES:]
         decryptor = Cipher(algorithms.SM4(self._key), modes.GCM(nonce, tag)).decryptor()
         decryptor.authenticate_additional_data(associated_data or b"")
@@ -113,7 +116,7 @@ class DataKeyStore(Protocol):
 
     async def get(self, key_id: str) -> StoredDataKey | None: ...
 
-    async def newest_usable(self, kek_id: str) -> StoredDataKey | None: ...
+    async def newest_usable(self, kek_id: str, cipher: str) -> StoredDataKey | None: ...
 
     async def add(self, key: StoredDataKey) -> None: ...
 
@@ -160,7 +163,10 @@ def new_key_id() -> str:
 def key_id_of(sealed: bytes) -> str:
     if len(sealed) <= HEADER_BYTES or sealed[:1] != VERSION:
         raise SealingError("not a sealed value")
-    return sealed[1:1 + KEY_ID_BYTES].decode("ascii")
+    try:
+        return sealed[1:1 + KEY_ID_BYTES].decode("ascii")
+    except UnicodeDecodeError:
+        raise SealingError("not a sealed value") from None
 
 
 class Vault:
@@ -178,6 +184,9 @@ class Vault:
         self._active_for = active_for
         self._monotonic = monotonic
         self._active: tuple[str, Aead, float] | None = None
+        # One lookup (and at most one new data key) at a time per process: activities
+        # starting together on a fresh database would otherwise each create a key.
+        self._choosing = asyncio.Lock()
         self._opened: dict[str, Aead] = {}
 
     @property
@@ -218,14 +227,16 @@ class Vault:
         self._active = None
 
     async def _active_key(self) -> tuple[str, Aead, float]:
-        now = self._monotonic()
-        if self._active is not None and now - self._active[2] < self._active_for:
+        async with self._choosing:
+            now = self._monotonic()
+            if self._active is not None and now - self._active[2] < self._active_for:
+                return self._active
+            stored = await self._store.newest_usable(self._wrapper.active_id,
+                                                     self._cipher_name)
+            if stored is None:
+                stored = await self._create()
+            self._active = (stored.id, await self._cipher(stored.id, stored), now)
             return self._active
-        stored = await self._store.newest_usable(self._wrapper.active_id)
-        if stored is None or stored.cipher != self._cipher_name:
-            stored = await self._create()
-        self._active = (stored.id, await self._cipher(stored.id, stored), now)
-        return self._active
 
     async def _create(self) -> StoredDataKey:
         key_id, key = new_key_id(), _new_key(self._cipher_name)

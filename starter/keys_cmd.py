@@ -64,6 +64,12 @@ def list_cmd() -> None:
             detail = ", ".join(f"{c} {n}" for c, n in sorted(u.values.items())) or "-"
             click.echo(f"{u.id:<18} {u.kek_id:<14} {u.created_at:%Y-%m-%d %H:%M} "
                        f"{'yes' if u.retired_at else 'no':<8} {u.total} ({detail})")
+        stale = sorted({u.kek_id for u in usage} - {wrapper.active_id})
+        if stale:
+            # A process still configured with an older active KEK keeps wrapping new data
+            # keys with it: roll the new one out everywhere before retiring the old.
+            click.echo(f"wrapped by a key-encryption key that is not the active one: "
+                       f"{', '.join(stale)} (`petition keys retire-kek` each)", err=True)
 
     _run(work())
 
@@ -105,6 +111,9 @@ def retire_cmd(data_key_id: str, batch: int) -> None:
     click.echo(f"retired {data_key_id}: re-encrypted {total} values in {done.seconds:.1f} s "
                f"({', '.join(f'{c} {n}' for c, n in done.resealed.items())}); "
                f"{done.remaining} left")
+    for column, ids in done.unopenable.items():
+        click.echo(f"{len(ids)} values of {column} do not open (rows {ids[:10]}...): "
+                   "restore them from a backup before shredding", err=True)
     if done.remaining:
         click.echo("run it again in a minute: workers stop sealing with a retired key "
                    "within a minute", err=True)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from activities import ActivityDesks, build_desks
 from activities.contracts import AssistanceApplicationInput, TransitionBatch
-from activities.records import open_detail
+from activities.records import open_detail, split_detail
 from adapters.engine import create_engine
 from adapters.key_tool import SEALED_COLUMNS, key_usage, retire_data_key, rewrap, shred
 from adapters.settings import get_settings
@@ -52,8 +52,9 @@ class MemoryStore:
     async def get(self, key_id: str) -> StoredDataKey | None:
         return self.keys.get(key_id)
 
-    async def newest_usable(self, kek_id: str) -> StoredDataKey | None:
-        usable = [k for k in self.keys.values() if k.kek_id == kek_id and k.retired_at is None]
+    async def newest_usable(self, kek_id: str, cipher: str) -> StoredDataKey | None:
+        usable = [k for k in self.keys.values()
+                  if k.kek_id == kek_id and k.cipher == cipher and k.retired_at is None]
         return max(usable, key=lambda k: k.created_at, default=None)
 
     async def add(self, key: StoredDataKey) -> None:
@@ -301,3 +302,14 @@ async def test_the_keys_command_lists_retires_and_refuses_in_one_line(
         done = await petition(*args, db_url=db_url, address="-", task_queue="-")
         assert done.code == 2, (args, done.out)
         assert len(done.err.strip().splitlines()) == 1 and says in done.err, (args, done.err)
+
+
+def test_only_an_actions_own_free_text_is_sealed() -> None:
+    """A decline's `reason` is an enum reports may count; its explanation is free text.
+    An action's absent text is not sealed as a null."""
+    assert split_detail("decline", {"reason": "outside_scope", "explanation": "不属于",
+                                    "concluded_case": None}) == (
+        {"reason": "outside_scope"}, {"explanation": "不属于"})
+    assert split_detail("accept", {"note": None}) == ({}, {})
+    assert split_detail("request_extension", {"reason": "案情复杂", "days": 30}) == (
+        {"days": 30}, {"reason": "案情复杂"})

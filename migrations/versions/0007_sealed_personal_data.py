@@ -32,15 +32,19 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# search_path pinned to pg_catalog: a role able to create temporary objects must not
+# shadow the catalogue (a temp `pg_roles`) and pass for the owner. The table's owner is
+# read from TG_RELID; the sealed value must stay a sealed value (not NULL, not erased).
 APPEND_ONLY_FUNCTION = """
 CREATE OR REPLACE FUNCTION petition_events_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
     IF TG_OP = 'UPDATE'
-       AND (current_user = (SELECT tableowner FROM pg_tables
-                            WHERE schemaname = current_schema()
-                              AND tablename = 'petition_events')
+       AND (current_user = pg_get_userbyid((SELECT relowner FROM pg_class
+                                            WHERE oid = TG_RELID))
             OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
+       AND OLD.detail_sealed IS NOT NULL AND NEW.detail_sealed IS NOT NULL
+       AND substring(NEW.detail_sealed from 1 for 1) = '\\x01'::bytea
        AND (to_jsonb(NEW) - 'detail_sealed') = (to_jsonb(OLD) - 'detail_sealed') THEN
         RETURN NEW;  -- re-encryption by the key tool: nothing else changes
     END IF;
@@ -85,7 +89,8 @@ def upgrade() -> None:
         sa.Column("wrapped", sa.LargeBinary(), nullable=False),
         sa.Column("cipher", sa.String(length=32), server_default="aes-256-gcm",
                   nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
+                  nullable=False),
         sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
     )
     for column in ("petitioner", "subject", "content", "attachments"):

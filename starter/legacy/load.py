@@ -138,8 +138,9 @@ async def seal_rows(vault: Vault, index: BlindIndex, petitions: list[tuple[Any, 
         sealed_petitions.append((*row[:_PERSONAL.start], *personal, *row[_PERSONAL.stop:]))
     sealed_events = []
     detail_at = EVENT_COLUMNS.index("detail")
+    action_at = EVENT_COLUMNS.index("action")
     for event in events:
-        detail, free = split_detail(event[detail_at])
+        detail, free = split_detail(event[action_at], event[detail_at])
         sealed = await sealed_detail(vault, event[2], free)
         sealed_events.append((*event[:detail_at], json.dumps(detail, ensure_ascii=False),
                               sealed, *event[detail_at + 2:]))
