@@ -181,11 +181,12 @@ def keyring_from_settings(settings: object) -> KeyRing:
     return configured_ring(settings, "codec_key", "codec")
 
 
-def require_keys(settings: object) -> None:
+def require_keys(settings: object, *, data_keys: bool = True) -> None:
     """Refuse to start (CodecKeyError naming the setting) unless the payload codec, action
     assertion, workflow id, data (personal-data columns) and blind index keys are
     configured, or development keys are allowed (`PETITION_DEV_KEYS`). Processes call it
-    before touching the database or Temporal."""
+    before touching the database or Temporal. `data_keys=False`: a process that never
+    opens a sealed value (the service) must not hold the key-encryption keys."""
     from adapters.petition_client import _id_key_of
     from security.assertion import assertion_ring
     from security.blind_index import index_from_settings
@@ -193,7 +194,8 @@ def require_keys(settings: object) -> None:
 
     keyring_from_settings(settings)
     assertion_ring(settings)
-    kek_ring_from_settings(settings)
+    if data_keys:
+        kek_ring_from_settings(settings)
     index_from_settings(settings)
     _id_key_of(getattr(settings, "id_key", None), str(getattr(settings, "id_key_file", "")),
                bool(getattr(settings, "dev_keys", False)))

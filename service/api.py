@@ -4,6 +4,7 @@ case lists, the assessment report."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -260,6 +261,11 @@ async def audit(registration_no: RegistrationNo, who: Caller,
     return await audit_trail(ctx.sessions, row.workflow_id)
 
 
+# How many of a petitioner's cases a lookup considers before visibility is applied.
+LOOKUP_SCAN = 1000
+audit_log = logging.getLogger("petition.audit")
+
+
 class PetitionerLookup(BaseModel):
     """In the body, never the URL: a URL ends up in access logs and browser history."""
 
@@ -282,17 +288,25 @@ async def lookup(query: PetitionerLookup, who: Caller, ctx: Ctx) -> list[FoundCa
     """Exact match through the blind index: the database holds neither the ID number nor
     the phone, only their keyed HMACs. Only the cases this member of staff may see."""
     actor = require_staff(who)
-    if (query.id_number is None) == (query.phone is None) or ctx.index is None:
+    if ctx.index is None:
+        raise Problem(503, "lookups by ID number or phone are not configured here")
+    if (query.id_number is None) == (query.phone is None):
         raise Problem(422, "give exactly one of id_number and phone", kind="validation")
+    kind = "id_number" if query.id_number else "phone"
     column, value = ((Petition.petitioner_id_index, ctx.index.id_number(query.id_number))
                      if query.id_number else
                      (Petition.petitioner_phone_index, ctx.index.phone(query.phone or "")))
-    async with ctx.sessions() as session:
+    async with ctx.sessions() as session:  # newest first; visibility decides what is shown
         rows = (await session.scalars(select(Petition).where(column == value)
-                                      .order_by(Petition.registered_at).limit(MAX_LIST))).all()
-    return [FoundCase(registration_no=r.registration_no, stage=r.stage,
-                      registered_at=r.registered_at, holding_unit=r.holding_unit)
-            for r in rows if await staff_may_see(ctx, actor, r)]
+                                      .order_by(Petition.registered_at.desc())
+                                      .limit(LOOKUP_SCAN))).all()
+    found = [FoundCase(registration_no=r.registration_no, stage=r.stage,
+                       registered_at=r.registered_at, holding_unit=r.holding_unit)
+             for r in rows if await staff_may_see(ctx, actor, r)][:MAX_LIST]
+    # Who searched for a petitioner is itself recorded: never the value or its HMAC.
+    audit_log.info("petitioner lookup by %s (%s, %s) on %s: %d of %d cases shown",
+                   actor.id, actor.role.value, actor.unit, kind, len(found), len(rows))
+    return found
 
 
 @router.get("/units/{unit}/petitions", tags=["read"],

@@ -25,7 +25,7 @@ def app_factory() -> FastAPI:
     settings = get_settings()
     service_settings = ServiceSettings()
     try:  # the keys before anything else: one clear line, not a traceback, without them
-        require_keys(settings)
+        require_keys(settings, data_keys=False)  # it never opens a sealed value
         token_ring(service_settings)
     except CodecKeyError as err:
         raise SystemExit(f"service refused to start: {err}") from None

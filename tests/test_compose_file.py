@@ -132,8 +132,10 @@ def test_services_and_start_order() -> None:
     for name in ("service", "worker", "migrate"):
         environment = services[name]["environment"]
         assert environment["PETITION_DEV_KEYS"] == "false", name
-        for key in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "DATA_KEYS", "INDEX_KEY"):
+        for key in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY"):
             assert f"PETITION_{key}" in environment, (name, key)
+        # Only the worker opens sealed personal data: only it holds the data keys.
+        assert ("PETITION_DATA_KEYS" in environment) == (name == "worker"), name
     assert "PETITION_SERVICE_TOKEN_KEYS" in service["environment"]
 
     worker = services["worker"]

@@ -5,6 +5,7 @@ directory; every error answers RFC 9457 problem+json."""
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -265,7 +266,7 @@ async def test_an_intake_client_registers_idempotently(live, sessions, petitions
 
 
 async def test_staff_find_a_petitioners_cases_by_id_number_or_phone(live, sessions,
-                                                                    petitions):
+                                                                    petitions, caplog):
     """Through the blind index: the database holds neither, only their keyed HMACs."""
     headers = await client_token(live, sessions, ["QS-XFJ"])
     intake = make_intake()
@@ -279,9 +280,13 @@ async def test_staff_find_a_petitioners_cases_by_id_number_or_phone(live, sessio
     phone = intake.petitioner.phone or ""
     for query in ({"id_number": intake.petitioner.id_number.lower()},
                   {"phone": f"+86 {phone[:3]}-{phone[3:]}"}):
-        found = await live.post("/api/v1/petitions/lookup", headers=staff, json=query)
+        with caplog.at_level(logging.INFO, logger="petition.audit"):
+            found = await live.post("/api/v1/petitions/lookup", headers=staff, json=query)
         assert found.status_code == 200, found.text
         assert [c["registration_no"] for c in found.json()] == [number]
+    said = [r.getMessage() for r in caplog.records if r.name == "petition.audit"]
+    assert len(said) == 2 and "lookup by QS-XFJ.h1" in said[0] and "on phone" in said[1]
+    assert not any(phone in line or intake.petitioner.id_number in line for line in said)
     # Staff of an unrelated unit see nothing of it; an intake system may not look up at all.
     stranger = await staff_token(live, sessions, "BS-XFJ.h1")
     elsewhere = await live.post("/api/v1/petitions/lookup", headers=stranger,
