@@ -32,6 +32,7 @@ from adapters.engine import (
 )
 from adapters.settings import get_settings
 from drills.processes import READY
+from security.sealing import Vault
 from worker import build_worker, connect
 
 log = logging.getLogger("petitionflow.drills")
@@ -64,9 +65,9 @@ class CrashPoints:
 
 
 class CrashingTransferDesk(TransferDesk):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault,
                  after_order_written: Callable[[str], None]):
-        super().__init__(sessions)
+        super().__init__(sessions, vault)
         self._after_order_written = after_order_written
 
     @activity.defn(name="issue_transfer_order")
@@ -88,7 +89,7 @@ async def main() -> None:
     await require_current_schema(engine)
     sessions = session_maker(engine)
     desks = build_desks(sessions, after_payment_written=points.hook("payment"))
-    desks.transfers = CrashingTransferDesk(sessions, points.hook("transfer"))
+    desks.transfers = CrashingTransferDesk(sessions, desks.vault, points.hook("transfer"))
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

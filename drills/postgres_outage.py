@@ -21,6 +21,7 @@ from temporalio.client import Client
 from adapters.engine import create_engine, session_maker
 from adapters.petition_client import PetitionClient
 from devstack.postgres import database_url, ensure_database
+from devstack.roles import ensure_roles
 from domain.models import Accept, Action, RequestAssistance
 from drills.ledger import check_ledger, retried_activities, summary
 from drills.processes import WorkerProcess
@@ -85,7 +86,9 @@ async def run(client_: Client, address: str, work_dir: Path, *, petitions: int =
     worker: WorkerProcess | None = None
     workflow_ids: list[str] = []
     try:
-        url = await ensure_database(database_url(pg.uri()), "petitionflow_drill", recreate=True)
+        admin = database_url(pg.uri())
+        await ensure_roles(admin)  # a server of its own: its roles are the drill's to make
+        url = await ensure_database(admin, "petitionflow_drill", recreate=True)
         await migrate_async(url)
         engine = create_engine(url, pool_size=petitions + 2)
         sessions = session_maker(engine)

@@ -22,7 +22,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.contracts import (
     RegisterPetitionInput,
 )
+from adapters.data_keys import vault_from_settings
 from adapters.petition_client import workflow_id_for
+from adapters.settings import get_settings
 from adapters.tables import Petition, RegistrationCounter, RegistrationNumber
 from domain.case import (
     PetitionStart,
@@ -310,6 +312,7 @@ async def test_odd_but_valid_intakes_register_exactly_as_given(
         {"subject": "‮ reversed ‭", "content": "emoji 🧧🏠 and 𠀀𪚥 in the letter\n\ttabbed"},
         {"content": "很" * MAX_TEXT_CHARS, "respondent": "某某建筑劳务有限公司"},
     ]
+    vault = vault_from_settings(get_settings(), sessions)
     async with running_worker(dev_env.client):
         for overrides in odd:
             intake = make_intake(**overrides)
@@ -320,5 +323,8 @@ async def test_odd_but_valid_intakes_register_exactly_as_given(
                 row = await session.scalar(
                     select(Petition).where(Petition.intake_id == intake.intake_id))
             assert row is not None
-            assert (row.subject, row.content) == (intake.subject, intake.content)
+            where = f"petitions.{{}}:{intake.intake_id}"  # sealed, and opened exactly
+            subject = await vault.open(row.subject_sealed, where.format("subject"))
+            content = await vault.open(row.content_sealed, where.format("content"))
+            assert (subject.decode(), content.decode()) == (intake.subject, intake.content)
 
