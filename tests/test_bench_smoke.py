@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from bench import (
     import_bench,
+    keys_bench,
     open_cases_bench,
     query_bench,
     service_bench,
@@ -93,3 +94,10 @@ async def test_an_action_through_the_service_against_the_direct_update():
     report = await service_bench.run(3)
     p95 = next(f for f in report.figures if f.name == "accept through the service p95")
     assert p95.value > 0 and p95.baseline and p95.baseline > 0 and p95.met is not None
+
+
+async def test_retiring_a_key_reseals_every_value_of_the_petitions():
+    report = await keys_bench.run(40, 7)
+    retired = next(f for f in report.figures if f.name.startswith("retire a data key"))
+    assert "of 40 petitions" in retired.name and retired.baseline and retired.value > 0
+    assert any(f.name.startswith("open all 160 petition values") for f in report.figures)
