@@ -33,7 +33,7 @@ from adapters.settings import Settings
 from bench.common import Report, db_name, percentile
 from bench.floor import FloorInput, FloorNote, FloorWorkflow
 from bench.harness import Stack, WorkerProcess, lanes
-from domain.models import Accept, Actor, PetitionIntake, Reply, Role, Withdraw
+from domain.models import Accept, Actor, PetitionIntake, Reply, Role, Withdraw, reference
 
 DATABASE = "petitionflow_bench_throughput"
 TRANSITIONS_PER_LIFECYCLE = 4  # register, accept, reply, close (withdraw)
@@ -61,7 +61,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 def intake(tag: str) -> PetitionIntake:
     unique = uuid.uuid4().hex
     return PetitionIntake.model_validate({
-        "intake_id": f"B-{tag}-{unique[:16]}", "channel": "online", "category": "wage_arrears",
+        "intake_id": reference(f"B-{tag}", 16), "channel": "online", "category": "wage_arrears",
         "unit": "QS-XFJ", "received_at": datetime.now(UTC),
         "petitioner": {"name": "测试", "id_number": str(int(unique[:12], 16))[:17].rjust(17, "1")
                        + "X"},

@@ -274,14 +274,24 @@ class PetitionIntake(Strict):
             raise ValueError("received_at must carry a time zone, e.g. 2026-11-02T09:30:00+08:00")
         return _in_range(value)
 
+    @field_validator("intake_id")
+    @classmethod
+    def _no_personal_number(cls, value: str) -> str:
+        # The intake id is stored in clear (the idempotency key): anyone's ID number or
+        # mobile number in it, however spelt, would sit unencrypted in the database.
+        what = personal_number_in(value)
+        if what is not None:
+            raise ValueError(f"intake_id must not contain {what}: use the intake system's "
+                             "own reference")
+        return value
+
     @model_validator(mode="after")
     def _safe_to_carry(self) -> PetitionIntake:
-        # The intake id becomes the workflow id, which no codec encrypts.
-        ident = self.intake_id.upper()
+        ident = _SEPARATORS.sub("", self.intake_id.upper())  # however it is spelt
         phone = re.sub(r"\D", "", self.petitioner.phone or "")
         if self.petitioner.id_number.upper() in ident or (len(phone) >= 7 and phone in ident):
             raise ValueError("intake_id must not contain the petitioner's ID number or phone: "
-                             "it becomes the workflow id, which is not encrypted")
+                             "it is stored in clear")
         total = sum(a.size_bytes for a in self.attachments)
         if total > MAX_TOTAL_ATTACHMENT_BYTES:
             raise ValueError(f"attachments total {total} bytes, more than "
@@ -446,6 +456,45 @@ class DeclineConcluded(SystemCommand):
 
 
 SYSTEM_ACTOR = Actor(id="system", role=Role.SYSTEM, unit="system")
+
+
+_SEPARATORS = re.compile(r"[-_.]")
+_MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9][-_.]?[0-9]{4}[-_.]?[0-9]{4}(?![0-9])")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def _is_id_number(candidate: str) -> bool:
+    """GB 11643: 17 digits, a birth date at 7-14, a mod-11 check character."""
+    try:
+        born = datetime.strptime(candidate[6:14], "%Y%m%d")
+    except ValueError:
+        return False
+    if not 1900 <= born.year <= 2099:
+        return False
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(candidate, _ID_WEIGHTS,
+                                                          strict=False)) % 11]
+    return candidate[17].upper() == check
+
+
+def reference(prefix: str, chars: int = 20) -> str:
+    """A unique reference for generated intakes (tests, benchmarks, drills): base32, whose
+    digits (2-7) can spell neither a mobile number nor an ID number."""
+    import base64
+    import uuid
+
+    return f"{prefix}-{base64.b32encode(uuid.uuid4().bytes).decode().lower()[:chars]}"
+
+
+def personal_number_in(text: str) -> str | None:
+    """'an ID number' or 'a phone number' (mobile) if `text` holds one, however spelt
+    (`case-110101-19900307-1234`), else None."""
+    if _MOBILE.search(text):
+        return "a phone number"
+    joined = _SEPARATORS.sub("", text)
+    for run in re.findall(r"[0-9]{17}[0-9Xx]|[0-9]{18,}", joined):
+        if any(_is_id_number(run[i:i + 18]) for i in range(len(run) - 17)):
+            return "an ID number"
+    return None
 
 
 def _marked(annotation: Any) -> bool:

@@ -32,6 +32,7 @@ from domain.models import (
     RequestAssistance,
     Role,
     Transfer,
+    reference,
 )
 from starter.actions import ActionError, take_action
 from starter.intake import IntakeError, submit
@@ -107,7 +108,7 @@ def drill_intake(unit: str, *, profile: str = "national", received_at: datetime 
     unique = uuid.uuid4().hex
     digits = str(int(unique[:14], 16))[:17].rjust(17, "3")
     return PetitionIntake.model_validate({
-        "intake_id": f"{tag}-{unique[:16]}", "channel": "visit", "category": "wage_arrears",
+        "intake_id": reference(tag, 16), "channel": "visit", "category": "wage_arrears",
         "unit": unit, "profile": profile,
         "received_at": (received_at or datetime.now().astimezone()).isoformat(),
         "petitioner": {"name": "演练人", "id_number": digits + "X"},

@@ -35,7 +35,7 @@ from devstack.postgres import database_url, drop_database, ensure_database
 from devstack.roles import RolePasswords, ensure_roles, login_url
 from devstack.temporal_server import free_port, settled, start_dev_server, start_time_skipping
 from domain.case import PetitionStatus
-from domain.models import PetitionIntake
+from domain.models import PetitionIntake, reference
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 from worker import build_worker, data_converter
 from workflows.petition import PetitionWorkflow
@@ -293,7 +293,7 @@ def make_intake(**overrides: Any) -> PetitionIntake:
     unique = uuid.uuid4().hex
     digits = str(int(unique[:12], 16))[:17].rjust(17, "1")
     base: dict[str, Any] = {
-        "intake_id": f"T-{unique[:20]}",
+        "intake_id": reference("T"),
         "channel": "visit",
         "category": "wage_arrears",
         "unit": "QS-XFJ",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from domain.models import (
     MAX_TEXT_CHARS,
     MAX_TOTAL_ATTACHMENT_BYTES,
     PetitionIntake,
+    reference,
 )
 from starter.intake import IntakeError, parse_intake, submit
 from tests.cli import petition
@@ -183,6 +183,13 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "ID number in the intake id": (lambda d: d.update(
         intake_id="T-" + d["petitioner"]["id_number"]), "intake_id must not contain"),
     "phone in the intake id": (lambda d: d.update(intake_id="T-13800000000"), "phone"),
+    # However spelt, and anyone's: the intake id is stored in clear.
+    "the petitioner's ID number, dashed": (lambda d: d.update(intake_id="case-" + "-".join(
+        (d["petitioner"]["id_number"][:6], d["petitioner"]["id_number"][6:14],
+         d["petitioner"]["id_number"][14:]))), "intake_id must not contain"),
+    "someone's ID number": (lambda d: d.update(intake_id="case-110105-19491231-002X"),
+                            "an ID number"),
+    "a phone, dashed": (lambda d: d.update(intake_id="hotline-139-1234-5678"), "phone number"),
     "unknown profile": (lambda d: d.update(profile="atlantis"), "profile"),
     "negative persons": (lambda d: d.update(persons=-3), "persons"),
     "SQL in the unit code": (lambda d: d.update(unit="QS'; DROP TABLE petitions;--"), "unit"),
@@ -237,7 +244,7 @@ def _refused_samples(count: int) -> list[str]:
     @given(st.sampled_from(FIELDS), json_values)
     def collect(field: str, value: Any) -> None:
         doc = _base()
-        doc["intake_id"] = f"FZ-{uuid.uuid4().hex[:16]}"
+        doc["intake_id"] = reference("FZ", 16)
         _set(doc, field, value)
         try:
             text = json.dumps(doc, ensure_ascii=False)
@@ -273,7 +280,7 @@ async def test_refused_intakes_start_no_workflow_and_write_no_row(
     texts += [_hostile_text(name) for name in HOSTILE]
     # Schema-valid, but naming a unit the directory does not know: refused at submit.
     unknown_unit = _base()
-    unknown_unit.update(intake_id=f"FZ-{uuid.uuid4().hex[:16]}", unit="NO-SUCH-UNIT")
+    unknown_unit.update(intake_id=reference("FZ", 16), unit="NO-SUCH-UNIT")
     texts.append(json.dumps(unknown_unit))
     before = await _footprint(sessions)
     async with running_worker(dev_env.client):

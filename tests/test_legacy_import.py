@@ -161,6 +161,7 @@ async def test_bad_rows_are_reported_by_line_and_nothing_is_imported(
              replied_at="2023-03-01T00:00:00+08:00"),           # line 12: reply before intake
         clash,                                                  # line 14: fine
         _row(channel="pigeon", petitioner_id_number="123"),     # line 16: two problems
+        _row(intake_id="hotline-139-1234-5678"),                # line 18: a phone in clear
     ]
     path = _write(tmp_path, rows)
     result = await petition("import", str(path), "--no-progress", db_url=db_url,
@@ -169,7 +170,9 @@ async def test_bad_rows_are_reported_by_line_and_nothing_is_imported(
     assert result.code == 2, result.err
     bad_lines = sorted({int(line.split(": line ")[1].split(":")[0])
                         for line in result.err.splitlines() if ": line " in line})
-    assert bad_lines == [4, 6, 8, 10, 12, 16]
+    assert bad_lines == [4, 6, 8, 10, 12, 16, 18]
+    assert "intake_id must not contain a phone number" in result.err
+    assert "139-1234-5678" not in result.err  # the error names the problem, not the value
     assert "repeats line 2" in result.err and "unknown unit 'NO-SUCH-UNIT'" in result.err
     assert "received_at" in result.err and "channel" in result.err
     assert "nothing was imported" in result.err

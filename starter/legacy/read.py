@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -76,10 +77,20 @@ from domain.models import (
     Satisfaction,
     ShortText,
     Stage,
+    personal_number_in,
 )
 from starter.legacy.validate import inconsistencies
 
-IntakeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")]
+
+def _no_personal_number(value: str) -> str:
+    what = personal_number_in(value)
+    if what is not None:  # the intake id is stored in clear, as for a live intake
+        raise ValueError(f"intake_id must not contain {what}")
+    return value
+
+
+IntakeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$"),
+                     AfterValidator(_no_personal_number)]
 IdNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9-]{5,20}$")]
 
