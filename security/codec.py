@@ -346,9 +346,9 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             expected["namespace"] = namespace
         if workflow_id is not None:
             expected["workflow_id"] = workflow_id
-        for field, value in expected.items():
-            if getattr(written, field) != value:
+        for name, value in expected.items():
+            if getattr(written, name) != value:
                 raise CodecKeyError(
-                    f"refused a payload bound to another {field.replace('_', ' ')}: written "
+                    f"refused a payload bound to another {name.replace('_', ' ')}: written "
                     f"for namespace {written.namespace!r}, workflow {written.workflow_id!r}; "
                     f"expected {value!r}")
