@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -154,6 +155,10 @@ class NoticeInput(BaseModel):
     template: str
     body: str
     at: datetime
+    # What the written notice states, for its letter, SMS and e-mail (documents/): the
+    # JSON of domain.notice_facts.NoticeFacts. None: a notice to staff, or one written
+    # before notices carried their facts.
+    facts: dict[str, Any] | None = None
 
 
 class TerminationInput(BaseModel):

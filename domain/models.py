@@ -229,6 +229,9 @@ class Petitioner(Strict):
     id_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9-]{5,20}$")] | None = None
     address: ShortText | None = None
+    # Where written notices may also go by e-mail (the petitioner's choice).
+    email: Annotated[str, StringConstraints(
+        pattern=r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")] | None = None
 
 
 class Attachment(Strict):
