@@ -86,6 +86,24 @@ class Settings(BaseSettings):
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = 8081
     codec_server_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
+    # Notice delivery (docs/delivery.md): e-mail over SMTP, SMS through a provider's HTTP
+    # API, letters archived for the post room. A channel left unconfigured (no SMTP host, no
+    # SMS URL) keeps its deliveries pending, retried with backoff, never lost.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True  # STARTTLS on a plain port; smtp_tls for implicit TLS (465)
+    smtp_tls: bool = False
+    smtp_from: str = "信访通知 <notices@localhost>"
+    smtp_timeout_seconds: float = 30.0
+    sms_url: str | None = None  # the provider's send endpoint (JSON POST, Idempotency-Key)
+    sms_token: str | None = None  # sent as `Authorization: Bearer ...`
+    sms_sender: str | None = None  # the provider's sender id or signature (短信签名)
+    sms_timeout_seconds: float = 15.0
+    letter_dir: Path = PROJECT_ROOT / ".data" / "letters"
+    # Where a notice tells the petitioner to follow the case with the query code.
+    track_url: str = "http://localhost:8000/track"
 
 
 @lru_cache(maxsize=1)
