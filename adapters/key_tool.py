@@ -39,6 +39,7 @@ SEALED_COLUMNS = (
     SealedColumn("petitions", "content_sealed", "intake_id", "petitions.content"),
     SealedColumn("petitions", "attachments_sealed", "intake_id", "petitions.attachments"),
     SealedColumn("notices", "body_sealed", "idempotency_key", "notices.body"),
+    SealedColumn("notices", "facts_sealed", "idempotency_key", "notices.facts"),
     SealedColumn("petition_events", "detail_sealed", "idempotency_key",
                  "petition_events.detail"),
     SealedColumn("transfer_orders", "instructions_sealed", "idempotency_key",

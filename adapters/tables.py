@@ -316,6 +316,10 @@ class Notice(Base):
     recipient_ref: Mapped[str] = mapped_column(String(200))
     template: Mapped[str] = mapped_column(String(64))
     body_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # bound to the idempotency key
+    # Migration 0009: what a petitioner's notice states (domain.notice_facts.NoticeFacts
+    # as JSON), sealed and bound to `notices.facts:<idempotency key>`. Set: the notice
+    # goes out through `notice_deliveries` (letter, SMS, e-mail), not the file outbox.
+    facts_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -327,6 +331,62 @@ class Notice(Base):
     __table_args__ = (
         Index("ix_notices_undelivered", "id", postgresql_where="delivered_at IS NULL"),
         Index("ix_notices_due", "next_attempt_at", postgresql_where="delivered_at IS NULL"),
+    )
+
+
+class NoticeDelivery(Base):
+    """One channel of a notice (migration 0009, docs/delivery.md): letter, SMS or e-mail.
+    No contact detail here; `last_error` is the drainer's own reason, never a provider's
+    text (which may quote the number or address)."""
+
+    __tablename__ = "notice_deliveries"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(220), unique=True)  # <notice>:<channel>
+    channel: Mapped[str] = mapped_column(String(16))  # letter, sms, email
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")  # sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    printed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # letters
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        UniqueConstraint("notice_id", "channel", name="uq_notice_deliveries_channel"),
+        CheckConstraint("channel IN ('letter', 'sms', 'email')",
+                        name="ck_notice_deliveries_channel"),
+        CheckConstraint("state IN ('pending', 'sent', 'failed')",
+                        name="ck_notice_deliveries_state"),
+        CheckConstraint("(state = 'sent') = (sent_at IS NOT NULL)",
+                        name="ck_notice_deliveries_sent_at"),
+        Index("ix_notice_deliveries_due", "next_attempt_at",
+              postgresql_where="state = 'pending'"),
+        Index("ix_notice_deliveries_notice", "notice_id"),
+        Index("ix_notice_deliveries_unprinted", "sent_at",
+              postgresql_where="channel = 'letter' AND state = 'sent' AND printed_at IS NULL"),
+    )
+
+
+class NoticeDeliveryAttempt(Base):
+    """Every attempt of a delivery: written `started` before the channel is called, then
+    finished (sent, retry, failed), or `interrupted` when its drainer died meanwhile."""
+
+    __tablename__ = "notice_delivery_attempts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("notice_deliveries.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[str] = mapped_column(String(16), server_default="started")
+    error: Mapped[str | None] = mapped_column(String(300))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "attempt", name="uq_notice_delivery_attempts"),
+        CheckConstraint("result IN ('started', 'sent', 'retry', 'failed', 'interrupted')",
+                        name="ck_notice_delivery_attempts_result"),
     )
 
 
