@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +28,7 @@ from activities.contracts import (
     UnitLookup,
 )
 from adapters.directory import unit_facts
+from adapters.document_tables import Document
 from adapters.engine import unit_of_work
 from adapters.tables import (
     Petition,
@@ -37,7 +38,13 @@ from adapters.tables import (
     TerminationEntry,
 )
 from domain.case import UnitFacts
-from domain.models import OPEN_STAGES, PetitionIntake, Stage
+from domain.models import (
+    MAX_ATTACHMENTS,
+    MAX_TOTAL_ATTACHMENT_BYTES,
+    OPEN_STAGES,
+    PetitionIntake,
+    Stage,
+)
 from domain.policy import load_profile
 from security.blind_index import BlindIndex
 from security.sealing import Vault
@@ -116,6 +123,62 @@ async def sealed_intake(vault: Vault, index: BlindIndex, intake: PetitionIntake
         "petitioner_id_index": index.id_number(petitioner.id_number),
         "petitioner_phone_index": index.phone(petitioner.phone) if petitioner.phone else None,
     }
+
+
+async def check_documents(session: AsyncSession, intake: PetitionIntake,
+                          petition_id: int | None, *, lock: bool = False) -> list[str]:
+    """The ids of the documents the intake references, each checked: it exists, is bound
+    to no petition or to this one (`petition_id`; None: not registered yet), holds the
+    bytes the intake's digest names, and is the size and type the intake says; together
+    they stay within the per-petition limits. Refused otherwise (rule `attachments`)."""
+    referenced = [a for a in intake.attachments if a.document_id is not None]
+    if not referenced:
+        return []
+    query = select(Document.id, Document.petition_id, Document.sha256, Document.size_bytes,
+                   Document.media_type).where(
+        Document.id.in_([a.document_id for a in referenced]))
+    if lock:
+        query = query.with_for_update()
+    stored = {row.id: row for row in await session.execute(query)}
+    total = 0
+    for i, attachment in enumerate(intake.attachments):
+        if attachment.document_id is None:
+            continue
+        field = f"attachments.{i}.document_id"
+        row = stored.get(attachment.document_id)
+        if row is None:
+            raise refuse("attachments", f"no document {attachment.document_id}: upload the "
+                         "file first (POST /api/v1/documents)", field)
+        if row.petition_id is not None and row.petition_id != petition_id:
+            raise refuse("attachments", f"document {attachment.document_id} belongs to "
+                         "another petition", field)
+        if row.sha256 != attachment.sha256:
+            raise refuse("attachments", f"document {attachment.document_id} does not hold "
+                         "the bytes of the digest given", f"attachments.{i}.sha256")
+        if row.size_bytes != attachment.size_bytes:
+            raise refuse("attachments", f"document {attachment.document_id} is "
+                         f"{row.size_bytes} bytes, not {attachment.size_bytes}",
+                         f"attachments.{i}.size_bytes")
+        if row.media_type != attachment.media_type:
+            raise refuse("attachments", f"document {attachment.document_id} is "
+                         f"{row.media_type}, not {attachment.media_type}",
+                         f"attachments.{i}.media_type")
+        total += row.size_bytes
+    if len(referenced) > MAX_ATTACHMENTS or total > MAX_TOTAL_ATTACHMENT_BYTES:
+        raise refuse("attachments", f"{len(referenced)} documents of {total} bytes: a "
+                     f"petition holds at most {MAX_ATTACHMENTS} documents and "
+                     f"{MAX_TOTAL_ATTACHMENT_BYTES} bytes", "attachments")
+    return [str(a.document_id) for a in referenced]
+
+
+async def bind_documents(session: AsyncSession, intake: PetitionIntake,
+                         petition_id: int) -> None:
+    """Bind the intake's documents to its petition, in the registration's transaction:
+    from then on they are the case's (downloadable by its units and its petitioner)."""
+    ids = await check_documents(session, intake, petition_id, lock=True)
+    if ids:
+        await session.execute(update(Document).where(Document.id.in_(ids))
+                              .values(petition_id=petition_id))
 
 
 class PetitionRegistry:
@@ -202,6 +265,7 @@ class PetitionRegistry:
         except IntegrityError as err:
             # The workflow id is unique: another intake already registered under it.
             raise integrity_refusal(err, f"registration of intake {intake.intake_id}") from None
+        await bind_documents(session, intake, row.id)
         return row
 
     async def _concluded_case(self, session: AsyncSession, key: str) -> str | None:
@@ -268,5 +332,5 @@ class PetitionRegistry:
         return entry.registration_no
 
 
-__all__ = ["PetitionRegistry", "allocate_registration_no", "find_by_key",
-           "reserve_registration_no"]
+__all__ = ["PetitionRegistry", "allocate_registration_no", "bind_documents",
+           "check_documents", "find_by_key", "reserve_registration_no"]

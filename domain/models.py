@@ -6,8 +6,6 @@ and the pydantic data converter unchanged.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,11 +25,11 @@ from pydantic import (
 
 MAX_TEXT_CHARS = 20_000
 MAX_ATTACHMENTS = 20
-MAX_ATTACHMENT_BYTES = 512_000
-# Temporal refuses a payload over 2 MB (and warns above 512 KB); the intake travels whole as
-# the workflow input and again as the registration activity's input. So the largest valid
-# intake must serialise well under the limit: larger files go by reference, not inline.
-MAX_TOTAL_ATTACHMENT_BYTES = 640_000
+# Attachments are documents (docs/documents.md): uploaded to the service, stored sealed in
+# PostgreSQL, and referenced by the intake with their id and SHA-256 digest -- the workflow
+# input carries no file content. 20 MiB a file, 100 MiB and 20 files a petition.
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+MAX_TOTAL_ATTACHMENT_BYTES = 100 * 1024 * 1024
 MAX_INTAKE_JSON_BYTES = 1_000_000
 # Dates outside this range are typos or attacks; far ones overflow deadline arithmetic.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -234,22 +232,40 @@ class Petitioner(Strict):
         pattern=r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")] | None = None
 
 
+DocumentId = Annotated[str, StringConstraints(pattern=r"^doc_[a-z2-7]{26}$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
 class Attachment(Strict):
+    """A file handed in with the petition: a reference to a stored document (`POST
+    /api/v1/documents`) and its SHA-256 digest, never the content. Without a reference
+    (both None) the entry only describes a file kept elsewhere (a paper original at the
+    counter), as intakes before documents did."""
+
     filename: ShortText
     media_type: Annotated[str, StringConstraints(pattern=r"^[a-z]+/[a-z0-9.+-]+$")]
     size_bytes: int = Field(ge=0, le=MAX_ATTACHMENT_BYTES)
-    content_b64: str | None = Field(default=None, max_length=MAX_ATTACHMENT_BYTES * 4 // 3 + 4)
+    document_id: DocumentId | None = None
+    sha256: Sha256Hex | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_content(cls, data: Any) -> Any:
+        # Inputs recorded before documents carry `content_b64: null`: they still decode.
+        # Content itself is refused: files travel as documents, not in the payload.
+        if isinstance(data, dict) and "content_b64" in data:
+            if data["content_b64"] is not None:
+                raise ValueError("content_b64 is no longer accepted: upload the file to "
+                                 "POST /api/v1/documents and reference it by document_id "
+                                 "and sha256")
+            data = {k: v for k, v in data.items() if k != "content_b64"}
+        return data
 
     @model_validator(mode="after")
-    def _content_matches_size(self) -> Attachment:
-        if self.content_b64 is not None:
-            try:
-                content = base64.b64decode(self.content_b64, validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("content_b64 is not valid base64") from None
-            if len(content) != self.size_bytes:
-                raise ValueError(f"content_b64 holds {len(content)} bytes, size_bytes says "
-                                 f"{self.size_bytes}")
+    def _reference_whole(self) -> Attachment:
+        if (self.document_id is None) != (self.sha256 is None):
+            raise ValueError("document_id and sha256 go together: the document's id and "
+                             "the SHA-256 digest its upload answered")
         return self
 
 
@@ -295,10 +311,13 @@ class PetitionIntake(Strict):
         if self.petitioner.id_number.upper() in ident or (len(phone) >= 7 and phone in ident):
             raise ValueError("intake_id must not contain the petitioner's ID number or phone: "
                              "it is stored in clear")
+        referenced = [a.document_id for a in self.attachments if a.document_id is not None]
+        if len(set(referenced)) != len(referenced):
+            raise ValueError("attachments: a document is referenced more than once")
         total = sum(a.size_bytes for a in self.attachments)
         if total > MAX_TOTAL_ATTACHMENT_BYTES:
             raise ValueError(f"attachments total {total} bytes, more than "
-                             f"{MAX_TOTAL_ATTACHMENT_BYTES}: send large files by reference")
+                             f"{MAX_TOTAL_ATTACHMENT_BYTES}")
         size = len(self.model_dump_json().encode())
         if size > MAX_INTAKE_JSON_BYTES:
             raise ValueError(f"the intake is {size} bytes serialised, more than "

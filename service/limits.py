@@ -1,5 +1,9 @@
 """Request body limit (413) and a per-client rate limit (429 with Retry-After), as plain
-ASGI middleware answering problem+json before the application sees the request."""
+ASGI middleware answering problem+json before the application sees the request.
+
+One route takes more than the general limit: a document upload (`POST /api/v1/documents`,
+service/documents.py), up to 20 MiB a file plus a multipart envelope. Its body is not
+buffered here but streamed to the route, counted as it goes: past the limit, 413."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.problems import MEDIA_TYPE, problem_body
+from domain.models import MAX_ATTACHMENT_BYTES
+from service.problems import MEDIA_TYPE, Problem, problem_body
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]
@@ -27,18 +32,38 @@ async def _send_problem(send: Any, status: int, detail: str, path: str,
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimit:
-    """Reads the body (at most `limit` bytes) before the application does; larger: 413."""
+# A multipart envelope around one file: boundaries, part headers, a few small fields.
+MULTIPART_ALLOWANCE = 64 * 1024
+UPLOAD_BODY_BYTES = MAX_ATTACHMENT_BYTES + MULTIPART_ALLOWANCE
+# (method, path) -> the body limit of that route, streamed rather than buffered.
+STREAMED_ROUTES: dict[tuple[str, str], int] = {
+    ("POST", "/api/v1/documents"): UPLOAD_BODY_BYTES}
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+
+def body_too_large(limit: int, what: str = "the request body") -> Problem:
+    return Problem(413, f"{what} is larger than {limit} bytes", kind="body-too-large",
+                   limit_bytes=limit)
+
+
+class BodyLimit:
+    """Reads the body (at most `limit` bytes) before the application does; larger: 413.
+    The routes of `streamed` get their own limit and read their body as it arrives."""
+
+    def __init__(self, app: ASGIApp, limit: int,
+                 streamed: dict[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.streamed = STREAMED_ROUTES if streamed is None else streamed
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
+        route_limit = self.streamed.get((scope.get("method", ""), path.rstrip("/") or "/"))
+        if route_limit is not None:
+            await self._streamed(scope, receive, send, route_limit)
+            return
         too_large = (f"the request body is larger than {self.limit} bytes: send large "
                      "attachments by reference")
         for name, value in scope.get("headers", []):
@@ -78,6 +103,49 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _streamed(self, scope: Scope, receive: Any, send: Any, limit: int) -> None:
+        """The body passes through as it arrives, counted: a declared length over the
+        limit is refused at once; a body that grows past it fails the route's read with
+        413 (the route answers nothing before it has read its body)."""
+        path = scope.get("path", "")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _send_problem(send, 400, "invalid Content-Length", path)
+                    return
+                if declared > limit:
+                    problem = body_too_large(limit)
+                    await _send_problem(send, 413, problem.detail, path, kind="body-too-large",
+                                        limit_bytes=limit)
+                    return
+        size = 0
+        started = False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal size
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    raise body_too_large(limit)
+            return message
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except Problem as problem:  # raised outside the application's handlers
+            if started or problem.status != 413:
+                raise
+            await _send_problem(send, 413, problem.detail, path, kind="body-too-large",
+                                limit_bytes=limit)
 
 
 @dataclass

@@ -25,7 +25,8 @@ def app_factory() -> FastAPI:
     settings = get_settings()
     service_settings = ServiceSettings()
     try:  # the keys before anything else: one clear line, not a traceback, without them
-        require_keys(settings, data_keys=False)  # it never opens a sealed value
+        # The data keys too: the service seals and opens documents (docs/documents.md).
+        require_keys(settings)
         token_ring(service_settings)
     except CodecKeyError as err:
         raise SystemExit(f"service refused to start: {err}") from None

@@ -134,8 +134,9 @@ def test_services_and_start_order() -> None:
         assert environment["PETITION_DEV_KEYS"] == "false", name
         for key in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY"):
             assert f"PETITION_{key}" in environment, (name, key)
-        # Only the worker opens sealed personal data: only it holds the data keys.
-        assert ("PETITION_DATA_KEYS" in environment) == (name == "worker"), name
+        # The worker opens sealed personal data, the service its documents
+        # (docs/documents.md): they hold the data keys; the migration job never does.
+        assert ("PETITION_DATA_KEYS" in environment) == (name in ("worker", "service")), name
     assert "PETITION_SERVICE_TOKEN_KEYS" in service["environment"]
 
     worker = services["worker"]

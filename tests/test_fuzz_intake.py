@@ -5,7 +5,6 @@ largest valid intake fits well under Temporal's 2 MB payload limit."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from domain.case import (
     PetitionStart,
 )
 from domain.models import (
+    MAX_ATTACHMENT_BYTES,
     MAX_ATTACHMENTS,
     MAX_INTAKE_JSON_BYTES,
     MAX_TEXT_CHARS,
@@ -55,13 +55,15 @@ json_values = st.recursive(
 FIELDS = ["intake_id", "channel", "category", "unit", "received_at", "petitioner", "persons",
           "subject", "content", "respondent", "law_related", "profile", "attachments",
           "petitioner.name", "petitioner.id_number", "petitioner.phone", "petitioner.address",
-          "attachments.0.size_bytes", "attachments.0.content_b64", "attachments.0.media_type"]
+          "attachments.0.size_bytes", "attachments.0.document_id", "attachments.0.sha256",
+          "attachments.0.media_type"]
+DOCUMENT = {"document_id": "doc_" + "a" * 26, "sha256": "0" * 64}
 
 
 def _base() -> dict[str, Any]:
     intake = make_intake().model_dump(mode="json")
     intake["attachments"] = [{"filename": "scan.pdf", "media_type": "application/pdf",
-                              "size_bytes": 3, "content_b64": base64.b64encode(b"pdf").decode()}]
+                              "size_bytes": 3, **DOCUMENT}]
     return intake
 
 
@@ -172,14 +174,24 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "year 1": (lambda d: d.update(received_at="0001-01-01T00:00:00-12:00"), "received_at"),
     "no time zone": (lambda d: d.update(received_at="2026-11-02T09:30:00"), "received_at"),
     "letter too long": (lambda d: d.update(content="字" * (MAX_TEXT_CHARS + 1)), "content"),
-    "too many attachments": (lambda d: d.update(attachments=[d["attachments"][0]] * (
+    "too many attachments": (lambda d: d.update(attachments=[
+        {**d["attachments"][0], "document_id": None, "sha256": None}] * (
         MAX_ATTACHMENTS + 1)), "attachments"),
     "attachments too big in total": (lambda d: d.update(attachments=[
-        {"filename": f"f{i}", "media_type": "image/png", "size_bytes": 400_000}
-        for i in range(2)]), "attachments total"),
-    "attachment not base64": (lambda d: d["attachments"][0].update(content_b64="!!!!"),
-                              "base64"),
-    "attachment size lies": (lambda d: d["attachments"][0].update(size_bytes=2), "size_bytes"),
+        {"filename": f"f{i}", "media_type": "image/png", "size_bytes": MAX_ATTACHMENT_BYTES}
+        for i in range(MAX_TOTAL_ATTACHMENT_BYTES // MAX_ATTACHMENT_BYTES + 1)]),
+        "attachments total"),
+    "a file larger than a document may be": (lambda d: d["attachments"][0].update(
+        size_bytes=MAX_ATTACHMENT_BYTES + 1), "size_bytes"),
+    # Files travel as documents (docs/documents.md), never inside the workflow's input.
+    "inline content": (lambda d: d["attachments"][0].update(content_b64="cGRm"),
+                       "content_b64 is no longer accepted"),
+    "a digest that is not one": (lambda d: d["attachments"][0].update(sha256="!!!!"),
+                                 "sha256"),
+    "a reference without its digest": (lambda d: d["attachments"][0].update(sha256=None),
+                                       "go together"),
+    "a document referenced twice": (lambda d: d.update(attachments=d["attachments"] * 2),
+                                    "more than once"),
     "ID number in the intake id": (lambda d: d.update(
         intake_id="T-" + d["petitioner"]["id_number"]), "intake_id must not contain"),
     "phone in the intake id": (lambda d: d.update(intake_id="T-13800000000"), "phone"),
@@ -217,9 +229,9 @@ async def test_the_largest_valid_intake_fits_well_under_temporals_payload_limit(
     doc = _base()
     doc.update(content=WIDE * MAX_TEXT_CHARS, subject=WIDE * 500, respondent=WIDE * 500,
                attachments=[{"filename": WIDE * 500, "media_type": "application/pdf",
-                             "size_bytes": per_file,
-                             "content_b64": base64.b64encode(b"\xff" * per_file).decode()}
-                            for _ in range(MAX_ATTACHMENTS)])
+                             "size_bytes": per_file, "document_id": "doc_" + chr(ord("a") + i) * 26,
+                             "sha256": "f" * 64}
+                            for i in range(MAX_ATTACHMENTS)])
     doc["petitioner"].update(name=WIDE * 500, address=WIDE * 500)
     largest = parse_intake(json.dumps(doc, ensure_ascii=False))
     converter = data_converter()
@@ -230,7 +242,6 @@ async def test_the_largest_valid_intake_fits_well_under_temporals_payload_limit(
         [payload] = await converter.encode([carrier])
         assert payload.ByteSize() < TEMPORAL_BLOB_LIMIT * 0.55, payload.ByteSize()
     doc["attachments"][0]["size_bytes"] += 1  # one byte more is refused, before Temporal
-    doc["attachments"][0]["content_b64"] = base64.b64encode(b"\xff" * (per_file + 1)).decode()
     assert isinstance(_outcome(json.dumps(doc, ensure_ascii=False)), IntakeError)
 
 

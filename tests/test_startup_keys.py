@@ -94,13 +94,25 @@ def test_with_dev_keys_the_worker_gets_past_the_keys(tmp_path: Path) -> None:
     assert (tmp_path / "codec-keys").exists()
 
 
-def test_the_service_starts_without_the_data_keys(tmp_path: Path) -> None:
-    """The service never opens a sealed value: it must run without the key-encryption
-    keys (and fails later here, on the unreachable Temporal server)."""
+def test_the_service_requires_the_data_keys(tmp_path: Path) -> None:
+    """The service seals and opens documents (docs/documents.md): without the key-
+    encryption keys it refuses to start, naming them, and generates none."""
     keys = {f"PETITION_{name}": f"k1:{_key()}"
             for name in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY",
                          "SERVICE_TOKEN_KEYS")}
     code, lines = _run(SERVICE, _env(tmp_path, "false", **keys), tmp_path)
+    assert code != 0 and len(lines) == 1, lines
+    assert lines[0].startswith("service refused to start: ")
+    assert "PETITION_DATA_KEYS" in lines[0], lines[0]
+    assert not (tmp_path / "data-keys").exists()
+
+
+def test_with_the_data_keys_the_service_gets_past_the_keys(tmp_path: Path) -> None:
+    """The control: every key configured, the service passes the key check and fails
+    later, on the unreachable Temporal server."""
+    keys = {f"PETITION_{name}": f"k1:{_key()}"
+            for name in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY",
+                         "SERVICE_TOKEN_KEYS", "DATA_KEYS")}
+    code, lines = _run(SERVICE, _env(tmp_path, "false", **keys), tmp_path)
     assert code != 0
     assert not any("refused to start" in line for line in lines), lines
-    assert not (tmp_path / "data-keys").exists()
