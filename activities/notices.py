@@ -1,4 +1,10 @@
-"""Notices through an outbox: activities write rows, a drainer delivers each once."""
+"""Notices through an outbox: activities write rows, a drainer delivers each once.
+
+A petitioner's notice with facts gets one `notice_deliveries` row per channel (letter,
+SMS, e-mail), which `activities.delivery.drainer.DeliveryDrainer` sends; every other
+notice (to a unit or a person) goes through `OutboxDrainer` and its gateway, as before
+(docs/delivery.md).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -19,7 +25,8 @@ from activities.common import Clock, utc_now, write_once
 from activities.contracts import (
     NoticeInput,
 )
-from adapters.tables import Notice
+from activities.delivery.channels import EMAIL, LETTER, SMS, safe_reason
+from adapters.tables import Notice, NoticeDelivery, Petition
 from security.sealing import Vault
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,17 @@ log = logging.getLogger(__name__)
 
 def notice_where(idempotency_key: str) -> str:
     return f"notices.body:{idempotency_key}"
+
+
+def facts_where(idempotency_key: str) -> str:
+    return f"notices.facts:{idempotency_key}"
+
+
+def channels_for(petitioner: dict[str, Any]) -> list[str]:
+    """A written notice to the petitioner: a letter always, an SMS to a phone, an e-mail
+    to an address (docs/delivery.md)."""
+    return [LETTER] + ([SMS] if petitioner.get("phone") else []) + (
+        [EMAIL] if petitioner.get("email") else [])
 
 
 async def sealed_notice(vault: Vault, *, body: str, **columns: Any) -> Notice:
@@ -42,20 +60,45 @@ class NoticeDesk:
 
     @activity.defn
     async def send_notice(self, notice: NoticeInput) -> int:
-        sealed = await self._vault.seal(notice.body.encode(), notice_where(notice.idempotency_key))
+        """The notice and, for a petitioner's notice with facts, its deliveries (one per
+        channel), in one transaction. Any other notice (to a unit or a person, or written
+        before notices carried facts) has no delivery rows: the file outbox
+        (`OutboxDrainer`) delivers it, as before."""
+        key = notice.idempotency_key
+        sealed = await self._vault.seal(notice.body.encode(), notice_where(key))
+        facts = (await self._vault.seal(json.dumps(notice.facts, ensure_ascii=False, default=str)
+                                        .encode(), facts_where(key))
+                 if notice.facts is not None else None)
 
         async def write(session: AsyncSession) -> int:
             row = Notice(
-                idempotency_key=notice.idempotency_key, petition_id=notice.petition_id,
+                idempotency_key=key, petition_id=notice.petition_id,
                 recipient_kind=notice.recipient_kind, recipient_ref=notice.recipient_ref,
-                template=notice.template, body_sealed=sealed, created_at=notice.at,
+                template=notice.template, body_sealed=sealed, facts_sealed=facts,
+                created_at=notice.at,
             )
             session.add(row)
+            await session.flush()
+            for channel in await self._channels(session, notice):
+                session.add(NoticeDelivery(notice_id=row.id, idempotency_key=f"{key}:{channel}",
+                                           channel=channel, state="pending",
+                                           next_attempt_at=notice.at))
             await session.flush()
             return row.id
 
         return await write_once(self._sessions, Notice, notice.idempotency_key, write,
                                 lambda row: row.id)
+
+    async def _channels(self, session: AsyncSession, notice: NoticeInput) -> list[str]:
+        if (notice.recipient_kind != "petitioner" or notice.facts is None
+                or notice.petition_id is None):
+            return []
+        petition = await session.get(Petition, notice.petition_id)
+        if petition is None:
+            return []
+        petitioner = await self._vault.open_json(
+            petition.petitioner_sealed, f"petitions.petitioner:{petition.intake_id}")
+        return channels_for(petitioner)
 
 
 class NoticeGateway(Protocol):
@@ -94,6 +137,7 @@ def backoff(attempts: int, first: timedelta = timedelta(seconds=5),
 
 class OutboxDrainer:
     """Delivers each notice once and marks it; any number of drainers may run at once.
+    Notices with deliveries (a petitioner's, with facts) are the DeliveryDrainer's.
 
     A notice is claimed with `FOR UPDATE SKIP LOCKED`, delivered and marked in its own
     transaction, so racing drainers never take the same notice and a crash redelivers
@@ -129,7 +173,8 @@ class OutboxDrainer:
             row = await session.scalar(
                 select(Notice)
                 .where(Notice.delivered_at.is_(None),
-                       or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= now))
+                       or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= now),
+                       ~exists().where(NoticeDelivery.notice_id == Notice.id))
                 .order_by(Notice.id).limit(1).with_for_update(skip_locked=True)
             )
             if row is None:
@@ -140,7 +185,7 @@ class OutboxDrainer:
                                                notice_where(row.idempotency_key))).decode()
                 await asyncio.wait_for(self._gateway.deliver(row, body), timeout=self._timeout)
             except Exception as exc:  # a gateway failure must not stop the others
-                row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                row.last_error = safe_reason(f"{type(exc).__name__}: {exc}")
                 row.next_attempt_at = self._clock() + self._retry_after(row.attempts)
                 log.warning("notice %s: delivery attempt %s failed: %s", row.id, row.attempts,
                             row.last_error)
