@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ActivityDesks, build_desks
+from activities.delivery.wiring import build_delivery_drainer
 from activities.notices import FileGateway, OutboxDrainer
 from adapters.engine import (
     create_engine,
@@ -115,14 +116,18 @@ def _pollers(settings: Settings) -> dict[str, Any]:
 async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
                      client: Client, stop: asyncio.Event) -> None:
     desks = build_desks(sessions)
+    # Notices to staff: the file outbox. A petitioner's notices: letters, SMS, e-mail
+    # (docs/delivery.md), rendered by documents/render.py.
     drainer = OutboxDrainer(sessions, desks.vault, FileGateway(settings.notice_outbox_dir))
+    deliveries = build_delivery_drainer(settings, sessions, desks.vault)
     worker = build_worker(client, desks, task_queue=settings.task_queue, settings=settings)
     async with worker:
-        drain = asyncio.create_task(drainer.run(stop))
+        drains = [asyncio.create_task(drainer.run(stop)),
+                  asyncio.create_task(deliveries.run(stop))]
         log.info("worker polling task queue %r", settings.task_queue)
         await stop.wait()
         log.info("shutting down: finishing in-flight tasks")
-        await drain
+        await asyncio.gather(*drains)
 
 
 async def main() -> None:

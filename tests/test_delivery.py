@@ -427,3 +427,44 @@ async def test_a_notice_is_delivered_when_every_channel_is_sent(sessions, smtp_s
     assert state.state == "sent" and state.sent_at is not None and state.attempts == 3
     assert provider.deliveries == 1 and len(mailbox.messages) == 1
     assert len(list(tmp_path.rglob("*.pdf"))) == 1
+
+
+async def test_the_workers_drainer_renders_the_real_notice_with_the_unit_name_and_code(
+        sessions, smtp_server, tmp_path):
+    """documents/render.py (WeasyPrint) and the derived query code, as worker.py wires
+    them: the letter's text and the e-mail carry the unit's name and the query code."""
+    pytest.importorskip("documents.render")
+    import pypdfium2
+
+    from activities.delivery.wiring import build_delivery_drainer, query_codes_from
+    from adapters.settings import get_settings
+
+    mailbox, port = smtp_server
+    case = await petitioner_notice(sessions)
+    settings = get_settings().model_copy(update={
+        "letter_dir": tmp_path, "smtp_host": "127.0.0.1", "smtp_port": port,
+        "smtp_starttls": False, "sms_url": None, "track_url": TRACK_URL})
+    drainer = build_delivery_drainer(settings, sessions, build_desks(sessions).vault)
+    drainer._petition_ids = [case.petition_id]  # this test's petition only
+    assert await drainer.drain_once() == 2  # the letter and the e-mail (no SMS provider)
+    code = await query_codes_from(settings).query_code(case.petition_id,
+                                                       case.registration_no)
+    assert code
+    [letter] = await unprinted_letters(sessions, petition_ids=[case.petition_id])
+    pdf = pypdfium2.PdfDocument((tmp_path / letter.path).read_bytes())
+    try:
+        text = "".join(page.get_textpage().get_text_range() for page in pdf)
+    finally:
+        pdf.close()
+    assert case.registration_no in text and code in text
+    async with sessions() as session:
+        from adapters.tables import Unit
+
+        unit_name = await session.scalar(select(Unit.name).where(Unit.code == "QS-XFJ"))
+    # The directory's name ("青山县信访局 Qingshan County Petition Bureau"), in Chinese.
+    assert unit_name and unit_name.split()[0] in text
+    [(_, message)] = mailbox.messages
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None and code in body.get_content()
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content().startswith(b"%PDF")

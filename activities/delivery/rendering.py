@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from activities.delivery.channels import RenderedNotice
@@ -24,6 +24,7 @@ class RenderContext:
     unit_names: Mapping[str, str]
     query_code: str | None
     track_url: str
+    addressee: str | None = field(default=None, repr=False)  # the petitioner's name
 
 
 class NoticeRenderer(Protocol):
@@ -43,7 +44,8 @@ class DocumentsRenderer:
         model = self._facts.NoticeFacts.model_validate(dict(facts))
         theirs = self._render.RenderContext(unit_names=dict(context.unit_names),
                                             query_code=context.query_code,
-                                            track_url=context.track_url)
+                                            track_url=context.track_url,
+                                            addressee=context.addressee)
         rendered: RenderedNotice = await asyncio.to_thread(self._render.render_notice,
                                                            model, theirs)
         return rendered
