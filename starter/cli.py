@@ -279,3 +279,7 @@ main.add_command(accounts_cmd)
 from starter.keys_cmd import keys_cmd  # noqa: E402 - the key-custodian's command
 
 main.add_command(keys_cmd)
+
+from starter.letters_cmd import letters_cmd  # noqa: E402 - the post room's letters
+
+main.add_command(letters_cmd)
