@@ -6,7 +6,9 @@ calls), kept in PostgreSQL, sealed, outside Temporal's payloads (docs/documents.
   one of a short list, and neither the declared type nor the name's extension may say
   otherwise (415). Answers its id, SHA-256 digest, size and type: the intake references the
   file by `{document_id, sha256}` and the registration binds it to the petition.
-- `GET /api/v1/petitions/{registration_no}/documents`: the case's documents.
+- `GET /api/v1/petitions/{registration_no}/documents`: the case's documents: its
+  attachments and its notices with their delivery state (a petitioner sees the notices
+  written to them).
 - `GET /api/v1/documents/{id}`: the file, for staff of the units that hold or held the case
   (and the organs above them) and for the petitioner signed in with the case's query code;
   anyone else 403.
@@ -35,6 +37,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from temporalio.exceptions import ApplicationError
 
 from activities.common import refusal_of
+from activities.delivery.drainer import delivery_states, describe
 from activities.registry import check_documents
 from adapters.data_keys import vault_from_settings
 from adapters.document_tables import Document, content_where, filename_where
@@ -89,6 +92,15 @@ class CaseDocument(StoredDocument):
     filename: str
     created_at: datetime
     download: str
+
+
+class CaseDocuments(BaseModel):
+    """A case's documents: its attachments (downloadable) and its notices with their
+    delivery state per channel (activities/delivery)."""
+
+    registration_no: str
+    attachments: list[CaseDocument]
+    notices: list[dict[str, Any]]
 
 
 def new_document_id() -> str:
@@ -314,11 +326,12 @@ def content_disposition(filename: str) -> str:
             f"filename*=UTF-8''{urllib.parse.quote(filename, safe='')}")
 
 
-@router.get("/petitions/{registration_no}/documents", response_model=list[CaseDocument],
-            summary="The case's documents (its attachments)",
+@router.get("/petitions/{registration_no}/documents", response_model=CaseDocuments,
+            summary="The case's documents: its attachments and its notices (with their "
+                    "delivery state)",
             responses=problem_responses(*SIGNED_IN, 404))
 async def case_documents(registration_no: RegistrationNo, who: Caller, ctx: Ctx,
-                         vault: DocumentVault) -> list[CaseDocument]:
+                         vault: DocumentVault) -> CaseDocuments:
     row = await case_row(ctx, registration_no)
     if not await may_read(ctx, who, row):
         raise _refused_reader(who)
@@ -333,7 +346,11 @@ async def case_documents(registration_no: RegistrationNo, who: Caller, ctx: Ctx,
             id=doc.id, sha256=doc.sha256, size_bytes=doc.size_bytes,
             media_type=doc.media_type, filename=name, created_at=doc.created_at,
             download=f"/api/v1/documents/{doc.id}"))
-    return listed
+    notices = describe(await delivery_states(ctx.sessions, row.id))
+    if who.kind == "petitioner":  # the notices written to them, not the units' own
+        notices = [n for n in notices if n["recipient_kind"] == "petitioner"]
+    return CaseDocuments(registration_no=row.registration_no, attachments=listed,
+                         notices=notices)
 
 
 @router.get("/documents/{document_id}", summary="Download a document",

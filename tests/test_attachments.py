@@ -27,7 +27,7 @@ from adapters.document_tables import Document
 from adapters.petition_client import PetitionClient
 from adapters.tables import Petition
 from domain.case import PetitionStart
-from domain.models import MAX_ATTACHMENT_BYTES
+from domain.models import MAX_ATTACHMENT_BYTES, Attachment
 from service.app import create_app
 from tests.conftest import make_intake
 from tests.test_service import client_token, petitions_client, problem, settings, staff_token
@@ -148,7 +148,10 @@ async def test_a_20_mib_scan_is_a_document_outside_the_workflow(live, sessions, 
     holder = await staff_token(live, sessions, "QS-XFJ.h1")
     listed = await live.get(f"/api/v1/petitions/{number}/documents", headers=holder)
     assert listed.status_code == 200, listed.text
-    [entry] = listed.json()
+    [entry] = listed.json()["attachments"]
+    # The case's notices are listed beside it, each with its delivery state.
+    notices = listed.json()["notices"]
+    assert all({"kind", "state", "channels"} <= set(n) for n in notices), notices
     assert entry["id"] == stored["id"] and entry["filename"] == SCAN_NAME
     assert entry["sha256"] == digest and entry["kind"] == "attachment"
     got = await live.get(entry["download"], headers=holder)
@@ -172,6 +175,10 @@ async def test_a_20_mib_scan_is_a_document_outside_the_workflow(live, sessions, 
     petitioner = {"Authorization": f"Bearer {signed.json()['access_token']}"}
     mine = await live.get(entry["download"], headers=petitioner)
     assert mine.status_code == 200 and len(mine.content) == len(pdf)
+    theirs = await live.get(f"/api/v1/petitions/{number}/documents", headers=petitioner)
+    assert theirs.status_code == 200, theirs.text
+    assert [d["id"] for d in theirs.json()["attachments"]] == [stored["id"]]
+    assert all(n["recipient_kind"] == "petitioner" for n in theirs.json()["notices"])
 
     # Bound now: another intake cannot take it.
     other = make_intake(attachments=[{
@@ -224,3 +231,13 @@ async def test_one_byte_over_20_mib_is_refused(live, sessions):
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Document).where(
             Document.size_bytes > MAX_ATTACHMENT_BYTES)) == 0
+
+
+def test_intakes_recorded_before_documents_still_decode() -> None:
+    """Workflow inputs recorded before documents carry `content_b64: null`: they decode
+    (a running petition replays); inline content itself is refused."""
+    legacy = {"filename": "考勤记录.jpg", "media_type": "image/jpeg", "size_bytes": 184320,
+              "content_b64": None}
+    assert Attachment.model_validate(legacy).document_id is None
+    with pytest.raises(ValueError, match="POST /api/v1/documents"):
+        Attachment.model_validate({**legacy, "content_b64": "cGRm"})
