@@ -12,12 +12,13 @@ import urllib.parse
 import uuid
 import zlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
@@ -25,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities.registry import check_documents
 from adapters.document_tables import Document
 from adapters.petition_client import PetitionClient
-from adapters.tables import Petition
+from adapters.tables import Petition, TransferOrder
 from domain.case import PetitionStart
 from domain.models import MAX_ATTACHMENT_BYTES, Attachment
 from service.app import create_app
@@ -179,6 +180,18 @@ async def test_a_20_mib_scan_is_a_document_outside_the_workflow(live, sessions, 
     assert theirs.status_code == 200, theirs.text
     assert [d["id"] for d in theirs.json()["attachments"]] == [stored["id"]]
     assert all(n["recipient_kind"] == "petitioner" for n in theirs.json()["notices"])
+
+    # A unit the case passed through ("held"): a transfer order to it, the case since
+    # moved on (written by hand here: the holding unit stays QS-XFJ).
+    async with engine.begin() as conn:
+        await conn.execute(insert(TransferOrder).values(
+            idempotency_key=f"{workflow_id}:test:held", order_no=f"T-{uuid.uuid4().hex[:12]}",
+            petition_id=petition_id, kind="transfer", from_unit="QS-XFJ", to_unit="BS-XFJ",
+            issued_at=datetime.now(UTC)))
+    held = await live.get(entry["download"], headers=stranger)
+    assert held.status_code == 200 and hashlib.sha256(held.content).hexdigest() == digest
+    problem(await live.get(entry["download"],
+                           headers=await staff_token(live, sessions, "LJ-XFJ.h1")), 403)
 
     # Bound now: another intake cannot take it.
     other = make_intake(attachments=[{
