@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # phone: one key `ix:<base64 32 bytes>`, never changed without `petition keys reindex`.
     index_key: str | None = None
     index_key_file: Path = PROJECT_ROOT / ".data" / "index-key"
+    # The petitioner's query code is a keyed HMAC of the registration number
+    # (security/query_code.py), printed on every notice: one key `qc:<base64 32 bytes>`,
+    # never changed (the codes on the notices sent would stop signing in).
+    query_code_key: str | None = None
+    query_code_key_file: Path = PROJECT_ROOT / ".data" / "query-code-key"
     # The codec server the Web UI decodes through (`petition codec-server`).
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = 8081

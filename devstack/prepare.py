@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from devstack.browser import ensure_chromium
+from devstack.fonts import ensure_cjk_fonts
 from devstack.keycloak import resolve_keycloak
 from devstack.temporal_cli import ProvisioningError, resolve_temporal_cli, resolve_test_server
 from devstack.temporal_ui import resolve_ui_server
@@ -30,6 +31,7 @@ def main() -> int:
         _timed("Temporal Web UI server", resolve_ui_server)
         _timed("Time-skipping test server", resolve_test_server)
         _timed("Chromium (Web UI browser test)", ensure_chromium)
+        _timed("Noto CJK fonts (written notices)", ensure_cjk_fonts)
         _timed("Keycloak (OpenID Connect)", lambda: str(resolve_keycloak()))
     except ProvisioningError as error:
         print(f"devstack.prepare: {error}", file=sys.stderr)

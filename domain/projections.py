@@ -22,6 +22,7 @@ from domain.models import (
     Stage,
     Transfer,
 )
+from domain.notice_facts import NoticeFacts, facts_for
 from domain.policy import ClockKind
 
 
@@ -160,10 +161,14 @@ class Notice:
     template: str
     body: str
     summary: str
+    # What a written notice to the petitioner states (its letter, SMS and e-mail are
+    # rendered from it, documents/render.py); None for notices to units and persons.
+    facts: NoticeFacts | None = None
 
 
 def notice(case: CaseState, kind: str, recipient: str, action: Action | str,
-           about: Clock | None = None, text: str | None = None) -> Notice:
+           about: Clock | None = None, text: str | None = None,
+           command: Command | None = None) -> Notice:
     what = (f"{CLOCK_TITLES[about.name]} due {beijing(about.due_at)} ({about.article})"
             if about else str(action) + (f": {text}" if text else ""))
     key = f"{case.workflow_id}:{case.seq}:notice:{kind}:{recipient}:{action}"
@@ -174,7 +179,8 @@ def notice(case: CaseState, kind: str, recipient: str, action: Action | str,
     return Notice(key=key, recipient_kind=kind, recipient_ref=recipient,
                   template=NOTICE_TEMPLATES.get(str(action), str(action)),
                   body=f"Case {case.registration_no}: {what} (stage {case.stage}).",
-                  summary=summary)
+                  summary=summary,
+                  facts=facts_for(case, action, command) if kind == "petitioner" else None)
 
 
 def notice_text(command: Command, case: CaseState) -> str | None:
@@ -204,7 +210,7 @@ def notices_of(row: Transition, command: Command, case: CaseState) -> list[Notic
     for effect in row.effects:
         if effect is Effect.NOTICE_PETITIONER:
             found.append(notice(case, "petitioner", case.registration_no, row.action,
-                                text=notice_text(command, case)))
+                                text=notice_text(command, case), command=command))
         elif effect is Effect.NOTICE_RECEIVING_UNIT:
             found.append(notice(case, "unit", case.holding_unit, row.action))
         elif effect is Effect.NOTICE_REVIEW_ORGAN:

@@ -183,13 +183,14 @@ def keyring_from_settings(settings: object) -> KeyRing:
 
 def require_keys(settings: object, *, data_keys: bool = True) -> None:
     """Refuse to start (CodecKeyError naming the setting) unless the payload codec, action
-    assertion, workflow id, data (personal-data columns) and blind index keys are
-    configured, or development keys are allowed (`PETITION_DEV_KEYS`). Processes call it
+    assertion, workflow id, data (personal-data columns), blind index and query code keys
+    are configured, or development keys are allowed (`PETITION_DEV_KEYS`). Processes call it
     before touching the database or Temporal. `data_keys=False`: a process that never
     opens a sealed value (the service) must not hold the key-encryption keys."""
     from adapters.petition_client import _id_key_of
     from security.assertion import assertion_ring
     from security.blind_index import index_from_settings
+    from security.query_code import query_codes_from_settings
     from security.sealing import kek_ring_from_settings
 
     keyring_from_settings(settings)
@@ -197,6 +198,7 @@ def require_keys(settings: object, *, data_keys: bool = True) -> None:
     if data_keys:
         kek_ring_from_settings(settings)
     index_from_settings(settings)
+    query_codes_from_settings(settings)
     _id_key_of(getattr(settings, "id_key", None), str(getattr(settings, "id_key_file", "")),
                bool(getattr(settings, "dev_keys", False)))
 

@@ -19,13 +19,15 @@ from temporalio.exceptions import ApplicationError
 from activities.common import refusal_of
 from activities.registry import registered_workflow_id, reserve_registration_no
 from adapters.petition_client import ActionRefused, PetitionNotFound
+from adapters.settings import get_settings
 from adapters.tables import Petition, PetitionEvent, QueryCode
 from domain.case import PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE, payload_schema
 from domain.models import LATEST, Action, Actor, Category, PetitionIntake, Stage
 from domain.rules import Refusal
+from security.query_code import query_codes_from_settings
 from service.access import actor_for, case_row, staff_may_see, unit_refusal
-from service.auth.hashing import hash_secret_async, new_query_code
+from service.auth.hashing import hash_secret_async
 from service.auth.principal import Caller, Principal, require_staff
 from service.context import ServiceContext, context
 from service.params import RegistrationNo, UnitCode
@@ -61,7 +63,9 @@ class Registered(BaseModel):
     registration_no: str
     workflow_id: str
     stage: Stage | None
-    # The petitioner's query code (查询码): in the first answer only; stored as a hash.
+    # The petitioner's query code (查询码): in the first answer only. Derived from the
+    # registration number by a keyed HMAC (security/query_code.py) and printed on every
+    # notice; the database keeps only an argon2id hash of it (and the lockout counters).
     query_code: str | None = None
 
 
@@ -124,17 +128,20 @@ async def register(intake: PetitionIntake, who: Caller, ctx: Ctx,
 
 
 async def _first_query_code(ctx: ServiceContext, workflow_id: str) -> str | None:
-    """A query code for the case if it has none yet (then shown this once)."""
+    """The case's query code if it was not given yet (then shown this once)."""
     async with ctx.sessions() as session:
-        petition_id = await session.scalar(
-            select(Petition.id).where(Petition.workflow_id == workflow_id))
-        if petition_id is None or await session.get(QueryCode, petition_id) is not None:
+        found = (await session.execute(
+            select(Petition.id, Petition.registration_no)
+            .where(Petition.workflow_id == workflow_id))).first()
+        if found is None or await session.get(QueryCode, found.id) is not None:
             return None
-    code = new_query_code()
+    code = query_codes_from_settings(get_settings()).code_for(found.registration_no)
+    # The sign-in (service/auth/routes.py) verifies this hash, so codes drawn at random
+    # before codes were derived keep signing in.
     code_hash = await hash_secret_async(code)
     async with ctx.sessions() as session:
         created = await session.scalar(insert(QueryCode).values(
-            petition_id=petition_id, code_hash=code_hash)
+            petition_id=found.id, code_hash=code_hash)
             .on_conflict_do_nothing(index_elements=["petition_id"])
             .returning(QueryCode.petition_id))
         await session.commit()

@@ -132,7 +132,8 @@ def test_services_and_start_order() -> None:
     for name in ("service", "worker", "migrate"):
         environment = services[name]["environment"]
         assert environment["PETITION_DEV_KEYS"] == "false", name
-        for key in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY"):
+        for key in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY",
+                    "QUERY_CODE_KEY"):
             assert f"PETITION_{key}" in environment, (name, key)
         # The worker opens sealed personal data, the service its documents
         # (docs/documents.md): they hold the data keys; the migration job never does.

@@ -133,7 +133,9 @@ class RecordsAndNotices:
         return NoticeInput(idempotency_key=notice.key, petition_id=self._case.petition_id,
                            recipient_kind=notice.recipient_kind,
                            recipient_ref=notice.recipient_ref, template=notice.template,
-                           body=notice.body, at=at)
+                           body=notice.body, at=at,
+                           facts=(notice.facts.model_dump(mode="json")
+                                  if notice.facts is not None else None))
 
     def _raise_writer_error(self) -> None:
         if self._writer_error is not None:

@@ -1,5 +1,5 @@
-"""argon2id hashing (argon2-cffi) of passwords, client secrets and query codes; query
-codes themselves."""
+"""argon2id hashing (argon2-cffi) of passwords, client secrets and query codes. The query
+codes themselves are derived from the registration number (security/query_code.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from functools import lru_cache
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-# No I, L, O, 0 or 1: a query code is read off a letter and typed in by hand.
-QUERY_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-QUERY_CODE_LENGTH = 8
+from security.query_code import QUERY_CODE_ALPHABET, QUERY_CODE_LENGTH, normalise_query_code
+
+__all__ = ["QUERY_CODE_ALPHABET", "QUERY_CODE_LENGTH", "hash_secret", "hash_secret_async",
+           "hasher", "new_client_secret", "normalise_query_code", "verify_secret",
+           "verify_secret_async"]
 
 
 @lru_cache(maxsize=1)
@@ -43,14 +45,6 @@ async def verify_secret_async(stored: str | None, secret: str) -> bool:
 
 async def hash_secret_async(secret: str) -> str:
     return await asyncio.to_thread(hash_secret, secret)
-
-
-def new_query_code() -> str:
-    return "".join(secrets.choice(QUERY_CODE_ALPHABET) for _ in range(QUERY_CODE_LENGTH))
-
-
-def normalise_query_code(text: str) -> str:
-    return "".join(ch for ch in text.upper() if ch not in " -")
 
 
 def new_client_secret() -> str:
