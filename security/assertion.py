@@ -71,9 +71,9 @@ def sign(ring: KeyRing, claims: ActionAssertion) -> str:
 
 
 def verify(ring: KeyRing, token: str | None, *, action: str, workflow_id: str,
-           digest: str, now: datetime) -> ActionAssertion:
+           digest: str | frozenset[str], now: datetime) -> ActionAssertion:
     """The assertion if `token` is valid for this payload of this action on this workflow
-    at `now`."""
+    at `now`. `digest`: the payload's, or every form it may have been signed in."""
     if not token:
         raise AssertionRefused("assertion:missing", f"{action} on {workflow_id} carries no "
                                "signed assertion: act through the petition service")
@@ -96,7 +96,7 @@ def verify(ring: KeyRing, token: str | None, *, action: str, workflow_id: str,
     if claims.workflow_id != workflow_id or claims.action != action:
         raise AssertionRefused("assertion:scope", f"the assertion is for {claims.action} on "
                                f"{claims.workflow_id}, not {action} on {workflow_id}")
-    if claims.digest != digest:
+    if claims.digest not in ({digest} if isinstance(digest, str) else digest):
         raise AssertionRefused("assertion:payload", "the assertion was signed for another "
                                "payload")
     if now >= claims.expires_at:

@@ -8,6 +8,7 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -45,7 +46,7 @@ from security.assertion import (
 from security.codec import KeyRing
 from tests.conftest import make_intake
 from tests.lifecycle_helpers import eventually
-from workflows.interceptor import digest
+from workflows.interceptor import digest, digests
 
 RING = KeyRing.parse("k1:" + "A" * 43 + "=")
 NEW_RING = KeyRing.parse("k1:" + "A" * 43 + "=,k2:" + "B" * 43 + "=", active="k2")
@@ -232,3 +233,15 @@ async def test_a_start_that_skips_the_service_registers_nothing_and_is_audited(
         registered = await session.scalar(select(Petition.id).where(
             Petition.intake_id == intake.intake_id))
     assert registered is None
+
+
+def test_an_assertion_signed_before_a_field_was_added_still_verifies() -> None:
+    """A start signed when the petitioner had no `email` bound a JSON without it: the
+    same start, email unset, verifies; with an email it is another payload."""
+    start = PetitionStart(intake=make_intake())
+    legacy = hashlib.sha256(start.model_dump_json(
+        exclude={"intake": {"petitioner": {"email"}}}).encode()).hexdigest()
+    assert legacy != digest(start) and legacy in digests(start)
+    with_email = PetitionStart(intake=make_intake())
+    with_email.intake.petitioner.email = "someone@example.cn"
+    assert digests(with_email) == {digest(with_email)}

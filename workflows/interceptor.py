@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import default as default_converter
@@ -34,7 +35,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-from domain.models import SYSTEM_ACTOR, Actor
+from domain.models import SYSTEM_ACTOR, Actor, Petitioner
 from security.assertion import HEADER, LIFETIME, ActionAssertion, sign
 from security.codec import KeyRing
 
@@ -56,6 +57,45 @@ def digest(value: Any) -> str:
     """What an assertion binds: the SHA-256 of the payload's JSON (a pydantic model)."""
     body = value.model_dump_json() if hasattr(value, "model_dump_json") else repr(value)
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+# Fields added to a signed payload's models after assertions were first signed: an
+# assertion signed before a field existed bound a JSON without it, so a payload whose new
+# fields are still at their defaults also verifies against its JSON without them
+# (docs/safe-changes.md). Add a field here when adding it to a signed model.
+LATER_FIELDS: dict[type[BaseModel], frozenset[str]] = {
+    Petitioner: frozenset({"email"}),
+}
+
+
+def _without_later_fields(value: BaseModel) -> dict[Any, Any]:
+    """The pydantic `exclude` spec leaving out every later field still at its default."""
+    model = type(value)
+    later = LATER_FIELDS.get(model, frozenset())
+    spec: dict[Any, Any] = {}
+    for name, field in model.model_fields.items():
+        member = getattr(value, name)
+        if name in later and member == field.default:
+            spec[name] = True
+        elif isinstance(member, BaseModel):
+            if inner := _without_later_fields(member):
+                spec[name] = inner
+        elif isinstance(member, list):
+            items = {i: inner for i, item in enumerate(member) if isinstance(item, BaseModel)
+                     and (inner := _without_later_fields(item))}
+            if items:
+                spec[name] = items
+    return spec
+
+
+def digests(value: Any) -> frozenset[str]:
+    """Every digest an assertion for `value` may carry: today's, and the one signed
+    before the `LATER_FIELDS` existed."""
+    found = {digest(value)}
+    if isinstance(value, BaseModel) and (exclude := _without_later_fields(value)):
+        body = value.model_dump_json(exclude=exclude)
+        found.add(hashlib.sha256(body.encode()).hexdigest())
+    return frozenset(found)
 
 
 def header_token(headers: Any) -> str | None:

@@ -86,7 +86,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.rules import Refusal, application
     from security.assertion import AssertionRefused, verify
-    from workflows.interceptor import PRESENTED, digest
+    from workflows.interceptor import PRESENTED, digests
 
 # Well under the server's own suggestion (4,096 events by default) and far under the
 # 10,000 a run must stay below: a flood of notes arriving while the run drains still
@@ -357,7 +357,7 @@ class PetitionWorkflow(RecordsAndNotices):
             if presented is None:
                 raise AssertionRefused("assertion:missing", "no assertion was presented")
             claims = verify(presented.ring, presented.token, action=str(action),
-                            workflow_id=info.workflow_id, digest=digest(value),
+                            workflow_id=info.workflow_id, digest=digests(value),
                             now=at or workflow.now())
         except AssertionRefused as refused:
             return Refusal(refused.rule, str(refused))
