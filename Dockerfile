@@ -9,6 +9,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# Written notices are PDF letters in Chinese (documents/, WeasyPrint): Pango and the Noto
+# CJK fonts, from Debian's packages as on the development machines.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+       fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, from pyproject.toml alone, so editing the code does not reinstall them.
 COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
@@ -22,6 +29,7 @@ COPY security ./security
 COPY service ./service
 COPY workflows ./workflows
 COPY activities ./activities
+COPY documents ./documents
 COPY starter ./starter
 COPY devstack ./devstack
 COPY migrations ./migrations
@@ -31,7 +39,7 @@ COPY worker.py alembic.ini ./
 RUN pip install --no-deps .
 
 RUN useradd --create-home --uid 10001 petition \
-    && mkdir -p /app/.data/outbox \
+    && mkdir -p /app/.data/outbox /app/.data/letters \
     && chown -R petition:petition /app/.data
 USER petition
 

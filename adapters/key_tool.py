@@ -26,6 +26,7 @@ class SealedColumn:
     column: str
     natural_key: str  # what the value is bound to (security/sealing.py)
     where: str  # the binding's prefix
+    id_type: str = "bigint"  # of the table's primary key `id`, for the batches' keyset
 
     def bound(self, key: str) -> str:
         return f"{self.where}:{key}"
@@ -47,6 +48,9 @@ SEALED_COLUMNS = (
     SealedColumn("hearings", "summary_sealed", "idempotency_key", "hearings.summary"),
     SealedColumn("assistance_applications", "reason_sealed", "idempotency_key",
                  "assistance_applications.reason"),
+    # Up to 20 MiB each: `petition keys retire --batch` small for these.
+    SealedColumn("documents", "filename_sealed", "id", "documents.filename", "text"),
+    SealedColumn("documents", "content_sealed", "id", "documents.content", "text"),
 )
 
 
@@ -111,7 +115,7 @@ async def rewrap(engine: AsyncEngine, wrapper: KeyWrapper, kek_id: str) -> int:
 class Retirement:
     key_id: str
     resealed: dict[str, int] = field(default_factory=dict)
-    unopenable: dict[str, list[int]] = field(default_factory=dict)  # column -> row ids
+    unopenable: dict[str, list[int | str]] = field(default_factory=dict)  # column -> ids
     remaining: int = 0
     seconds: float = 0.0
 
@@ -149,11 +153,13 @@ async def retire_data_key(engine: AsyncEngine, wrapper: KeyWrapper, key_id: str,
 
 
 async def _reseal_column(sessions: async_sessionmaker[AsyncSession], vault: Vault,
-                         c: SealedColumn, key_id: str, batch: int) -> tuple[int, list[int]]:
+                         c: SealedColumn, key_id: str, batch: int
+                         ) -> tuple[int, list[int | str]]:
     """(values re-encrypted, ids of rows whose value does not open: reported, not fatal,
     so one damaged row does not hold every other value under the retired key)."""
-    done, last_id = 0, 0
-    failed: list[int] = []
+    done = 0
+    last_id: int | str = "" if c.id_type == "text" else 0
+    failed: list[int | str] = []
     while True:
         async with sessions() as session:
             rows = (await session.execute(text(
@@ -172,7 +178,7 @@ async def _reseal_column(sessions: async_sessionmaker[AsyncSession], vault: Vaul
             # One statement per batch; RETURNING counts what really changed.
             changed = await session.execute(text(
                 f"UPDATE {c.table} t SET {c.column} = v.new "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:olds AS bytea[]), "
+                f"FROM unnest(CAST(:ids AS {c.id_type}[]), CAST(:olds AS bytea[]), "
                 "CAST(:news AS bytea[])) AS v(id, old, new) "
                 f"WHERE t.id = v.id AND t.{c.column} = v.old RETURNING t.id"),
                 {"ids": [x["id"] for x in changes], "olds": [x["old"] for x in changes],
