@@ -454,3 +454,8 @@ class QueryCode(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
+
+
+# Mapped in a module of their own (migration 0008); imported here so `Base.metadata` --
+# which Alembic and the schema checks compare -- always holds every table.
+import adapters.document_tables  # noqa: E402, F401

@@ -30,6 +30,7 @@ from service.access import actor_for, case_row, staff_may_see, unit_refusal
 from service.auth.hashing import hash_secret_async
 from service.auth.principal import Caller, Principal, require_staff
 from service.context import ServiceContext, context
+from service.documents import check_intake_documents
 from service.params import RegistrationNo, UnitCode
 from service.problems import (
     SIGNED_IN,
@@ -111,6 +112,8 @@ async def register(intake: PetitionIntake, who: Caller, ctx: Ctx,
     except IntakeError as err:
         raise Problem(422, str(err).removeprefix("intake: "), kind="validation",
                       field="profile") from None
+    # The documents it references exist and match before any workflow starts (422).
+    await check_intake_documents(ctx, intake)
     try:
         number = await reserve_registration_no(ctx.sessions, intake)
     except ApplicationError as err:

@@ -35,7 +35,8 @@ def _env(tmp_path: Path, dev_keys: str | None, **extra: str) -> dict[str, str]:
             "PETITION_ASSERTION_KEY_FILE": str(tmp_path / "assertion-keys"),
             "PETITION_ID_KEY_FILE": str(tmp_path / "id-key"),
             "PETITION_DATA_KEY_FILE": str(tmp_path / "data-keys"),
-            "PETITION_INDEX_KEY_FILE": str(tmp_path / "index-key"), **extra}
+            "PETITION_INDEX_KEY_FILE": str(tmp_path / "index-key"),
+            "PETITION_QUERY_CODE_KEY_FILE": str(tmp_path / "query-code-key"), **extra}
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
@@ -99,7 +100,7 @@ def test_the_service_requires_the_data_keys(tmp_path: Path) -> None:
     encryption keys it refuses to start, naming them, and generates none."""
     keys = {f"PETITION_{name}": f"k1:{_key()}"
             for name in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY",
-                         "SERVICE_TOKEN_KEYS")}
+                         "SERVICE_TOKEN_KEYS", "QUERY_CODE_KEY")}
     code, lines = _run(SERVICE, _env(tmp_path, "false", **keys), tmp_path)
     assert code != 0 and len(lines) == 1, lines
     assert lines[0].startswith("service refused to start: ")
@@ -112,7 +113,7 @@ def test_with_the_data_keys_the_service_gets_past_the_keys(tmp_path: Path) -> No
     later, on the unreachable Temporal server."""
     keys = {f"PETITION_{name}": f"k1:{_key()}"
             for name in ("CODEC_KEYS", "ASSERTION_KEYS", "ID_KEY", "INDEX_KEY",
-                         "SERVICE_TOKEN_KEYS", "DATA_KEYS")}
+                         "SERVICE_TOKEN_KEYS", "DATA_KEYS", "QUERY_CODE_KEY")}
     code, lines = _run(SERVICE, _env(tmp_path, "false", **keys), tmp_path)
     assert code != 0
     assert not any("refused to start" in line for line in lines), lines

@@ -632,7 +632,6 @@ class PetitionWorkflow(RecordsAndNotices):
             and self._carry_fits() and not self._outbox)
         st = self._case
         st.runs += 1
-        intake = self._intake.model_copy(update={"attachments": [
-            a.model_copy(update={"content_b64": None}) for a in self._intake.attachments]})
-        workflow.continue_as_new(PetitionStart(intake=intake, registration_no=st.registration_no,
+        workflow.continue_as_new(PetitionStart(intake=self._intake,
+                                               registration_no=st.registration_no,
                                                carried=st))

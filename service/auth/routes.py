@@ -12,9 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
+from adapters.settings import get_settings
 from adapters.tables import IntakeClient, Petition, QueryCode, StaffAccount
-from service.auth.hashing import normalise_query_code, verify_secret_async
+from security.query_code import query_codes_from_settings
+from service.auth.hashing import verify_secret_async
 from service.auth.principal import staff_actor
 from service.context import ServiceContext, context
 from service.params import KEY_PATTERN
@@ -125,16 +128,21 @@ async def petitioner(ctx: Ctx, body: PetitionerSignIn) -> TokenAnswer:
     now = datetime.now(UTC)
     async with ctx.sessions() as session, session.begin():
         found = (await session.execute(
-            select(Petition.workflow_id, QueryCode)
-            .join(QueryCode, QueryCode.petition_id == Petition.id)
-            .where(Petition.registration_no == body.registration_no)
-            .with_for_update(of=QueryCode))).first()
-        code = found[1] if found else None
-        if code is not None and code.locked_until is not None and code.locked_until > now:
-            raise _locked(code.locked_until, now)
-        ok = await verify_secret_async(code.code_hash if code else None,
-                                       normalise_query_code(body.query_code))
-        if code is not None:
+            select(Petition.id, Petition.workflow_id)
+            .where(Petition.registration_no == body.registration_no))).first()
+        ok = False
+        if found is not None:
+            # The code is derived from the registration number (security/query_code.py),
+            # whoever registered the case; the row only counts failures for the lockout.
+            await session.execute(insert(QueryCode).values(
+                petition_id=found.id, code_hash="derived").on_conflict_do_nothing(
+                index_elements=["petition_id"]))
+            code = (await session.scalars(select(QueryCode).where(
+                QueryCode.petition_id == found.id).with_for_update())).one()
+            if code.locked_until is not None and code.locked_until > now:
+                raise _locked(code.locked_until, now)
+            ok = query_codes_from_settings(get_settings()).matches(
+                body.registration_no, body.query_code)
             if ok:
                 code.failed_attempts = 0
                 code.locked_until = None
@@ -142,7 +150,7 @@ async def petitioner(ctx: Ctx, body: PetitionerSignIn) -> TokenAnswer:
                 _count_failure(code, ctx, now)
     if found is None or not ok:
         raise _bad_credentials("the registration number and query code do not match a case")
-    workflow_id = found[0]
+    workflow_id = found.workflow_id
     token, lifetime = ctx.tokens.issue(
         "petitioner", f"petitioner-{body.registration_no}",
         timedelta(minutes=ctx.settings.petitioner_token_minutes),
