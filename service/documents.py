@@ -38,12 +38,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.common import refusal_of
 from activities.delivery.drainer import delivery_states, describe
+from activities.delivery.rendering import DocumentsRenderer, RenderContext
+from activities.notices import facts_where
 from activities.registry import check_documents
 from adapters.data_keys import vault_from_settings
 from adapters.document_tables import Document, content_where, filename_where
 from adapters.settings import get_settings
-from adapters.tables import Petition, TransferOrder
+from adapters.tables import Notice, Petition, TransferOrder, Unit
 from domain.models import MAX_ATTACHMENT_BYTES, PetitionIntake
+from security.query_code import query_codes_from_settings
 from security.sealing import Vault
 from service.access import case_row, staff_may_see
 from service.auth.principal import Caller, Principal
@@ -349,8 +352,45 @@ async def case_documents(registration_no: RegistrationNo, who: Caller, ctx: Ctx,
     notices = describe(await delivery_states(ctx.sessions, row.id))
     if who.kind == "petitioner":  # the notices written to them, not the units' own
         notices = [n for n in notices if n["recipient_kind"] == "petitioner"]
+    async with ctx.sessions() as session:
+        written = set(await session.scalars(select(Notice.id).where(
+            Notice.petition_id == row.id, Notice.facts_sealed.is_not(None))))
+    for n in notices:  # a written notice (one with facts) is downloadable as its letter
+        n["download"] = (f"/api/v1/petitions/{row.registration_no}/notices/"
+                         f"{n['notice_id']}.pdf" if n["notice_id"] in written else None)
     return CaseDocuments(registration_no=row.registration_no, attachments=listed,
                          notices=notices)
+
+
+@router.get("/petitions/{registration_no}/notices/{notice_id}.pdf",
+            summary="A written notice of the case, as the letter the petitioner receives",
+            response_class=Response,
+            responses={200: {"description": "the letter", "content": {
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+                **problem_responses(*SIGNED_IN, 404)})
+async def notice_letter(registration_no: RegistrationNo, notice_id: int, who: Caller,
+                        ctx: Ctx, vault: DocumentVault) -> Response:
+    row = await case_row(ctx, registration_no)
+    if not await may_read(ctx, who, row):
+        raise _refused_reader(who)
+    async with ctx.sessions() as session:
+        notice = await session.get(Notice, notice_id)
+        names = dict((await session.execute(select(Unit.code, Unit.name))).tuples().all())
+    if (notice is None or notice.petition_id != row.id or notice.facts_sealed is None
+            or (who.kind == "petitioner" and notice.recipient_kind != "petitioner")):
+        raise Problem(404, f"no written notice {notice_id} on {registration_no}",
+                      kind="not-found")
+    facts = await vault.open_json(notice.facts_sealed, facts_where(notice.idempotency_key))
+    petitioner = await vault.open_json(row.petitioner_sealed,
+                                       f"petitions.petitioner:{row.intake_id}")
+    settings = get_settings()
+    rendered = await DocumentsRenderer().render(facts, RenderContext(
+        unit_names=names, track_url=settings.track_url, addressee=petitioner.get("name"),
+        query_code=query_codes_from_settings(settings).code_for(row.registration_no)))
+    return Response(rendered.pdf, media_type="application/pdf", headers={
+        "Content-Disposition": content_disposition(
+            f"{row.registration_no}-{facts.get('kind', notice.template)}.pdf"),
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
 
 @router.get("/documents/{document_id}", summary="Download a document",

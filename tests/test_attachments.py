@@ -6,6 +6,7 @@ HTTP (httpx over ASGI) against the real Temporal dev server and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 import urllib.parse
@@ -254,3 +255,38 @@ def test_intakes_recorded_before_documents_still_decode() -> None:
     assert Attachment.model_validate(legacy).document_id is None
     with pytest.raises(ValueError, match="POST /api/v1/documents"):
         Attachment.model_validate({**legacy, "content_b64": "cGRm"})
+
+
+async def test_a_written_notice_is_listed_and_downloadable_as_its_letter(live, sessions):
+    """The registration's written notice: listed with the case's documents, downloadable
+    as the Chinese letter (the unit's name, the query code), only by those who may read
+    the case."""
+    import pypdfium2
+
+    intake_client = await client_token(live, sessions, ["QS-XFJ"])
+    answer = await live.post("/api/v1/petitions", headers=intake_client,
+                             json=make_intake().model_dump(mode="json"))
+    assert answer.status_code == 201, answer.text
+    number, code = answer.json()["registration_no"], answer.json()["query_code"]
+    staff = await staff_token(live, sessions, "QS-XFJ.h1")
+
+    async def letters() -> list[dict[str, Any]]:
+        listed = await live.get(f"/api/v1/petitions/{number}/documents", headers=staff)
+        assert listed.status_code == 200, listed.text
+        return [n for n in listed.json()["notices"] if n["download"]]
+
+    for _ in range(50):  # the registration's notice is written by an activity
+        if found := await letters():
+            break
+        await asyncio.sleep(0.2)
+    assert found, "no written notice listed"
+    letter = await live.get(found[0]["download"], headers=staff)
+    assert letter.status_code == 200 and letter.headers["content-type"] == "application/pdf"
+    pdf = pypdfium2.PdfDocument(letter.content)
+    text = pdf[0].get_textpage().get_text_range()
+    assert "青山县信访局" in text.replace(" ", ""), text[:200]  # the unit's name, not its code
+    assert code in text and number in text
+    stranger = await staff_token(live, sessions, "BS-XFJ.h1")
+    problem(await live.get(found[0]["download"], headers=stranger), 403)
+    problem(await live.get(f"/api/v1/petitions/{number}/notices/999999999.pdf",
+                           headers=staff), 404)
