@@ -74,6 +74,9 @@ class HearingBooking(BaseModel):
     starts_at: datetime
     duration_minutes: int
     officers: list[str]
+    # The petitioner's written hearing notice (domain.notice_facts.NoticeFacts as JSON);
+    # None: booked before hearing notices carried their facts.
+    facts: dict[str, Any] | None = None
 
 
 class HearingRecordInput(BaseModel):

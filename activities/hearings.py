@@ -24,7 +24,7 @@ from activities.contracts import (
     HearingBooking,
     HearingRecordInput,
 )
-from activities.notices import sealed_notice
+from activities.notices import add_deliveries, sealed_notice
 from adapters.engine import unit_of_work
 from adapters.tables import Hearing, Person, Petition
 from domain.calendar import WorkingCalendar
@@ -211,11 +211,17 @@ class HearingDesk:
         now = self._clock()
         what = (f"Hearing no. {booking.hearing_no} on case {registration_no}: "
                 f"{self._span(booking.starts_at, ends_at)} at {booking.venue}.")
-        session.add(await sealed_notice(
+        facts = booking.facts
+        if facts is not None and isinstance(facts.get("hearing"), dict):
+            facts = {**facts, "hearing": {**facts["hearing"], "hearing_no": booking.hearing_no}}
+        notice = await sealed_notice(
             self._vault, idempotency_key=f"{key}:notice:petitioner",
-            petition_id=booking.petition_id,
+            petition_id=booking.petition_id, facts=facts,
             recipient_kind="petitioner", recipient_ref=registration_no,
-            template="hearing_scheduled", body=what, created_at=now))
+            template="hearing_scheduled", body=what, created_at=now)
+        session.add(notice)
+        await session.flush()
+        await add_deliveries(session, self._vault, notice, now)  # letter, SMS, e-mail
         for officer in booking.officers:
             session.add(await sealed_notice(
                 self._vault, idempotency_key=f"{key}:notice:officer:{officer}",

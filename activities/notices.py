@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,10 +47,33 @@ def channels_for(petitioner: dict[str, Any]) -> list[str]:
         [EMAIL] if petitioner.get("email") else [])
 
 
-async def sealed_notice(vault: Vault, *, body: str, **columns: Any) -> Notice:
-    """An outbox row with its body sealed (bound to its idempotency key)."""
+async def sealed_notice(vault: Vault, *, body: str, facts: dict[str, Any] | None = None,
+                        **columns: Any) -> Notice:
+    """An outbox row with its body (and its facts, for a written notice) sealed, bound to
+    its idempotency key."""
     key = columns["idempotency_key"]
-    return Notice(body_sealed=await vault.seal(body.encode(), notice_where(key)), **columns)
+    sealed_facts = (await vault.seal(json.dumps(facts, ensure_ascii=False, default=str)
+                                     .encode(), facts_where(key))
+                    if facts is not None else None)
+    return Notice(body_sealed=await vault.seal(body.encode(), notice_where(key)),
+                  facts_sealed=sealed_facts, **columns)
+
+
+async def add_deliveries(session: AsyncSession, vault: Vault, row: Notice,
+                         at: datetime) -> None:
+    """A written notice to the petitioner (it has facts): one delivery per channel."""
+    if row.recipient_kind != "petitioner" or row.facts_sealed is None \
+            or row.petition_id is None:
+        return
+    petition = await session.get(Petition, row.petition_id)
+    if petition is None:
+        return
+    petitioner = await vault.open_json(petition.petitioner_sealed,
+                                       f"petitions.petitioner:{petition.intake_id}")
+    for channel in channels_for(petitioner):
+        session.add(NoticeDelivery(notice_id=row.id, idempotency_key=f"{row.idempotency_key}"
+                                   f":{channel}", channel=channel, state="pending",
+                                   next_attempt_at=at))
 
 
 class NoticeDesk:
@@ -64,41 +87,21 @@ class NoticeDesk:
         channel), in one transaction. Any other notice (to a unit or a person, or written
         before notices carried facts) has no delivery rows: the file outbox
         (`OutboxDrainer`) delivers it, as before."""
-        key = notice.idempotency_key
-        sealed = await self._vault.seal(notice.body.encode(), notice_where(key))
-        facts = (await self._vault.seal(json.dumps(notice.facts, ensure_ascii=False, default=str)
-                                        .encode(), facts_where(key))
-                 if notice.facts is not None else None)
 
         async def write(session: AsyncSession) -> int:
-            row = Notice(
-                idempotency_key=key, petition_id=notice.petition_id,
+            row = await sealed_notice(
+                self._vault, body=notice.body, facts=notice.facts,
+                idempotency_key=notice.idempotency_key, petition_id=notice.petition_id,
                 recipient_kind=notice.recipient_kind, recipient_ref=notice.recipient_ref,
-                template=notice.template, body_sealed=sealed, facts_sealed=facts,
-                created_at=notice.at,
-            )
+                template=notice.template, created_at=notice.at)
             session.add(row)
             await session.flush()
-            for channel in await self._channels(session, notice):
-                session.add(NoticeDelivery(notice_id=row.id, idempotency_key=f"{key}:{channel}",
-                                           channel=channel, state="pending",
-                                           next_attempt_at=notice.at))
+            await add_deliveries(session, self._vault, row, notice.at)
             await session.flush()
             return row.id
 
         return await write_once(self._sessions, Notice, notice.idempotency_key, write,
                                 lambda row: row.id)
-
-    async def _channels(self, session: AsyncSession, notice: NoticeInput) -> list[str]:
-        if (notice.recipient_kind != "petitioner" or notice.facts is None
-                or notice.petition_id is None):
-            return []
-        petition = await session.get(Petition, notice.petition_id)
-        if petition is None:
-            return []
-        petitioner = await self._vault.open_json(
-            petition.petitioner_sealed, f"petitions.petitioner:{petition.intake_id}")
-        return channels_for(petitioner)
 
 
 class NoticeGateway(Protocol):

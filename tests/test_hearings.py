@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, time, timedelta
 
 import pytest
+from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
@@ -16,8 +17,9 @@ from activities.contracts import (
     HearingBooking,
 )
 from activities.hearings import HearingDesk, HearingRules
+from activities.notices import facts_where
 from adapters.petition_client import ActionRefused, PetitionClient
-from adapters.tables import Hearing, PetitionEvent
+from adapters.tables import Hearing, Notice, NoticeDelivery, PetitionEvent
 from domain.models import Accept, Actor, Role, ScheduleHearing
 from domain.rules import Refusal
 from tests.desk_helpers import beijing, count, hearing_day, register, run
@@ -188,3 +190,29 @@ async def test_double_booking_through_the_workflow_is_refused_and_audited(
                 break
             await asyncio.sleep(0.2)
     assert refusals == 1
+
+
+async def test_the_petitioners_hearing_notice_is_a_written_notice_with_its_deliveries(
+        sessions, desks):
+    """听证通知: the booking's notice to the petitioner carries its facts (the hearing
+    number the booking drew) and goes out as a letter and an SMS, like every written
+    notice; the officers' notices stay internal."""
+    reg = await register(desks)
+    day = hearing_day()
+    facts = {"kind": "hearing", "hearing": {"hearing_no": None, "venue": venue()}}
+    booking = HearingBooking(workflow_id=f"petition-{uuid.uuid4().hex[:10]}",
+                             petition_id=reg.petition_id, seq=3, hearing_no=1,
+                             venue=facts["hearing"]["venue"], starts_at=beijing(day, 9),
+                             duration_minutes=60, officers=["HO-01"], facts=facts)
+    await run(desks.hearings.schedule_hearing, booking)
+    async with sessions() as session:
+        notices = {n.recipient_kind: n for n in await session.scalars(
+            select(Notice).where(Notice.petition_id == reg.petition_id))}
+        channels = sorted(await session.scalars(select(NoticeDelivery.channel).where(
+            NoticeDelivery.notice_id == notices["petitioner"].id)))
+        officer_deliveries = await session.scalar(select(func.count()).select_from(
+            NoticeDelivery).where(NoticeDelivery.notice_id == notices["person"].id))
+    assert channels == ["letter", "sms"] and officer_deliveries == 0
+    opened = await desks.vault.open_json(notices["petitioner"].facts_sealed,
+                                         facts_where(notices["petitioner"].idempotency_key))
+    assert opened["hearing"]["hearing_no"] == 1

@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         SystemCommand,
         Transfer,
     )
+    from domain.notice_facts import facts_for
     from domain.rules import Refusal, application
     from security.assertion import AssertionRefused, verify
     from workflows.interceptor import PRESENTED, digests
@@ -421,10 +422,12 @@ class PetitionWorkflow(RecordsAndNotices):
                             results: EffectResults) -> None:
         assert isinstance(command, ScheduleHearing)
         st = self._case
+        facts = facts_for(st, row.action, command)  # the hearing notice (听证通知)
         results.hearing_no = await self._activity(HearingDesk.schedule_hearing, HearingBooking(
             workflow_id=st.workflow_id, petition_id=st.petition_id, seq=st.seq + 1,
             hearing_no=len(st.hearings) + 1, venue=command.venue, starts_at=command.starts_at,
-            duration_minutes=command.duration_minutes, officers=command.officers),
+            duration_minutes=command.duration_minutes, officers=command.officers,
+            facts=facts.model_dump(mode="json") if facts is not None else None),
             f"{row.action}: book the hearing at {command.venue}")
 
     async def _record_hearing(self, row: Transition, command: Command, now: datetime,
