@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 
 from adapters.tables import Petition, Unit
+from devstack.fonts import ensure_cjk_fonts
 from devstack.keycloak import KeycloakServer
 from devstack.postgres import project_data_dir
 from devstack.temporal_cli import ProvisioningError
@@ -73,6 +74,10 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             units = await session.scalar(select(func.count()).select_from(Unit))
         if not units:
             print("directory:", await load_directory_file(rt.sessions, SAMPLE_DIRECTORY), "units")
+        try:  # the written notices' letters are PDFs in Chinese: Noto CJK from Debian
+            print("fonts for the letters:", await asyncio.to_thread(ensure_cjk_fonts))
+        except ProvisioningError as err:
+            print(f"letters will not render ({err})")
         print("starting the Temporal dev server (the first run may build the CLI) ...")
         codec = _codec_server(rt)
         try:  # the read-only Web UI server, built with Go the first time (about a minute)
