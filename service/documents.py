@@ -81,6 +81,8 @@ UNDECLARED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 MAX_FILENAME_CHARS = 255
 DOCUMENT_ID = r"^doc_[a-z2-7]{26}$"
 DocumentIdPath = Annotated[str, Path(pattern=DOCUMENT_ID, description="a document's id")]
+# A notice's id: a PostgreSQL bigint (a larger number is a 422, not a database error).
+NoticeIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="a notice's id")]
 
 
 class StoredDocument(BaseModel):
@@ -368,7 +370,7 @@ async def case_documents(registration_no: RegistrationNo, who: Caller, ctx: Ctx,
             responses={200: {"description": "the letter", "content": {
                 "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
                 **problem_responses(*SIGNED_IN, 404)})
-async def notice_letter(registration_no: RegistrationNo, notice_id: int, who: Caller,
+async def notice_letter(registration_no: RegistrationNo, notice_id: NoticeIdPath, who: Caller,
                         ctx: Ctx, vault: DocumentVault) -> Response:
     row = await case_row(ctx, registration_no)
     if not await may_read(ctx, who, row):
