@@ -377,7 +377,7 @@ async def notice_letter(registration_no: RegistrationNo, notice_id: NoticeIdPath
         raise _refused_reader(who)
     async with ctx.sessions() as session:
         notice = await session.get(Notice, notice_id)
-        names = dict((await session.execute(select(Unit.code, Unit.name))).tuples().all())
+        names = {code: name for code, name in await session.execute(select(Unit.code, Unit.name))}
     if (notice is None or notice.petition_id != row.id or notice.facts_sealed is None
             or (who.kind == "petitioner" and notice.recipient_kind != "petitioner")):
         raise Problem(404, f"no written notice {notice_id} on {registration_no}",
