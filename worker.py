@@ -116,6 +116,7 @@ def _pollers(settings: Settings) -> dict[str, Any]:
 async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
                      client: Client, stop: asyncio.Event) -> None:
     desks = build_desks(sessions)
+    await desks.vault.active_key_id()  # the data key ready before the first activity
     # Notices to staff: the file outbox. A petitioner's notices: letters, SMS, e-mail
     # (docs/delivery.md), rendered by documents/render.py.
     drainer = OutboxDrainer(sessions, desks.vault, FileGateway(settings.notice_outbox_dir))

@@ -187,6 +187,7 @@ class Vault:
         # One lookup (and at most one new data key) at a time per process: activities
         # starting together on a fresh database would otherwise each create a key.
         self._choosing = asyncio.Lock()
+        self._refresh: asyncio.Future[tuple[str, Aead, float]] | None = None
         self._opened: dict[str, Aead] = {}
 
     @property
@@ -227,6 +228,23 @@ class Vault:
         self._active = None
 
     async def _active_key(self) -> tuple[str, Aead, float]:
+        now = self._monotonic()
+        if self._active is not None:
+            if now - self._active[2] >= self._active_for and self._refresh is None:
+                # Looked up again in the background, never by a caller that may hold a
+                # database connection of the same pool: activities seal inside their
+                # transactions, and a pool they all wait in would starve the lookup.
+                self._refresh = asyncio.ensure_future(self._choose())
+            return self._active
+        return await self._choose()
+
+    async def _choose(self) -> tuple[str, Aead, float]:
+        try:
+            return await self._lookup()
+        finally:
+            self._refresh = None
+
+    async def _lookup(self) -> tuple[str, Aead, float]:
         async with self._choosing:
             now = self._monotonic()
             if self._active is not None and now - self._active[2] < self._active_for:

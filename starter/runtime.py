@@ -41,7 +41,9 @@ async def runtime(settings: Settings | None = None, *,
     """`purpose`: the database role to connect as (`reports` for `petition report`, which
     only reads; docs/database-roles.md)."""
     settings = settings or get_settings()
-    engine = create_engine(resolve_database_url(settings, purpose), pool_size=2)
+    # `petition dev` runs the worker, the service and the demo on this one runtime.
+    engine = create_engine(resolve_database_url(settings, purpose),
+                           pool_size=settings.db_pool_size)
     try:
         yield Runtime(settings, engine, session_maker(engine))
     finally:

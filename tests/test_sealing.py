@@ -3,6 +3,7 @@ and the key tool that lists keys, rewraps them and re-encrypts to retire one."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -119,7 +120,30 @@ async def test_a_retired_data_key_stops_sealing_after_active_for() -> None:
     now[0] = 30
     assert await vault.active_key_id() == first  # cached: within its minute
     now[0] = 61
+    assert await vault.active_key_id() == first  # served while it is looked up again
+    for _ in range(20):
+        await asyncio.sleep(0)
     assert await vault.active_key_id() != first
+
+
+async def test_sealing_never_waits_for_the_key_lookup_once_a_key_is_active() -> None:
+    """An activity seals inside its transaction: were it to wait for a database lookup of
+    the data key, a pool whose connections all wait would starve (make dev did). Once a
+    key is active, an expired one is looked up again in the background."""
+    store, now = MemoryStore(), [0.0]
+    vault = Vault(LocalKeyWrapper(ring("kek1")), store, active_for=60, monotonic=lambda: now[0])
+    await vault.seal(b"first", "notices.body:a")
+    blocked = asyncio.Event()
+
+    async def unavailable(kek_id: str, cipher: str) -> StoredDataKey | None:
+        await blocked.wait()  # the database: every connection taken
+        return None
+
+    store.newest_usable = unavailable  # type: ignore[method-assign]
+    now[0] = 120
+    sealed = await asyncio.wait_for(vault.seal(b"second", "notices.body:b"), timeout=1)
+    assert await vault.open(sealed, "notices.body:b") == b"second"
+    blocked.set()
 
 
 def test_the_blind_index_is_keyed_and_normalises() -> None:
