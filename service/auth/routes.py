@@ -125,11 +125,20 @@ async def token(
              summary="A petitioner proves a case with its registration number and query code",
              responses=problem_responses(401))
 async def petitioner(ctx: Ctx, body: PetitionerSignIn) -> TokenAnswer:
+    return await petitioner_token(ctx, body.registration_no, body.query_code)
+
+
+async def petitioner_token(ctx: ServiceContext, registration_no: str,
+                           query_code: str) -> TokenAnswer:
+    """The petitioner's sign-in with the case's registration number and query code (the
+    API's `POST /auth/petitioner` and the page `/track`): 401 `invalid-credentials` alike
+    whether the number is unknown or the code wrong; failures count toward the lockout
+    (401 `locked`, with Retry-After)."""
     now = datetime.now(UTC)
     async with ctx.sessions() as session, session.begin():
         found = (await session.execute(
             select(Petition.id, Petition.workflow_id)
-            .where(Petition.registration_no == body.registration_no))).first()
+            .where(Petition.registration_no == registration_no))).first()
         ok = False
         if found is not None:
             # The code is derived from the registration number (security/query_code.py),
@@ -142,7 +151,7 @@ async def petitioner(ctx: Ctx, body: PetitionerSignIn) -> TokenAnswer:
             if code.locked_until is not None and code.locked_until > now:
                 raise _locked(code.locked_until, now)
             ok = query_codes_from_settings(get_settings()).matches(
-                body.registration_no, body.query_code)
+                registration_no, query_code)
             if ok:
                 code.failed_attempts = 0
                 code.locked_until = None
@@ -152,7 +161,7 @@ async def petitioner(ctx: Ctx, body: PetitionerSignIn) -> TokenAnswer:
         raise _bad_credentials("the registration number and query code do not match a case")
     workflow_id = found.workflow_id
     token, lifetime = ctx.tokens.issue(
-        "petitioner", f"petitioner-{body.registration_no}",
+        "petitioner", f"petitioner-{registration_no}",
         timedelta(minutes=ctx.settings.petitioner_token_minutes),
-        wf=workflow_id, reg=body.registration_no)
+        wf=workflow_id, reg=registration_no)
     return TokenAnswer(access_token=token, expires_in=lifetime)
