@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from adapters.petition_client import PetitionNotFound
 from adapters.tables import Unit
+from documents.render import beijing_date as render_deadline_date
 from domain.case import PetitionStatus
 from domain.models import ClockName, Outcome, Stage
 from domain.notice_facts import ACTION_KINDS, NoticeKind
@@ -114,7 +115,14 @@ DELIVERY_WORDS = {"sent": "已发出", "pending": "正在送达", "failed": "送
 CHANNEL_WORDS = {"letter": "书面信函", "sms": "短信", "email": "电子邮件"}
 
 
+def deadline_date(at: datetime) -> str:
+    """A deadline as the letters print it (documents/render.py): one due at 24:00 is
+    dated its last day, so the page and the letter name the same day."""
+    return render_deadline_date(at)
+
+
 def beijing_date(at: datetime | str | None) -> str:
+    """The day something happened, in Beijing."""
     if at is None:
         return ""
     if isinstance(at, str):
@@ -232,7 +240,7 @@ def _stage(status: PetitionStatus) -> tuple[str, str]:
 def _deadlines(status: PetitionStatus, names: dict[str, str]) -> list[dict[str, Any]]:
     if status.stage is Stage.CLOSED:
         return []
-    return [{"what": CLOCK_WORDS.get(clock.name, "办理期限"), "date": beijing_date(clock.due_at),
+    return [{"what": CLOCK_WORDS.get(clock.name, "办理期限"), "date": deadline_date(clock.due_at),
              "unit": names.get(clock.unit, ""), "paused": clock.paused,
              "overdue": clock.overdue}
             for clock in sorted(status.clocks, key=lambda c: c.due_at)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,7 @@ from sqlalchemy import select
 
 from adapters.tables import Notice, Petition, Unit
 from devstack.browser import CHROMIUM_ARGS, ensure_chromium
-from service.pages_track import TRACK_COOKIE, beijing_date
+from service.pages_track import TRACK_COOKIE, deadline_date
 from tests.conftest import make_intake
 from tests.service_helpers import running_service
 from tests.test_service import client_token
@@ -126,7 +127,9 @@ async def test_petitioner_follows_the_case_on_the_track_page(
         bearer = {"Authorization": f"Bearer {signed.json()['access_token']}"}
         status = (await http.get(f"/api/v1/petitions/{number}", headers=bearer)).json()
         assert status["clocks"], status
-        due_dates = [beijing_date(c["due_at"]) for c in status["clocks"]]
+        # ... dated as the letters date them (a deadline at 24:00: its last day).
+        due_dates = [deadline_date(datetime.fromisoformat(c["due_at"]))
+                     for c in status["clocks"]]
 
         context = await browser.new_context(locale="zh-CN",
                                             viewport={"width": 900, "height": 760})
