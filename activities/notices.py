@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -138,6 +138,32 @@ def backoff(attempts: int, first: timedelta = timedelta(seconds=5),
     return min(first * (2 ** max(attempts - 1, 0)), longest)
 
 
+
+async def drain_batch(deliver_next: Callable[[], Awaitable[int | None]], batch: int) -> int:
+    """Up to `batch` calls of `deliver_next` (1 delivered, 0 failed, None: nothing due);
+    how many were delivered. Shared by the file outbox and the channels' drainer."""
+    delivered = 0
+    for _ in range(batch):
+        outcome = await deliver_next()
+        if outcome is None:
+            break
+        delivered += outcome
+    return delivered
+
+
+async def drain_until_stopped(drain_once: Callable[[], Awaitable[int]], stop: asyncio.Event,
+                              interval_seconds: float, what: str) -> None:
+    """Drain while there is work, rest `interval_seconds`, until `stop`; a failed round is
+    logged and retried, never the end of the loop."""
+    while not stop.is_set():
+        try:
+            while await drain_once() and not stop.is_set():
+                pass
+        except Exception:
+            log.exception("%s failed; retrying", what)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+
 class OutboxDrainer:
     """Delivers each notice once and marks it; any number of drainers may run at once.
     Notices with deliveries (a petitioner's, with facts) are the DeliveryDrainer's.
@@ -161,13 +187,7 @@ class OutboxDrainer:
 
     async def drain_once(self, batch: int = 100) -> int:
         """Deliver up to `batch` due notices; returns how many were delivered."""
-        delivered = 0
-        for _ in range(batch):
-            outcome = await self._deliver_next()
-            if outcome is None:
-                break
-            delivered += outcome
-        return delivered
+        return await drain_batch(self._deliver_next, batch)
 
     async def _deliver_next(self) -> int | None:
         """1 delivered, 0 failed (and rescheduled), None when nothing is due."""
@@ -199,11 +219,4 @@ class OutboxDrainer:
             return 1
 
     async def run(self, stop: asyncio.Event, interval_seconds: float = 2.0) -> None:
-        while not stop.is_set():
-            try:
-                while await self.drain_once() and not stop.is_set():
-                    pass
-            except Exception:
-                log.exception("outbox drain failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+        await drain_until_stopped(self.drain_once, stop, interval_seconds, "outbox drain")

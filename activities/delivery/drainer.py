@@ -22,7 +22,6 @@ again with the same idempotency id, which the provider answers without a second 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -43,7 +42,7 @@ from activities.delivery.channels import (
     failure_reason,
 )
 from activities.delivery.rendering import NoticeRenderer, RenderContext
-from activities.notices import backoff, facts_where
+from activities.notices import backoff, drain_batch, drain_until_stopped, facts_where
 from adapters.tables import Notice, NoticeDelivery, NoticeDeliveryAttempt, Petition, Unit
 from security.sealing import Vault
 
@@ -128,23 +127,11 @@ class DeliveryDrainer:
 
     async def drain_once(self, batch: int = 50) -> int:
         """Deliver up to `batch` due deliveries; returns how many were sent."""
-        sent = 0
-        for _ in range(batch):
-            outcome = await self._deliver_next()
-            if outcome is None:
-                break
-            sent += outcome
-        return sent
+        return await drain_batch(self._deliver_next, batch)
 
     async def run(self, stop: asyncio.Event, interval_seconds: float = 2.0) -> None:
-        while not stop.is_set():
-            try:
-                while await self.drain_once() and not stop.is_set():
-                    pass
-            except Exception:
-                log.exception("notice delivery drain failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+        await drain_until_stopped(self.drain_once, stop, interval_seconds,
+                                  "notice delivery drain")
 
     # ------------------------------------------------------------------ one delivery
 
