@@ -26,13 +26,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import check_documents
 from adapters.document_tables import Document
-from adapters.petition_client import PetitionClient
 from adapters.tables import Petition, TransferOrder
 from domain.case import PetitionStart
 from domain.models import MAX_ATTACHMENT_BYTES, Attachment
-from service.app import create_app
 from tests.conftest import make_intake
-from tests.test_service import client_token, petitions_client, problem, settings, staff_token
+from tests.test_service import (
+    client_token,
+    live_service,
+    petitions_client,
+    problem,
+    staff_token,
+)
 
 HISTORY_LIMIT = 100_000
 SCAN_NAME = "张三信访件扫描.pdf"  # a filename can carry a name: sealed at rest
@@ -71,13 +75,10 @@ def named(filename: str, media_type: str) -> dict[str, str]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def live(sessions, dev_env, running_worker, task_queue,
                petitions) -> AsyncIterator[httpx.AsyncClient]:
-    """The service on the dev server, with a worker on this test's queue."""
-    async with running_worker(dev_env.client):
-        app = create_app(settings(), sessions=sessions,
-                         petitions=PetitionClient(dev_env.client, task_queue))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://service", timeout=120) as http:
-            yield http
+    # 20 MiB bodies through the ASGI transport: a longer client timeout than the API's.
+    async with live_service(sessions, dev_env, running_worker, task_queue,
+                            http_timeout=120) as http:
+        yield http
 
 
 async def _upload(http: httpx.AsyncClient, headers: dict[str, str], content: Any,

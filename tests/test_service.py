@@ -8,6 +8,7 @@ import base64
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -56,16 +57,24 @@ async def bare(sessions) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def live(sessions, dev_env, running_worker, task_queue,
-               petitions) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def live_service(sessions, dev_env, running_worker, task_queue, *,
+                       http_timeout: float) -> AsyncIterator[httpx.AsyncClient]:
     """The service on the dev server, with a worker on this test's queue."""
     async with running_worker(dev_env.client):
         app = create_app(settings(), sessions=sessions,
                          petitions=PetitionClient(dev_env.client, task_queue))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://service", timeout=60) as http:
+                                     base_url="http://service", timeout=http_timeout) as http:
             yield http
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live(sessions, dev_env, running_worker, task_queue,
+               petitions) -> AsyncIterator[httpx.AsyncClient]:
+    async with live_service(sessions, dev_env, running_worker, task_queue,
+                            http_timeout=60) as http:
+        yield http
 
 
 async def staff_token(http: httpx.AsyncClient, sessions, person: str) -> dict[str, str]:
