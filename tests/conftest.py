@@ -307,3 +307,20 @@ def make_intake(**overrides: Any) -> PetitionIntake:
 
 
 ONE_DAY = timedelta(days=1)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, for the page tests (tests/browser_helpers.py)."""
+    from playwright.async_api import async_playwright
+
+    from devstack.browser import CHROMIUM_ARGS, ensure_chromium
+
+    chromium = await asyncio.to_thread(ensure_chromium)
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=chromium, headless=True,
+                                            args=list(CHROMIUM_ARGS))
+        try:
+            yield launched
+        finally:
+            await launched.close()

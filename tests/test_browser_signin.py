@@ -13,27 +13,24 @@ Screenshots go to test-output/signin-*.png; their paths are printed.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
-from devstack.browser import CHROMIUM_ARGS, ensure_chromium
 from devstack.keycloak import KeycloakServer, start_keycloak
 from devstack.temporal_server import free_port
 from service.accounts_cmd import set_password
 from service.pages import CSRF_COOKIE, SESSION_COOKIE
+from tests.browser_helpers import assert_no_leak, page_text, screenshot
 from tests.service_helpers import running_service
 
 pytestmark = pytest.mark.servers  # Chromium, and a Keycloak of its own for (b)
 
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 PERSON = "QS-HRSS.h1"
 HEAD = "QS-HRSS.head"
 NAME = "冯振宇"
@@ -47,16 +44,6 @@ LEAKS = ("Traceback", "Exception", "problem", "detail", "invalid", "token", "nul
          "Internal Server Error", "KeyError")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    chromium = await asyncio.to_thread(ensure_chromium)
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=chromium, headless=True,
-                                            args=list(CHROMIUM_ARGS))
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def _context(browser: Browser) -> BrowserContext:
@@ -68,19 +55,15 @@ async def _cookies(context: BrowserContext) -> dict[str, dict[str, Any]]:
 
 
 async def _text(page: Page) -> str:
-    return " ".join((await page.inner_text("body")).split())
+    return await page_text(page)
 
 
 def _no_leak(text: str) -> None:
-    for leak in LEAKS:
-        assert leak not in text, (leak, text)
+    assert_no_leak(text, LEAKS)
 
 
 async def _shot(page: Page, name: str, shots: list[Path]) -> None:
-    OUTPUT.mkdir(exist_ok=True)
-    path = OUTPUT / f"signin-{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    shots.append(path)
+    await screenshot(page, f"signin-{name}", shots)
 
 
 async def test_local_account_sign_in_me_and_sign_out(sessions, browser, capsys) -> None:

@@ -14,26 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Page
 from sqlalchemy import select
 
 from adapters.tables import Notice, Petition, Unit
-from devstack.browser import CHROMIUM_ARGS, ensure_chromium
 from service.pages_track import TRACK_COOKIE, deadline_date
+from tests.browser_helpers import assert_no_leak, page_text, screenshot
 from tests.conftest import make_intake
 from tests.service_helpers import running_service
 from tests.test_service import client_token
 
 pytestmark = pytest.mark.servers  # Chromium and the Temporal dev server
 
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 UNIT = "QS-XFJ"
 WAIT_MS = 20_000
 BAD_CODE = "信访事项编号或查询码不正确"
@@ -42,32 +39,18 @@ LEAKS = ("Traceback", "Exception", "problem", "detail", "invalid", "token", "nul
          "handler", "acceptance", "routing", ".h1", ".head")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    chromium = await asyncio.to_thread(ensure_chromium)
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=chromium, headless=True,
-                                            args=list(CHROMIUM_ARGS))
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def _text(page: Page) -> str:
-    return " ".join((await page.inner_text("body")).split())
+    return await page_text(page)
 
 
 def _no_leak(text: str) -> None:
-    for leak in LEAKS:
-        assert leak not in text, (leak, text)
+    assert_no_leak(text, LEAKS)
 
 
 async def _shot(page: Page, name: str, shots: list[Path]) -> None:
-    OUTPUT.mkdir(exist_ok=True)
-    path = OUTPUT / f"track-{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    shots.append(path)
+    await screenshot(page, f"track-{name}", shots)
 
 
 async def _submit(page: Page, url: str, number: str, code: str) -> int:
