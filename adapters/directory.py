@@ -284,3 +284,8 @@ async def unit_facts(session: AsyncSession, code: str) -> UnitFacts | None:
 
 async def unit_profile(session: AsyncSession, code: str) -> str | None:
     return await session.scalar(select(Unit.profile).where(Unit.code == code))
+
+
+async def unit_names(session: AsyncSession) -> dict[str, str]:
+    """Every unit's name by its code: what documents and pages print, never the code."""
+    return {code: name for code, name in await session.execute(select(Unit.code, Unit.name))}

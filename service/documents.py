@@ -42,9 +42,10 @@ from activities.delivery.rendering import DocumentsRenderer, RenderContext
 from activities.notices import facts_where
 from activities.registry import check_documents
 from adapters.data_keys import vault_from_settings
+from adapters.directory import unit_names
 from adapters.document_tables import Document, content_where, filename_where
 from adapters.settings import get_settings
-from adapters.tables import Notice, Petition, TransferOrder, Unit
+from adapters.tables import Notice, Petition, TransferOrder
 from domain.models import MAX_ATTACHMENT_BYTES, PetitionIntake
 from security.query_code import query_codes_from_settings
 from security.sealing import Vault
@@ -377,7 +378,7 @@ async def notice_letter(registration_no: RegistrationNo, notice_id: NoticeIdPath
         raise _refused_reader(who)
     async with ctx.sessions() as session:
         notice = await session.get(Notice, notice_id)
-        names = {code: name for code, name in await session.execute(select(Unit.code, Unit.name))}
+        names = await unit_names(session)
     if (notice is None or notice.petition_id != row.id or notice.facts_sealed is None
             or (who.kind == "petitioner" and notice.recipient_kind != "petitioner")):
         raise Problem(404, f"no written notice {notice_id} on {registration_no}",

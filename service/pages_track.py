@@ -26,11 +26,13 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Path, Request, Response
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 
+from adapters.directory import unit_names
 from adapters.petition_client import PetitionNotFound
-from adapters.tables import Unit
-from documents.render import beijing_date as render_deadline_date
+
+# A deadline as the letters print it: one due at 24:00 is dated its last day, so the page
+# and the letter name the same day.
+from documents.render import beijing_date as deadline_date
 from domain.case import PetitionStatus
 from domain.models import ClockName, Outcome, Stage
 from domain.notice_facts import ACTION_KINDS, NoticeKind
@@ -113,12 +115,6 @@ TEMPLATE_KINDS: dict[str, str] = {**{str(a): str(k) for a, k in ACTION_KINDS.ite
                                   "hearing_scheduled": str(NoticeKind.HEARING)}
 DELIVERY_WORDS = {"sent": "已发出", "pending": "正在送达", "failed": "送达未成功，正在处理"}
 CHANNEL_WORDS = {"letter": "书面信函", "sms": "短信", "email": "电子邮件"}
-
-
-def deadline_date(at: datetime) -> str:
-    """A deadline as the letters print it (documents/render.py): one due at 24:00 is
-    dated its last day, so the page and the letter name the same day."""
-    return render_deadline_date(at)
 
 
 def beijing_date(at: datetime | str | None) -> str:
@@ -227,8 +223,8 @@ async def track_post(request: Request, ctx: Ctx,
 
 async def _unit_names(ctx: ServiceContext) -> dict[str, str]:
     async with ctx.sessions() as session:
-        rows = await session.execute(select(Unit.code, Unit.name))
-        return {code: _split_bilingual(name)[0] for code, name in rows}
+        return {code: _split_bilingual(name)[0]
+                for code, name in (await unit_names(session)).items()}
 
 
 def _stage(status: PetitionStatus) -> tuple[str, str]:

@@ -43,7 +43,8 @@ from activities.delivery.channels import (
 )
 from activities.delivery.rendering import NoticeRenderer, RenderContext
 from activities.notices import backoff, drain_batch, drain_until_stopped, facts_where
-from adapters.tables import Notice, NoticeDelivery, NoticeDeliveryAttempt, Petition, Unit
+from adapters.directory import unit_names
+from adapters.tables import Notice, NoticeDelivery, NoticeDeliveryAttempt, Petition
 from security.sealing import Vault
 
 log = logging.getLogger(__name__)
@@ -222,8 +223,7 @@ class DeliveryDrainer:
         """Unit names from the directory (`units`), re-read every few minutes."""
         if time.monotonic() - self._unit_names_at > self._unit_names_ttl:
             async with self._sessions() as session:
-                rows = await session.execute(select(Unit.code, Unit.name))
-                self._unit_names = {code: name for code, name in rows}
+                self._unit_names = await unit_names(session)
             self._unit_names_at = time.monotonic()
         return self._unit_names
 
