@@ -41,7 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import refusal_of
 from adapters.settings import get_settings
-from domain.case import PetitionStart, PetitionStatus, TimelineEntry
+from domain.case import CaseState, PetitionStart, PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE
 from domain.models import Action, Actor, Command, PetitionIntake, Role
 from domain.rules import Refusal
@@ -241,6 +241,10 @@ class PetitionClient:
     async def status(self, workflow_id: str) -> PetitionStatus:
         status: PetitionStatus = await self._query(workflow_id, PetitionWorkflow.status)
         return status
+
+    async def case(self, workflow_id: str) -> CaseState | None:
+        case: CaseState | None = await self._query(workflow_id, PetitionWorkflow.case)
+        return case
 
     async def timeline(self, workflow_id: str) -> list[TimelineEntry]:
         entries: list[TimelineEntry] = await self._query(workflow_id, PetitionWorkflow.timeline)

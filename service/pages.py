@@ -41,7 +41,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.tables import Person, Unit
-from domain.models import Role
+from domain.models import Actor, Role
+from service import i18n
 from service.auth.oidc import OidcVerifier
 from service.auth.principal import SESSION_COOKIE, staff_actor
 from service.auth.routes import _staff_token
@@ -87,9 +88,19 @@ def page_settings() -> PageSettings:
     return PageSettings()
 
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
-    autoescape=select_autoescape(["html"]), auto_reload=False)
+@lru_cache(maxsize=len(i18n.LANGUAGES))
+def templates(language: str) -> Environment:
+    """The pages' templates in `language` (`{% trans %}`, `_()`; service/i18n.py)."""
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+        autoescape=select_autoescape(["html"]), auto_reload=False,
+        extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def language(request: Request | None) -> str:
+    return i18n.language_of(request.cookies.get(i18n.LANG_COOKIE) if request else None)
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -101,9 +112,13 @@ SECURITY_HEADERS = {
 }
 
 
-def render(template: str, status: int = 200, headers: dict[str, str] | None = None,
-           **values: Any) -> HTMLResponse:
-    html = _templates.get_template(template).render(**values)
+def render(template: str, status: int = 200, headers: dict[str, str] | None = None, *,
+           request: Request | None = None, **values: Any) -> HTMLResponse:
+    """A page in the request's language (Chinese without a request)."""
+    lang = language(request)
+    html = templates(lang).get_template(template).render(
+        lang=lang, html_lang=i18n.HTML_LANG[lang],
+        here=request.url.path if request else "/", **values)
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
@@ -233,8 +248,17 @@ async def _session_person(request: Request, ctx: ServiceContext) -> tuple[str, s
     return claims.subject, str(method or "pwd")
 
 
-def _signed_in(request: Request, token: str, lifetime: int) -> Response:
-    response = RedirectResponse("/me", status_code=303, headers=SECURITY_HEADERS)
+def safe_next(target: str | None, default: str = "/me") -> str:
+    """Where to go after signing in: a path on this site only (never an open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target or len(target) > 512:
+        return default
+    return target
+
+
+def _signed_in(request: Request, token: str, lifetime: int, target: str | None = None
+               ) -> Response:
+    response = RedirectResponse(safe_next(target), status_code=303, headers=SECURITY_HEADERS)
     _set_cookie(response, request, SESSION_COOKIE, token, lifetime)
     return response
 
@@ -251,12 +275,15 @@ def _split_bilingual(text: str | None) -> tuple[str, str]:
 
 
 def _signin_page(request: Request, ctx: ServiceContext, *, status: int = 200,
-                 error: str = "", username: str = "",
+                 error: str = "", username: str = "", target: str | None = None,
                  headers: dict[str, str] | None = None) -> Response:
     token, fresh = _csrf(request, ctx)
-    page = render("signin.html", status, headers, heading="工作人员登录", error=error,
-                  username=username, csrf_token=token, action=request.url_for("signin_post").path,
-                  oidc=ctx.oidc is not None, oidc_url=request.url_for("signin_oidc").path)
+    target = safe_next(target or request.query_params.get("next"), "")
+    oidc_url = request.url_for("signin_oidc").path
+    page = render("signin.html", status, headers, request=request, heading="工作人员登录",
+                  error=error, username=username, csrf_token=token, next=target,
+                  action=request.url_for("signin_post").path, oidc=ctx.oidc is not None,
+                  oidc_url=f"{oidc_url}?{urlencode({'next': target})}" if target else oidc_url)
     return _with_csrf_cookie(page, request, fresh)
 
 
@@ -269,7 +296,8 @@ async def signin_page(request: Request, ctx: Ctx) -> Response:
 async def signin_post(request: Request, ctx: Ctx,
                       username: Annotated[str, Form()] = "",
                       password: Annotated[str, Form()] = "",
-                      csrf_token: Annotated[str, Form()] = "") -> Response:
+                      csrf_token: Annotated[str, Form()] = "",
+                      next: Annotated[str, Form()] = "") -> Response:
     username = username.strip()
     if not _csrf_ok(request, ctx, csrf_token):
         return _signin_page(request, ctx, status=400, username=username,
@@ -293,7 +321,7 @@ async def signin_post(request: Request, ctx: Ctx,
             return _signin_page(request, ctx, status=401, username=username,
                                 error=BAD_CREDENTIALS)
         raise
-    return _signed_in(request, answer.access_token, answer.expires_in)
+    return _signed_in(request, answer.access_token, answer.expires_in, next)
 
 
 # ------------------------------------------------------------------- OpenID Connect
@@ -350,7 +378,7 @@ def _oidc_failed(status: int = 400) -> HTMLResponse:
 
 
 @router.get("/signin/oidc", name="signin_oidc")
-async def signin_oidc(request: Request, ctx: Ctx) -> Response:
+async def signin_oidc(request: Request, ctx: Ctx, next: str = "") -> Response:
     if ctx.oidc is None:
         return _oidc_off()
     try:
@@ -368,7 +396,8 @@ async def signin_oidc(request: Request, ctx: Ctx) -> Response:
     endpoint = str(provider["authorization_endpoint"])
     response = RedirectResponse(f"{endpoint}{'&' if '?' in endpoint else '?'}{query}",
                                 status_code=303, headers=SECURITY_HEADERS)
-    _set_cookie(response, request, FLOW_COOKIE, _sign_flow(ctx, {"st": state, "n": nonce}),
+    _set_cookie(response, request, FLOW_COOKIE, _sign_flow(ctx, {"st": state, "n": nonce,
+                                                              "nx": safe_next(next, "")}),
                 FLOW_MINUTES * 60, path=FLOW_PATH)
     return response
 
@@ -431,7 +460,8 @@ async def oidc_callback(request: Request, ctx: Ctx, state: str = "", code: str =
             subtitle="Not staff of the directory"), request)
     token, lifetime = ctx.tokens.issue(
         "staff", username, timedelta(minutes=ctx.settings.staff_token_minutes), amr="oidc")
-    return _forget_flow(_signed_in(request, token, lifetime), request)
+    return _forget_flow(_signed_in(request, token, lifetime, str(flow.get("nx") or "")),
+                        request)
 
 
 # ------------------------------------------------------------------- who is signed in
@@ -480,3 +510,46 @@ async def signout(request: Request, ctx: Ctx,
                            secure=_secure(request))
     return response
 
+
+
+# ------------------------------------------------------------------- language switch
+
+
+@router.get("/lang/{code}", name="switch_language")
+async def switch_language(request: Request, code: str, next: str = "/") -> Response:
+    """Sets the pages' language and goes back to the page it was asked from (a path on
+    this site only: never an open redirect)."""
+    if code not in i18n.LANGUAGES:
+        code = i18n.DEFAULT
+    if not next.startswith("/") or next.startswith("//") or "\\" in next:
+        next = "/"
+    response = RedirectResponse(next, status_code=303, headers=SECURITY_HEADERS)
+    response.set_cookie(i18n.LANG_COOKIE, code, max_age=365 * 86400, path="/",
+                        httponly=True, samesite="lax", secure=_secure(request))
+    return response
+
+
+# ------------------------------------------------------------------- staff pages
+
+
+async def signed_in_staff(request: Request, ctx: ServiceContext) -> Actor | None:
+    """The member of staff of the session cookie, as the directory has them now."""
+    found = await _session_person(request, ctx)
+    return None if found is None else await staff_actor(ctx, found[0])
+
+
+def to_signin(request: Request) -> Response:
+    """A staff page asked without a session: to the sign-in page, then back here."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/signin?{urlencode({'next': target})}", status_code=303,
+                            headers=SECURITY_HEADERS)
+
+
+async def staff_frame(ctx: ServiceContext, actor: Actor) -> dict[str, str]:
+    """What staff_base.html shows of the signed-in person: name, role and unit by name."""
+    async with ctx.sessions() as session:
+        person = await session.get(Person, actor.id)
+        unit = await session.get(Unit, actor.unit) if actor.unit else None
+    role_zh, _ = ROLE_NAMES.get(actor.role, (str(actor.role), ""))
+    return {"id": actor.id, "name": person.name if person else actor.id, "role_name": role_zh,
+            "unit_name": _split_bilingual(unit.name if unit else actor.unit)[0]}

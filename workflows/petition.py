@@ -255,6 +255,12 @@ class PetitionWorkflow(RecordsAndNotices):
         return projections.status(self._state, workflow.now())
 
     @workflow.query
+    def case(self) -> CaseState | None:
+        """The whole case, for the pages that offer exactly `allowed_actions(case, actor)`
+        and explain each deadline's counting (None: not registered yet)."""
+        return self._state
+
+    @workflow.query
     def timeline(self) -> list[TimelineEntry]:
         return [] if self._state is None else self._state.timeline
 
