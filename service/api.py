@@ -168,43 +168,52 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return value
 
 
-def _action_route(action: Action) -> Callable[..., Awaitable[PetitionStatus]]:
-    command_type = TABLE[action].command
+async def take_action(ctx: ServiceContext, who: Principal, registration_no: str,
+                      action: Action, body: dict[str, Any], request_id: str) -> PetitionStatus:
+    """One person's action on one case, as the API and the pages take it: the actor from
+    the verified identity and the directory, the payload validated against the action's
+    command, refusals audited. Raises Problem (404, 409 refused, 422 invalid, 503)."""
+    row = await case_row(ctx, registration_no)
+    actor, refusal = await actor_for(ctx, who, row, action)
+    if refusal is not None:
+        await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
+                            str(refusal), via="service")
+        raise refused(refusal)
+    assert actor is not None
+    for name in ("actor", "request_id"):
+        if name in body:
+            raise Problem(422, f"{name} is set by the service from the verified "
+                          "identity and the Idempotency-Key header", kind="validation",
+                          field=name)
+    try:
+        command = TABLE[action].command.model_validate(
+            {**body, "actor": actor, "request_id": request_id})
+    except ValidationError as err:
+        raise from_validation_error(err) from None
+    try:
+        status = await ctx.petitions.act(row.workflow_id, command)
+    except ActionRefused as err:
+        await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
+                            str(err.refusal), via="update")
+        raise refused(err.refusal) from None
+    except PetitionNotFound:
+        raise Problem(404, f"no running petition {registration_no}",
+                      kind="not-found") from None
+    assert status is not None
+    return status
 
+
+def _action_route(action: Action) -> Callable[..., Awaitable[PetitionStatus]]:
     async def act(registration_no: RegistrationNo, request: Request, who: Caller,
                   ctx: Ctx,
                   idempotency_key: Annotated[str | None, Header(
                       alias="Idempotency-Key", pattern=REQUEST_ID)] = None) -> PetitionStatus:
-        row = await case_row(ctx, registration_no)
         request_id = idempotency_key or uuid.uuid4().hex
-        actor, refusal = await actor_for(ctx, who, row, action)
-        if refusal is not None:
-            await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
-                                str(refusal), via="service")
-            raise refused(refusal)
-        assert actor is not None
-        body = await _json_object(request)
-        for name in ("actor", "request_id"):
-            if name in body:
-                raise Problem(422, f"{name} is set by the service from the verified "
-                              "identity and the Idempotency-Key header", kind="validation",
-                              field=name)
-        try:
-            command = command_type.model_validate(
-                {**body, "actor": actor, "request_id": request_id})
-        except ValidationError as err:
-            raise from_validation_error(err) from None
-        try:
-            status = await ctx.petitions.act(row.workflow_id, command)
-        except ActionRefused as err:
-            await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
-                                str(err.refusal), via="update")
-            raise refused(err.refusal) from None
-        except PetitionNotFound:
-            raise Problem(404, f"no running petition {registration_no}",
-                          kind="not-found") from None
-        assert status is not None
-        return status
+        # The case and the caller's part in it first: a stranger learns nothing of the body.
+        row = await case_row(ctx, registration_no)
+        _, refusal = await actor_for(ctx, who, row, action)
+        body = {} if refusal is not None else await _json_object(request)
+        return await take_action(ctx, who, registration_no, action, body, request_id)
 
     act.__name__ = f"act_{action.value}"
     return act

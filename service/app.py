@@ -11,7 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
 from security.blind_index import index_from_settings
-from service import api, documents, pages, pages_track, problems
+from service import (
+    api,
+    documents,
+    pages,
+    pages_approvals,
+    pages_dashboard,
+    pages_intake,
+    pages_track,
+    pages_workbench,
+    problems,
+)
 from service.auth import routes as auth_routes
 from service.auth.oidc import OidcVerifier
 from service.auth.tokens import TokenIssuer, token_ring
@@ -45,6 +55,10 @@ def create_app(settings: ServiceSettings, *, sessions: async_sessionmaker[AsyncS
     app.include_router(documents.router)
     app.include_router(pages.router)
     app.include_router(pages_track.router)
+    app.include_router(pages_intake.router)
+    app.include_router(pages_workbench.router)
+    app.include_router(pages_approvals.router)
+    app.include_router(pages_dashboard.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

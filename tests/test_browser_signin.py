@@ -26,7 +26,7 @@ from devstack.keycloak import KeycloakServer, start_keycloak
 from devstack.temporal_server import free_port
 from service.accounts_cmd import set_password
 from service.pages import CSRF_COOKIE, SESSION_COOKIE
-from tests.browser_helpers import assert_no_leak, page_text, screenshot
+from tests.browser_helpers import assert_accessible, assert_no_leak, page_text, screenshot
 from tests.service_helpers import running_service
 
 pytestmark = pytest.mark.servers  # Chromium, and a Keycloak of its own for (b)
@@ -80,6 +80,7 @@ async def test_local_account_sign_in_me_and_sign_out(sessions, browser, capsys) 
             # No issuer configured: no single sign-on button.
             assert "使用统一身份认证登录" not in text
             await _shot(page, "local", shots)
+            await assert_accessible(page, "/signin")
 
             # A wrong password: a Chinese error, the id kept, no session.
             await page.get_by_label("人员编号").fill(PERSON)
