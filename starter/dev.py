@@ -24,6 +24,7 @@ from devstack.temporal_cli import ProvisioningError
 from devstack.temporal_server import DEV_PORT, DEV_UI_PORT, start_dev_server
 from devstack.temporal_ui import resolve_ui_server, start_ui_server
 from security.codec_server import CodecServer
+from starter.dev_accounts import addresses_and_sign_ins, dev_password, provision_sign_ins
 from starter.intake import read_intake, submit
 from starter.runtime import (
     SAMPLE_DIRECTORY,
@@ -36,11 +37,15 @@ from starter.runtime import (
 from worker import data_converter, run_worker
 
 
-async def _submit_samples(rt: Runtime, client: Client, folder: Path) -> None:
+async def _submit_samples(rt: Runtime, client: Client, folder: Path) -> str | None:
+    """Submits the sample petitions; answers the first one's registration number."""
+    first: str | None = None
     for path in sorted(folder.glob("*.json")):  # noqa: ASYNC240 - a handful of small files
         status = await submit(client, rt.sessions, read_intake(path),
                               task_queue=rt.settings.task_queue)
         print(f"  {status.registration_no:<24} {status.stage or 'attached'}  {path.name}")
+        first = first or status.registration_no
+    return first
 
 
 DEMO_WHEN_FEWER_THAN = 100  # petitions: the first run gets a realistic load, later runs keep theirs
@@ -105,11 +110,16 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             service = asyncio.create_task(_serve(rt, env.client, keycloak, stop))
             await asyncio.sleep(1)
             print("sample petitions:")
-            await _submit_samples(rt, env.client, samples)
+            first = await _submit_samples(rt, env.client, samples)
+            password = dev_password(project_data_dir())
             # 127.0.0.1, not localhost: the codec server's sign-in cookie (127.0.0.1:8081) is
             # only sent to a UI of the same site, and decrypted payloads need it.
-            print(f"\nWeb UI: http://127.0.0.1:{DEV_UI_PORT}  (sign in to decrypt: http://"
-                  f"127.0.0.1:{rt.settings.codec_server_port}/login; Ctrl-C stops the stack)")
+            print(addresses_and_sign_ins(
+                service_url=f"http://127.0.0.1:{SERVICE_PORT}",
+                ui_url=f"http://127.0.0.1:{DEV_UI_PORT}",
+                codec_login=codec.login_url if codec else None,
+                keycloak=keycloak.issuer if keycloak else None, password=password,
+                sign_ins=await provision_sign_ins(rt.sessions, password), petition=first))
             demo = asyncio.create_task(_demo(rt, env.client, demo_count))
             with contextlib.suppress(asyncio.CancelledError):
                 await stop.wait()
@@ -143,7 +153,7 @@ async def _serve(rt: Runtime, client: Client, keycloak: KeycloakServer | None,
 
     install_redaction()  # after uvicorn set up its loggers: their handlers get the filter
     serving = asyncio.create_task(server.serve())
-    print(f"petition service: http://localhost:{SERVICE_PORT}/docs")
+    print(f"petition service: http://127.0.0.1:{SERVICE_PORT}")
     await stop.wait()
     server.should_exit = True
     await serving
