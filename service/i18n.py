@@ -58,3 +58,8 @@ def language_of(cookie: str | None) -> str:
 def gettext(language: str, message: str) -> str:
     """One message in `language`, for text built in Python (flash messages, refusals)."""
     return translations(language).gettext(message)
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark, translate later"
+    """Marks a message for the catalogues; the template translates it when rendering."""
+    return message

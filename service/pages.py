@@ -48,6 +48,7 @@ from service.auth.principal import SESSION_COOKIE, staff_actor
 from service.auth.routes import _staff_token
 from service.auth.tokens import TokenError
 from service.context import ServiceContext, context
+from service.i18n import N_
 from service.params import KEY_PATTERN
 from service.problems import Problem
 
@@ -68,7 +69,7 @@ ROLE_NAMES = {
     Role.SUPERVISOR: ("督查人员", "Supervisor"),
     Role.INTAKE_CLERK: ("登记人员", "Intake clerk"),
 }
-BAD_CREDENTIALS = "人员编号或密码不正确。"
+BAD_CREDENTIALS = N_("人员编号或密码不正确。")
 
 Ctx = Annotated[ServiceContext, Depends(context)]
 
@@ -123,9 +124,13 @@ def render(template: str, status: int = 200, headers: dict[str, str] | None = No
 
 
 def message_page(status: int, heading: str, message: str, *, subtitle: str = "",
-                 link: str = "/signin", link_text: str = "返回登录页",
-                 headers: dict[str, str] | None = None) -> HTMLResponse:
-    return render("message.html", status, headers, heading=heading, subtitle=subtitle,
+                 link: str = "/signin", link_text: str = N_("返回登录页"),
+                 headers: dict[str, str] | None = None,
+                 request: Request | None = None) -> HTMLResponse:
+    """A message in the request's language: `heading`, `message` and `link_text` are
+    catalogue ids (marked with N_). `subtitle`: kept for callers, not shown."""
+    return render("message.html", status, headers, request=request, heading=heading,
+                  subtitle=subtitle,
                   message=message, link=link, link_text=link_text)
 
 
@@ -140,20 +145,22 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError:
-                return message_page(400, "请求无效", "提交的内容不完整或格式不正确，请返回重试。",
-                                    subtitle="Invalid request")
+                return message_page(400, N_("请求无效"),
+                                    N_("提交的内容不完整或格式不正确，请返回重试。"),
+                                    request=request)
             except Problem as problem:
                 if problem.status == 503:
-                    return message_page(503, "服务暂不可用",
-                                        "系统暂时无法处理您的请求，请稍后再试。",
-                                        subtitle="Service unavailable")
+                    return message_page(503, N_("服务暂不可用"),
+                                        N_("系统暂时无法处理您的请求，请稍后再试。"),
+                                        request=request)
                 return message_page(problem.status if problem.status < 500 else 500,
-                                    "无法完成请求", "您的请求未能完成，请返回重试。",
-                                    subtitle="Request not completed")
+                                    N_("无法完成请求"), N_("您的请求未能完成，请返回重试。"),
+                                    request=request)
             except Exception:
                 LOG.exception("sign-in page %s failed", request.url.path)
-                return message_page(500, "系统错误", "系统暂时出现问题，请稍后再试。"
-                                    "如问题持续，请联系系统管理员。", subtitle="Server error")
+                return message_page(500, N_("系统错误"), N_(
+                    "系统暂时出现问题，请稍后再试。如问题持续，请联系系统管理员。"),
+                    request=request)
 
         return page
 
@@ -276,12 +283,14 @@ def _split_bilingual(text: str | None) -> tuple[str, str]:
 
 def _signin_page(request: Request, ctx: ServiceContext, *, status: int = 200,
                  error: str = "", username: str = "", target: str | None = None,
-                 headers: dict[str, str] | None = None) -> Response:
+                 headers: dict[str, str] | None = None,
+                 error_args: dict[str, Any] | None = None) -> Response:
     token, fresh = _csrf(request, ctx)
     target = safe_next(target or request.query_params.get("next"), "")
     oidc_url = request.url_for("signin_oidc").path
-    page = render("signin.html", status, headers, request=request, heading="工作人员登录",
-                  error=error, username=username, csrf_token=token, next=target,
+    page = render("signin.html", status, headers, request=request, heading=N_("工作人员登录"),
+                  error=error, error_args=error_args, username=username, csrf_token=token,
+                  next=target,
                   action=request.url_for("signin_post").path, oidc=ctx.oidc is not None,
                   oidc_url=f"{oidc_url}?{urlencode({'next': target})}" if target else oidc_url)
     return _with_csrf_cookie(page, request, fresh)
@@ -301,10 +310,10 @@ async def signin_post(request: Request, ctx: Ctx,
     username = username.strip()
     if not _csrf_ok(request, ctx, csrf_token):
         return _signin_page(request, ctx, status=400, username=username,
-                            error="页面已过期，请重新输入后登录。")
+                            error=N_("页面已过期，请重新输入后登录。"))
     if not username or not password:
         return _signin_page(request, ctx, status=400, username=username,
-                            error="请输入人员编号和密码。")
+                            error=N_("请输入人员编号和密码。"))
     if len(username) > 64 or not re.match(KEY_PATTERN, username) or len(password) > 256:
         return _signin_page(request, ctx, status=401, error=BAD_CREDENTIALS)
     try:
@@ -316,7 +325,8 @@ async def signin_post(request: Request, ctx: Ctx,
             return _signin_page(
                 request, ctx, status=401, username=username,
                 headers={"Retry-After": str(wait)},
-                error=f"连续多次密码错误，账号已暂时锁定，请 {minutes} 分钟后再试。")
+                error=N_("连续多次密码错误，账号已暂时锁定，请 %(minutes)s 分钟后再试。"),
+                error_args={"minutes": minutes})
         if refused.status == 401:
             return _signin_page(request, ctx, status=401, username=username,
                                 error=BAD_CREDENTIALS)
@@ -359,33 +369,33 @@ def _pkce(ctx: ServiceContext, state: str) -> tuple[str, str]:
     return verifier, challenge
 
 
-def _oidc_off() -> HTMLResponse:
-    return message_page(404, "未启用统一身份认证",
-                        "本系统未配置统一身份认证，请使用本地账号登录。",
-                        subtitle="Single sign-on is not configured")
+def _oidc_off(request: Request) -> HTMLResponse:
+    return message_page(404, N_("未启用统一身份认证"),
+                        N_("本系统未配置统一身份认证，请使用本地账号登录。"),
+                        request=request)
 
 
-def _provider_unreachable() -> HTMLResponse:
-    return message_page(503, "统一身份认证暂不可用",
-                        "暂时无法连接统一身份认证服务，请稍后再试，或使用本地账号登录。",
-                        subtitle="Identity provider unavailable")
+def _provider_unreachable(request: Request) -> HTMLResponse:
+    return message_page(503, N_("统一身份认证暂不可用"),
+                        N_("暂时无法连接统一身份认证服务，请稍后再试，或使用本地账号登录。"),
+                        request=request)
 
 
-def _oidc_failed(status: int = 400) -> HTMLResponse:
-    return message_page(status, "统一身份认证登录未完成",
-                        "登录请求已失效或未通过验证，请重新登录。",
-                        subtitle="Sign-in not completed")
+def _oidc_failed(request: Request, status: int = 400) -> HTMLResponse:
+    return message_page(status, N_("统一身份认证登录未完成"),
+                        N_("登录请求已失效或未通过验证，请重新登录。"),
+                        request=request)
 
 
 @router.get("/signin/oidc", name="signin_oidc")
 async def signin_oidc(request: Request, ctx: Ctx, next: str = "") -> Response:
     if ctx.oidc is None:
-        return _oidc_off()
+        return _oidc_off(request)
     try:
         provider = await _provider(ctx.oidc.issuer)
     except (httpx.HTTPError, ValueError) as err:
         LOG.warning("OIDC discovery of %s failed: %s", ctx.oidc.issuer, err)
-        return _provider_unreachable()
+        return _provider_unreachable(request)
     state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     _, challenge = _pkce(ctx, state)
     query = urlencode({
@@ -412,17 +422,18 @@ def _forget_flow(response: Response, request: Request) -> Response:
 async def oidc_callback(request: Request, ctx: Ctx, state: str = "", code: str = "",
                         error: str = "", iss: str = "") -> Response:
     if ctx.oidc is None:
-        return _oidc_off()
+        return _oidc_off(request)
     flow = _read_flow(ctx, request.cookies.get(FLOW_COOKIE))
     if flow is None or not state or not hmac.compare_digest(str(flow.get("st", "")), state):
-        return _forget_flow(_oidc_failed(), request)
+        return _forget_flow(_oidc_failed(request), request)
     if error:
         LOG.info("the provider answered the sign-in with error %s", error[:100])
         return _forget_flow(message_page(
-            401, "统一身份认证登录未完成", "您已取消登录，或统一身份认证服务拒绝了本次登录。",
-            subtitle="Sign-in cancelled or refused"), request)
+            401, N_("统一身份认证登录未完成"),
+            N_("您已取消登录，或统一身份认证服务拒绝了本次登录。"),
+            request=request), request)
     if not code or (iss and iss.rstrip("/") != ctx.oidc.issuer):
-        return _forget_flow(_oidc_failed(), request)
+        return _forget_flow(_oidc_failed(request), request)
     settings = page_settings()
     try:
         provider = await _provider(ctx.oidc.issuer)
@@ -435,10 +446,10 @@ async def oidc_callback(request: Request, ctx: Ctx, state: str = "", code: str =
                 headers={"Accept": "application/json"})
     except (httpx.HTTPError, ValueError) as err:
         LOG.warning("OIDC token exchange with %s failed: %s", ctx.oidc.issuer, err)
-        return _forget_flow(_provider_unreachable(), request)
+        return _forget_flow(_provider_unreachable(request), request)
     if answer.status_code != 200:
         LOG.info("OIDC token exchange refused: %s %s", answer.status_code, answer.text[:200])
-        return _forget_flow(_oidc_failed(), request)
+        return _forget_flow(_oidc_failed(request), request)
     try:
         tokens = dict(answer.json())
         access = await ctx.oidc.verify(str(tokens["access_token"]))
@@ -447,17 +458,18 @@ async def oidc_callback(request: Request, ctx: Ctx, state: str = "", code: str =
                                             jwks_url).verify(str(tokens["id_token"]))
     except (KeyError, ValueError, TokenError) as err:
         LOG.info("OIDC tokens refused: %s", err)
-        return _forget_flow(_oidc_failed(), request)
+        return _forget_flow(_oidc_failed(request), request)
     nonce = str(identity.get("nonce", ""))
     if not nonce or not hmac.compare_digest(nonce, str(flow.get("n", ""))) \
             or identity.get("sub") != access.get("sub"):
-        return _forget_flow(_oidc_failed(), request)
+        return _forget_flow(_oidc_failed(request), request)
     username = str(identity.get("preferred_username") or access.get("preferred_username") or "")
     if not username or await staff_actor(ctx, username) is None:
         LOG.info("OIDC sign-in of %r refused: not staff in the directory", username[:64])
         return _forget_flow(message_page(
-            403, "无权登录", "您的统一身份认证账号不是本系统登记的工作人员，请联系系统管理员。",
-            subtitle="Not staff of the directory"), request)
+            403, N_("无权登录"),
+            N_("您的统一身份认证账号不是本系统登记的工作人员，请联系系统管理员。"),
+            request=request), request)
     token, lifetime = ctx.tokens.issue(
         "staff", username, timedelta(minutes=ctx.settings.staff_token_minutes), amr="oidc")
     return _forget_flow(_signed_in(request, token, lifetime, str(flow.get("nx") or "")),
@@ -468,8 +480,8 @@ async def oidc_callback(request: Request, ctx: Ctx, state: str = "", code: str =
 
 
 def _not_signed_in(request: Request) -> Response:
-    page = message_page(401, "尚未登录", "您尚未登录，或登录已过期，请重新登录。",
-                        subtitle="Not signed in")
+    page = message_page(401, N_("尚未登录"), N_("您尚未登录，或登录已过期，请重新登录。"),
+                        request=request)
     if request.cookies.get(SESSION_COOKIE):
         page.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
                            secure=_secure(request))
@@ -492,9 +504,9 @@ async def me(request: Request, ctx: Ctx) -> Response:
     unit_zh, unit_en = _split_bilingual(unit.name if unit else actor.unit)
     title_zh, _ = _split_bilingual(person.title)
     token, fresh = _csrf(request, ctx)
-    page = render("me.html", heading="已登录", name=person.name, person_id=person.id,
+    page = render("me.html", heading=N_("已登录"), name=person.name, person_id=person.id,
                   role=role_zh, role_en=role_en, title=title_zh, unit=unit_zh, unit_en=unit_en,
-                  method="统一身份认证" if method == "oidc" else "本地账号",
+                  method=N_("统一身份认证") if method == "oidc" else N_("本地账号"),
                   csrf_token=token, signout_action=request.url_for("signout").path)
     return _with_csrf_cookie(page, request, fresh)
 
@@ -503,8 +515,8 @@ async def me(request: Request, ctx: Ctx) -> Response:
 async def signout(request: Request, ctx: Ctx,
                   csrf_token: Annotated[str, Form()] = "") -> Response:
     if not _csrf_ok(request, ctx, csrf_token):
-        return message_page(400, "无法退出登录", "页面已过期，请返回后重试。",
-                            subtitle="Page expired", link="/me", link_text="返回")
+        return message_page(400, N_("无法退出登录"), N_("页面已过期，请返回后重试。"),
+                            request=request, link="/me", link_text=N_("返回"))
     response = RedirectResponse("/signin", status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
                            secure=_secure(request))

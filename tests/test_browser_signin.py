@@ -82,6 +82,16 @@ async def test_local_account_sign_in_me_and_sign_out(sessions, browser, capsys) 
             await _shot(page, "local", shots)
             await assert_accessible(page, "/signin")
 
+            # The English switch, and back: the same page, every word translated.
+            await page.get_by_role("link", name="English").click()
+            await page.get_by_role("heading", name="Staff sign-in").wait_for(timeout=WAIT_MS)
+            text = await _text(page)
+            assert "Person id" in text and "Password" in text and "登录" not in text
+            await _shot(page, "local-english", shots)
+            await assert_accessible(page, "/signin in English")
+            await page.get_by_role("link", name="中文").click()
+            await page.get_by_role("heading", name="工作人员登录").wait_for(timeout=WAIT_MS)
+
             # A wrong password: a Chinese error, the id kept, no session.
             await page.get_by_label("人员编号").fill(PERSON)
             await page.get_by_label("密码").fill("not the password")

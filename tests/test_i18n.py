@@ -16,7 +16,7 @@ from service.pages import templates
 SERVICE = Path(__file__).resolve().parent.parent / "service"
 METHODS = [("templates/**.html", "jinja2"), ("**.py", "python")]
 OPTIONS = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
-KEYWORDS = {"_": None, "gettext": (2,), "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "gettext": (2,), "ngettext": (1, 2)}
 
 
 def marked_messages() -> dict[str, str]:
