@@ -79,14 +79,13 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    distinct,
     exists,
     func,
-    literal,
     literal_column,
     not_,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,8 +101,9 @@ from adapters.tables import (
 from domain.models import Action, ClockName, HearingOutcome, Satisfaction, Stage
 from reports.periods import ReportPeriod
 
-__all__ = ["RATES", "Figures", "Rate", "ReportTree", "RollUp", "UnitTree", "UnknownUnitError",
-           "compute_figures", "load_report_tree", "load_unit_tree"]
+__all__ = ["COUNT_KEYS", "FIGURE_KEYS", "RATES", "CountedItem", "Figures", "Rate", "ReportTree",
+           "RollUp", "UnitTree", "UnknownUnitError", "compute_figures", "counted_items",
+           "load_report_tree", "load_unit_tree"]
 
 P = Petition.__table__
 E = PetitionEvent.__table__
@@ -488,8 +488,38 @@ def _n(condition: Any) -> Any:
     return func.count().filter(condition)
 
 
-def _cohort_query(units: Sequence[str], bureaus: Sequence[str], period: ReportPeriod,
-                  as_of: datetime) -> Any:
+@dataclass(frozen=True)
+class _Items:
+    """The rows a group of figures counts: one per counted item (a cohort petition, a
+    transfer, a bureau's routing of a petition, an escalated petition, a petition paid
+    assistance, a hearing held), each with the unit it counts for, its petition and, per
+    figure, the condition under which it counts in that figure (`flags`; `sums`: amounts
+    added up instead). A figure is the number of its rows (`totals`); the cases behind it
+    are those very rows (`listed`): one definition, so the two cannot drift apart."""
+
+    source: Any  # the FROM clause
+    unit: Any
+    petition: Any
+    flags: dict[str, Any]
+    sums: dict[str, Any] = field(default_factory=dict)
+
+    def totals(self) -> Any:
+        return (select(self.unit.label("unit"),
+                       *(_n(flag).label(key) for key, flag in self.flags.items()),
+                       *(func.coalesce(func.sum(value), 0).label(key)
+                         for key, value in self.sums.items()))
+                .select_from(self.source).group_by(self.unit))
+
+    def listed(self, counted: Any, met: Any, units: Sequence[str]) -> Any:
+        return (select(self.petition.label("petition_id"), self.unit.label("unit"),
+                       case((met, True), else_=False).label("met"),
+                       *(value.label(key) for key, value in self.sums.items()))
+                .select_from(self.source).where(counted, self.unit.in_(units))
+                .order_by(self.petition, self.unit))
+
+
+def _cohort_items(units: Sequence[str], bureaus: Sequence[str], period: ReportPeriod,
+                  as_of: datetime) -> _Items:
     unit = _petition_unit().label("unit")
     cohort = (
         select(P.c.id, P.c.workflow_id, unit, P.c.holding_unit, P.c.stage, P.c.profile,
@@ -531,42 +561,43 @@ def _cohort_query(units: Sequence[str], bureaus: Sequence[str], period: ReportPe
                           c.holding_unit.not_in(bureaus))
     replied = c.replied_at.is_not(None)
 
-    return (
-        select(
-            c.unit,
-            func.count().label("registered"),
-            _n(and_(measured, or_(ev.c.decided_at <= c.acceptance_due,
-                                  c.acceptance_due.is_(None)))).label("accept_timely"),
-            _n(or_(measured, undecided_late)).label("accept_due"),
-            _n(c.replied_at <= c.handling_due).label("complete_on_time"),
-            _n(and_(c.handling_due.is_not(None),
-                    or_(replied, and_(c.stage.in_(_values(AWAITING_REPLY)),
-                                      c.handling_due < as_of)))).label("complete_due"),
-            _n(and_(procuratorate, ev.c.first_reply_at <= due7)).label("reply7_met"),
-            _n(and_(procuratorate, or_(ev.c.first_reply_at.is_not(None),
-                                       and_(still_open, due7 < as_of)))).label("reply7_due"),
-            _n(and_(procuratorate, ev.c.result_at <= due3)).label("settle3_met"),
-            _n(and_(procuratorate, or_(ev.c.result_at.is_not(None),
-                                       and_(still_open, due3 < as_of)))).label("settle3_due"),
-            _n(c.satisfaction.in_(_values(CONTENT))).label("content"),
-            _n(c.satisfaction.is_not(None)).label("rated"),
-            _n(and_(replied, closed, c.reviewed.is_(False))).label("resolved_first_time"),
-            _n(and_(replied, or_(closed, c.reviewed.is_(True)))).label("opinions_settled"),
-            _n(or_(c.repeat_of.is_not(None), c.repeat_visits > 0)).label("repeats"),
-            _n(still_open).label("open_cases"),
-            _n(closed).label("closed"),
-            _n(ev.c.diverted.is_(True)).label("diversions"),
-        )
-        .select_from(cohort.outerjoin(ev, ev.c.workflow_id == c.workflow_id))
-        .group_by(c.unit)
-    )
+    flags = {
+        "registered": true(),
+        "accept_timely": and_(measured, or_(ev.c.decided_at <= c.acceptance_due,
+                                            c.acceptance_due.is_(None))),
+        "accept_due": or_(measured, undecided_late),
+        "complete_on_time": c.replied_at <= c.handling_due,
+        "complete_due": and_(c.handling_due.is_not(None),
+                             or_(replied, and_(c.stage.in_(_values(AWAITING_REPLY)),
+                                               c.handling_due < as_of))),
+        "reply7_met": and_(procuratorate, ev.c.first_reply_at <= due7),
+        "reply7_due": and_(procuratorate, or_(ev.c.first_reply_at.is_not(None),
+                                              and_(still_open, due7 < as_of))),
+        "settle3_met": and_(procuratorate, ev.c.result_at <= due3),
+        "settle3_due": and_(procuratorate, or_(ev.c.result_at.is_not(None),
+                                               and_(still_open, due3 < as_of))),
+        "content": c.satisfaction.in_(_values(CONTENT)),
+        "rated": c.satisfaction.is_not(None),
+        "resolved_first_time": and_(replied, closed, c.reviewed.is_(False)),
+        "opinions_settled": and_(replied, or_(closed, c.reviewed.is_(True))),
+        "repeats": or_(c.repeat_of.is_not(None), c.repeat_visits > 0),
+        "open_cases": still_open,
+        "closed": closed,
+        "diversions": ev.c.diverted.is_(True),
+    }
+    return _Items(cohort.outerjoin(ev, ev.c.workflow_id == c.workflow_id), c.unit, c.id, flags)
 
 
-def _routing_query(units: Sequence[str], bureaus: Sequence[str], period: ReportPeriod,
-                   as_of: datetime) -> Any:
-    """Transfers of the cohort's petitions by the unit that made them, and each bureau's
-    routing: its first transfer of a petition, late when a routing deadline of that
-    bureau on that petition had expired before it.
+def _one(value: int) -> Any:
+    return literal_column(str(value), Integer)
+
+
+def _routing_items(units: Sequence[str], bureaus: Sequence[str], period: ReportPeriod,
+                   as_of: datetime) -> _Items:
+    """Each transfer of a cohort petition, by the unit that made it; each bureau's routing
+    of a petition (its first transfer of it), late when a routing deadline of that bureau
+    on that petition had expired before it; each petition a bureau holds unrouted and
+    undecided past its routing deadline (a miss).
 
     The unit that made a transfer is the unit holding the case then, read from the
     audit trail: the unit of registration, moved by each transfer to `detail.to_unit`
@@ -610,10 +641,9 @@ def _routing_query(units: Sequence[str], bureaus: Sequence[str], period: ReportP
     )
     t = transfers.c
     routed = (
-        select(t.petition_id, t.workflow_id, t.from_unit, t.has_clock,
-               func.min(t.at).label("routed_at"), func.count().label("transfers"))
-        .where(t.from_unit.in_(units))
-        .group_by(t.petition_id, t.workflow_id, t.from_unit, t.has_clock)
+        select(t.petition_id, t.workflow_id, t.from_unit, func.min(t.at).label("routed_at"))
+        .where(t.from_unit.in_(bureaus), t.has_clock)
+        .group_by(t.petition_id, t.workflow_id, t.from_unit)
         .cte("routed")
     )
     r = routed.c
@@ -621,97 +651,140 @@ def _routing_query(units: Sequence[str], bureaus: Sequence[str], period: ReportP
                                  X.c.clock == ClockName.ROUTING.value,
                                  X.c.unit_code == r.from_unit, X.c.due_at < r.routed_at)
             .exists())
-    is_routing = and_(r.from_unit.in_(bureaus), r.has_clock)
-    by_routing = select(
-        r.from_unit.label("unit"), r.transfers.label("transfers"),
-        cast(is_routing, Integer).label("route_due"),
-        cast(and_(is_routing, not_(late)), Integer).label("route_timely"))
+    made = select(t.from_unit.label("unit"), t.petition_id.label("petition_id"),
+                  _one(1).label("transfers"), _one(0).label("route_due"),
+                  _one(0).label("route_timely")).where(t.from_unit.in_(units))
+    by_routing = select(r.from_unit.label("unit"), r.petition_id.label("petition_id"),
+                        _one(0).label("transfers"), _one(1).label("route_due"),
+                        cast(not_(late), Integer).label("route_timely"))
     # Held by a bureau, neither routed by it nor decided, its routing deadline passed.
     unrouted = (
-        select(P.c.holding_unit.label("unit"), literal(0).label("transfers"),
-               literal(1).label("route_due"), literal(0).label("route_timely"))
+        select(P.c.holding_unit.label("unit"), P.c.id.label("petition_id"),
+               _one(0).label("transfers"), _one(1).label("route_due"),
+               _one(0).label("route_timely"))
         .where(_registered_in(period), _own_cases(), P.c.stage == Stage.REGISTERED.value,
                P.c.holding_unit.in_(bureaus), P.c.acceptance_due < as_of,
                not_(exists().where(r.workflow_id == P.c.workflow_id,
                                    r.from_unit == P.c.holding_unit)))
     )
-    rows = union_all(by_routing, unrouted).subquery("rows")
-    return (select(rows.c.unit, func.sum(rows.c.transfers).label("transfers"),
-                   func.sum(rows.c.route_due).label("route_due"),
-                   func.sum(rows.c.route_timely).label("route_timely"))
-            .group_by(rows.c.unit))
+    rows = union_all(made, by_routing, unrouted).subquery("routing_items")
+    flags = {key: rows.c[key] == 1 for key in ("transfers", "route_due", "route_timely")}
+    return _Items(rows, rows.c.unit, rows.c.petition_id, flags)
 
 
-def _escalations_query(units: Sequence[str], period: ReportPeriod) -> Any:
-    petition = distinct(X.c.petition_id)
-    return (
-        select(X.c.unit_code.label("unit"),
-               func.count(petition).filter(X.c.level == 1).label("overdue"),
-               func.count(petition).filter(X.c.level >= 2).label("escalated_level2"))
+def _escalation_items(units: Sequence[str], period: ReportPeriod) -> _Items:
+    """Each petition escalated in the period, once per unit whose clock expired."""
+    rows = (
+        select(X.c.unit_code.label("unit"), X.c.petition_id.label("petition_id"),
+               func.bool_or(X.c.level == 1).label("overdue"),
+               func.bool_or(X.c.level >= 2).label("escalated_level2"))
         .where(X.c.escalated_at >= period.start, X.c.escalated_at < period.end,
                X.c.unit_code.in_(units))
-        .group_by(X.c.unit_code)
+        .group_by(X.c.unit_code, X.c.petition_id)
+        .subquery("escalation_items")
     )
+    return _Items(rows, rows.c.unit, rows.c.petition_id,
+                  {"overdue": rows.c.overdue, "escalated_level2": rows.c.escalated_level2})
 
 
-def _assistance_query(units: Sequence[str], period: ReportPeriod) -> Any:
+def _assistance_items(units: Sequence[str], period: ReportPeriod) -> _Items:
+    """Each petition paid assistance in the period: persons and yuan paid."""
     unit = _petition_unit().label("unit")
-    return (
-        select(unit,
-               func.count(distinct(PAY.c.petition_id)).label("assistance_cases"),
-               func.coalesce(func.sum(PAY.c.persons), 0).label("assistance_persons"),
-               func.coalesce(func.sum(PAY.c.amount_yuan), 0).label("assistance_yuan"))
+    rows = (
+        select(unit, P.c.id.label("petition_id"),
+               func.sum(PAY.c.persons).label("persons"),
+               func.sum(PAY.c.amount_yuan).label("yuan"))
         .select_from(PAY.join(P, P.c.id == PAY.c.petition_id))
         .where(PAY.c.paid_at >= period.start, PAY.c.paid_at < period.end,
                _petition_unit().in_(units))
-        .group_by(unit)
+        .group_by(_petition_unit(), P.c.id)
+        .subquery("assistance_items")
     )
+    return _Items(rows, rows.c.unit, rows.c.petition_id, {"assistance_cases": true()},
+                  {"assistance_persons": rows.c.persons, "assistance_yuan": rows.c.yuan})
 
 
-def _hearings_query(units: Sequence[str], period: ReportPeriod) -> Any:
+def _hearing_items(units: Sequence[str], period: ReportPeriod) -> _Items:
+    """Each hearing held in the period, with its outcome."""
     unit = _petition_unit().label("unit")
-    by_outcome = [func.count().filter(H.c.outcome == o.value).label(f"outcome_{o.value}")
-                  for o in HEARING_OUTCOMES]
-    return (
-        select(unit, func.count().label("hearings_held"), *by_outcome)
+    rows = (
+        select(unit, P.c.id.label("petition_id"), H.c.outcome)
         .select_from(H.join(P, P.c.id == H.c.petition_id))
         .where(H.c.status == "held", H.c.starts_at >= period.start, H.c.starts_at < period.end,
                _petition_unit().in_(units))
-        .group_by(unit)
+        .subquery("hearing_items")
     )
+    flags = {"hearings_held": true(),
+             **{f"hearings_{o.value}": rows.c.outcome == o.value for o in HEARING_OUTCOMES}}
+    return _Items(rows, rows.c.unit, rows.c.petition_id, flags)
+
+
+def _all_items(tree: ReportTree, period: ReportPeriod, as_of: datetime) -> list[_Items]:
+    units, bureaus = sorted(tree.unit_codes), sorted(tree.bureaus)
+    return [_cohort_items(units, bureaus, period, as_of),
+            _routing_items(units, bureaus, period, as_of),
+            _escalation_items(units, period), _assistance_items(units, period),
+            _hearing_items(units, period)]
 
 
 async def compute_figures(session: AsyncSession, tree: ReportTree, period: ReportPeriod,
                           as_of: datetime) -> dict[str, Figures]:
     """Each unit's OWN figures (nothing below it included) for `period`, as of `as_of`."""
-    units, bureaus = sorted(tree.unit_codes), sorted(tree.bureaus)
-    own: dict[str, Figures] = {code: Figures() for code in units}
-
-    def figures(code: str) -> Figures:
-        # Every query keeps to the tree's units, so every code is one of ours.
-        return own.setdefault(code, Figures())
-
-    for row in (await session.execute(_cohort_query(units, bureaus, period, as_of))).mappings():
-        target = figures(row["unit"])
-        for key, value in row.items():
-            if key != "unit":
-                setattr(target, key, int(value))
-    for row in (await session.execute(_routing_query(units, bureaus, period, as_of))).mappings():
-        target = figures(row["unit"])
-        target.transfers = int(row["transfers"])
-        target.route_due, target.route_timely = int(row["route_due"]), int(row["route_timely"])
-    for row in (await session.execute(_escalations_query(units, period))).mappings():
-        target = figures(row["unit"])
-        target.overdue, target.escalated_level2 = int(row["overdue"]), int(
-            row["escalated_level2"])
-    for row in (await session.execute(_assistance_query(units, period))).mappings():
-        target = figures(row["unit"])
-        target.assistance_cases = int(row["assistance_cases"])
-        target.assistance_persons = int(row["assistance_persons"])
-        target.assistance_yuan = Decimal(row["assistance_yuan"]).quantize(Decimal("0.01"))
-    for row in (await session.execute(_hearings_query(units, period))).mappings():
-        target = figures(row["unit"])
-        target.hearings_held = int(row["hearings_held"])
-        target.hearing_outcomes = {o.value: int(row[f"outcome_{o.value}"])
-                                   for o in HEARING_OUTCOMES}
+    own: dict[str, Figures] = {code: Figures() for code in sorted(tree.unit_codes)}
+    for items in _all_items(tree, period, as_of):
+        for row in (await session.execute(items.totals())).mappings():
+            # Every query keeps to the tree's units, so every code is one of ours.
+            target = own.setdefault(row["unit"], Figures())
+            for key, value in row.items():
+                if key == "unit":
+                    continue
+                if key == "assistance_yuan":
+                    target.assistance_yuan = Decimal(value).quantize(Decimal("0.01"))
+                elif key.startswith("hearings_") and key != "hearings_held":
+                    target.hearing_outcomes[key.removeprefix("hearings_")] = int(value)
+                else:
+                    setattr(target, key, int(value))
     return own
+
+
+# --------------------------------------------------------------------------- drill-down
+
+
+@dataclass(frozen=True)
+class CountedItem:
+    """One item a figure counts: a petition, for `unit`. For a rate, the items are its
+    denominator's and `met` says which are in its numerator; for assistance, `persons`
+    and `yuan` are what the petition was paid in the period."""
+
+    petition_id: int
+    unit: str
+    met: bool
+    persons: int | None = None
+    yuan: Decimal | None = None
+
+
+# Every figure that can be drilled into: each rate, and each count of `Figures.counts()`.
+COUNT_KEYS: tuple[str, ...] = tuple(Figures().counts())
+FIGURE_KEYS: tuple[str, ...] = (*RATE_BY_KEY, *COUNT_KEYS)
+
+
+async def counted_items(session: AsyncSession, tree: ReportTree, period: ReportPeriod,
+                        as_of: datetime, figure: str, units: Iterable[str]) -> list[CountedItem]:
+    """The items behind `figure` for the tree's `units` (a row of the report: a node and
+    the units under it, or a unit alone), from the very rows the figure counts. Their
+    number is the figure (a rate: its denominator, `met` its numerator); for the
+    assistance persons and yuan, the sum of `persons` / `yuan`."""
+    rate = RATE_BY_KEY.get(figure)
+    key = rate.denominator if rate else figure
+    if key not in COUNT_KEYS:
+        raise KeyError(f"no figure {figure!r}")
+    items = next(i for i in _all_items(tree, period, as_of) if key in i.flags or key in i.sums)
+    counted = items.flags.get(key, true())
+    met = items.flags[rate.numerator] if rate else counted
+    chosen = sorted(set(units) & tree.unit_codes)
+    rows = (await session.execute(items.listed(counted, met, chosen))).mappings()
+    return [CountedItem(int(row["petition_id"]), str(row["unit"]), bool(row["met"]),
+                        int(row["assistance_persons"]) if "assistance_persons" in row else None,
+                        Decimal(row["assistance_yuan"]).quantize(Decimal("0.01"))
+                        if "assistance_yuan" in row else None)
+            for row in rows]

@@ -1,4 +1,4 @@
-"""Assessment periods: a day, an ISO week, a month or a year, in Beijing time.
+"""Assessment periods: a day, an ISO week, a month, a quarter or a year, in Beijing time.
 
 Units are judged "daily scheduling, weekly circular report and monthly
 assessment" (seeds); the bounds of every period are midnights in Asia/Shanghai,
@@ -27,12 +27,15 @@ class PeriodKind(StrEnum):
     DAY = "day"
     WEEK = "week"
     MONTH = "month"
+    QUARTER = "quarter"
     YEAR = "year"
 
 
-_FORMS = "YYYY (year), YYYY-MM (month), YYYY-Www (ISO week, e.g. 2026-W43), YYYY-MM-DD (day)"
+_FORMS = ("YYYY (year), YYYY-Qn (quarter, e.g. 2026-Q3), YYYY-MM (month), YYYY-Www (ISO "
+          "week, e.g. 2026-W43), YYYY-MM-DD (day)")
 _PATTERNS = (
     (PeriodKind.YEAR, re.compile(r"^(\d{4})$")),
+    (PeriodKind.QUARTER, re.compile(r"^(\d{4})-Q([1-4])$")),
     (PeriodKind.MONTH, re.compile(r"^(\d{4})-(\d{2})$")),
     (PeriodKind.WEEK, re.compile(r"^(\d{4})-W(\d{2})$")),
     (PeriodKind.DAY, re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")),
@@ -53,6 +56,8 @@ class ReportPeriod:
             return f"{d.year:04d}"
         if self.kind is PeriodKind.MONTH:
             return f"{d.year:04d}-{d.month:02d}"
+        if self.kind is PeriodKind.QUARTER:
+            return f"{d.year:04d}-Q{(d.month - 1) // 3 + 1}"
         if self.kind is PeriodKind.WEEK:
             year, week, _ = d.isocalendar()
             return f"{year:04d}-W{week:02d}"
@@ -73,8 +78,9 @@ class ReportPeriod:
             return ReportPeriod(self.kind, d + timedelta(days=n))
         if self.kind is PeriodKind.WEEK:
             return ReportPeriod(self.kind, d + timedelta(weeks=n))
-        if self.kind is PeriodKind.MONTH:
-            index = d.year * 12 + d.month - 1 + n
+        if self.kind in (PeriodKind.MONTH, PeriodKind.QUARTER):
+            months = 3 if self.kind is PeriodKind.QUARTER else 1
+            index = d.year * 12 + d.month - 1 + n * months
             return ReportPeriod(self.kind, date(index // 12, index % 12 + 1, 1))
         return ReportPeriod(self.kind, date(d.year + n, 1, 1))
 
@@ -87,7 +93,8 @@ class ReportPeriod:
 
 
 def parse_period(text: str) -> ReportPeriod:
-    """`2026`, `2026-10`, `2026-W43` or `2026-10-05`; anything else is a PeriodError."""
+    """`2026`, `2026-Q4`, `2026-10`, `2026-W43` or `2026-10-05`; anything else is a
+    PeriodError."""
     value = text.strip()
     for kind, pattern in _PATTERNS:
         match = pattern.match(value)
@@ -99,6 +106,8 @@ def parse_period(text: str) -> ReportPeriod:
                 first = date(numbers[0], 1, 1)
             elif kind is PeriodKind.MONTH:
                 first = date(numbers[0], numbers[1], 1)
+            elif kind is PeriodKind.QUARTER:
+                first = date(numbers[0], 3 * numbers[1] - 2, 1)
             elif kind is PeriodKind.WEEK:
                 first = date.fromisocalendar(numbers[0], numbers[1], 1)
             else:
@@ -123,4 +132,6 @@ def current_period(kind: PeriodKind, now: datetime | None = None) -> ReportPerio
         return ReportPeriod(kind, today - timedelta(days=today.weekday()))
     if kind is PeriodKind.MONTH:
         return ReportPeriod(kind, today.replace(day=1))
+    if kind is PeriodKind.QUARTER:
+        return ReportPeriod(kind, date(today.year, (today.month - 1) // 3 * 3 + 1, 1))
     return ReportPeriod(kind, date(today.year, 1, 1))
