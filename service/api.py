@@ -101,6 +101,18 @@ async def audit_refused(ctx: ServiceContext, workflow_id: str, action: Action | 
                         **problem_responses(*SIGNED_IN, 503)})
 async def register(intake: PetitionIntake, who: Caller, ctx: Ctx,
                    response: Response) -> Registered:
+    answer = await register_intake(ctx, who, intake)
+    if answer.query_code is None:
+        response.status_code = 200
+    return answer
+
+
+async def register_intake(ctx: ServiceContext, who: Principal,
+                          intake: PetitionIntake) -> Registered:
+    """An intake client's registration, as the API and the online intake page take it:
+    the client registers for the unit, a known profile, the documents checked, the number
+    reserved, the workflow started (idempotent on the intake id), and the query code if
+    this is its first answer. Raises Problem (403, 422, 503)."""
     if who.kind != "client":
         raise Problem(403, "only a registered intake client may register petitions",
                       kind="forbidden")
@@ -124,8 +136,6 @@ async def register(intake: PetitionIntake, who: Caller, ctx: Ctx,
         static_details=f"Petition registered as {number}. Deadlines under profile "
                        f"`{intake.profile}`.")
     code = await _first_query_code(ctx, status.workflow_id)
-    if code is None:
-        response.status_code = 200
     return Registered(registration_no=status.registration_no or number,
                       workflow_id=status.workflow_id, stage=status.stage, query_code=code)
 

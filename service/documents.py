@@ -256,11 +256,20 @@ async def upload(request: Request, who: Caller, ctx: Ctx, vault: DocumentVault,
         declared = request.headers.get("content-type")
     filename = clean_filename(raw_name)
     media_type = checked_type(content, declared, filename)
+    stored, created = await store_document(ctx, vault, uploader, content, filename, media_type)
+    if not created:
+        response.status_code = 200
+    return stored
+
+
+async def store_document(ctx: ServiceContext, vault: Vault, uploader: str, content: bytes,
+                         filename: str, media_type: str) -> tuple[StoredDocument, bool]:
+    """A checked file, sealed into the documents table; True if stored now, False if the
+    same bytes from the same uploader were stored before and are not yet bound (a retried
+    upload is stored once). 409 if they were bound in the meantime."""
     digest = await asyncio.to_thread(lambda: hashlib.sha256(content).hexdigest())
     document_id = new_document_id()
     async with ctx.sessions() as session:
-        # The same bytes from the same uploader, not yet bound: the same document (a
-        # retried upload is stored once).
         found = await session.scalar(select(Document).where(
             Document.uploaded_by == uploader, Document.sha256 == digest,
             Document.petition_id.is_(None)))
@@ -277,16 +286,15 @@ async def upload(request: Request, who: Caller, ctx: Ctx, vault: DocumentVault,
             await session.commit()
             if created is not None:
                 return StoredDocument(id=created, sha256=digest, size_bytes=len(content),
-                                      media_type=media_type)
+                                      media_type=media_type), True
             found = await session.scalar(select(Document).where(  # a concurrent twin
                 Document.uploaded_by == uploader, Document.sha256 == digest,
                 Document.petition_id.is_(None)))
         if found is None:  # bound in the meantime: upload again
             raise Problem(409, "the same file was just bound to a petition; upload it again",
                           kind="conflict")
-    response.status_code = 200
     return StoredDocument(id=found.id, sha256=found.sha256, size_bytes=found.size_bytes,
-                          media_type=found.media_type)
+                          media_type=found.media_type), False
 
 
 async def check_intake_documents(ctx: ServiceContext, intake: PetitionIntake) -> None:

@@ -35,9 +35,14 @@ async def _send_problem(send: Any, status: int, detail: str, path: str,
 # A multipart envelope around one file: boundaries, part headers, a few small fields.
 MULTIPART_ALLOWANCE = 64 * 1024
 UPLOAD_BODY_BYTES = MAX_ATTACHMENT_BYTES + MULTIPART_ALLOWANCE
+# The online intake form (service/pages_intake.py): its files together, its texts, the
+# envelope. Past it the form answers its own Chinese page from the declared length.
+PORTAL_FILES_BYTES = 30 * 1024 * 1024
+PORTAL_FORM_BYTES = PORTAL_FILES_BYTES + 4 * MULTIPART_ALLOWANCE
 # (method, path) -> the body limit of that route, streamed rather than buffered.
 STREAMED_ROUTES: dict[tuple[str, str], int] = {
-    ("POST", "/api/v1/documents"): UPLOAD_BODY_BYTES}
+    ("POST", "/api/v1/documents"): UPLOAD_BODY_BYTES,
+    ("POST", "/petition"): 2 * PORTAL_FORM_BYTES}
 
 
 def body_too_large(limit: int, what: str = "the request body") -> Problem:
