@@ -17,6 +17,10 @@ OVERDUE = SearchAttributeKey.for_bool("Overdue")
 ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
 LAW_RELATED = SearchAttributeKey.for_bool("LawRelated")
 OUTCOME = SearchAttributeKey.for_keyword("Outcome")
+# The handler holding the case (a staff person id from the directory, never a name): the
+# bulk reassignment's visibility query (domain/reassignment.py). Set by petitions started
+# or continued after the `handler-search-attribute` patch.
+HANDLER = SearchAttributeKey.for_keyword("Handler")
 
 ALL_KEYS = (
     PETITION_STAGE,
@@ -29,6 +33,7 @@ ALL_KEYS = (
     ESCALATION_LEVEL,
     LAW_RELATED,
     OUTCOME,
+    HANDLER,
 )
 
 # The keys by name, for the values `domain.projections.search_attribute_values` gives.

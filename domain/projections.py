@@ -86,6 +86,7 @@ def search_attribute_values(case: CaseState, now: datetime) -> dict[str, Any]:
         "LawRelated": case.law_related,
         "NextDeadline": clocks.next_deadline(case),
         "Outcome": case.outcome.value if case.outcome else None,
+        "Handler": case.handler_id,  # a staff id (bulk reassignment); none: unset
     }
 
 

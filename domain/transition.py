@@ -31,8 +31,10 @@ def already_taken(case: CaseState, command: Command) -> bool:
 
 
 def take(case: CaseState, row: Transition, command: Command, at: datetime,
-         results: EffectResults, calendar: WorkingCalendar) -> TransitionRecord:
-    """Apply a row the guard allowed; returns its audit record (queued in the case)."""
+         results: EffectResults, calendar: WorkingCalendar,
+         extra: dict[str, Any] | None = None) -> TransitionRecord:
+    """Apply a row the guard allowed; returns its audit record (queued in the case).
+    `extra`: what the record adds about how it was taken (a bulk reassignment's job)."""
     from_stage = case.stage
     detail = row.change(case, command, results, at) if row.change else {}
     clocks.stop(case, row.stops)
@@ -47,7 +49,7 @@ def take(case: CaseState, row: Transition, command: Command, at: datetime,
         case.outcome = row.outcome
     if command.request_id:
         case.request_ids = [*case.request_ids[-(REQUEST_IDS_KEPT - 1):], command.request_id]
-    detail = {k: v for k, v in detail.items() if v is not None}
+    detail = {k: v for k, v in {**detail, **(extra or {})}.items() if v is not None}
     detail.update(command.model_dump(mode="json", exclude={"actor", "request_id"}))
     return record(case, row.action, command.actor, from_stage, at, detail,
                   compact=row.counts_as_note)

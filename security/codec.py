@@ -21,6 +21,17 @@ match breaks the authentication tag. Old payloads (format 1: no format field, th
 alone as associated data) still decrypt, so histories written before stay replayable;
 `accept_unbound_legacy=False` refuses them once no such history is needed.
 
+Batch binding (format 3). A Temporal batch signal (bulk reassignment,
+domain/reassignment.py) sends one input to every workflow its visibility query finds, so
+it cannot be bound to one workflow. It is bound to the namespace and the batch job id
+instead (`encryption-batch-job`; the associated data covers the format `3`, the key id,
+the namespace and the job id), and whatever holds it may only be that job's order: a
+bound codec decrypts a format-3 payload only in its own namespace, and only if the clear
+payload is a JSON batch order (`"kind": "batch_reassign"`) naming that same job -- which
+only the batch signal's handler accepts (every other handler takes a command model that
+forbids its fields), and which carries its own batch-scoped signed assertion. A codec
+bound to a batch encrypts nothing else.
+
 Strict by default: a payload that is not encrypted is refused (CodecKeyError), except
 `binary/null` with no data (it carries nothing). The worker and every client use the
 strict codec, so a start or Signal sent by a tool without the codec fails the workflow
@@ -34,6 +45,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import json
 import os
 import re
 import struct
@@ -59,6 +71,9 @@ FORMAT_METADATA = "encryption-format"  # absent: format 1 (the key id alone is t
 NAMESPACE_METADATA = "encryption-namespace"
 WORKFLOW_METADATA = "encryption-workflow-id"
 BOUND_FORMAT = b"2"
+BATCH_FORMAT = b"3"
+BATCH_JOB_METADATA = "encryption-batch-job"
+BATCH_ORDER_KIND = "batch_reassign"  # domain.reassignment.KIND: the one order a batch carries
 # Encodings whose payloads carry no data (None): a tool without the codec may send them.
 NO_DATA_ENCODINGS = frozenset({b"binary/null"})
 NONCE_BYTES = 12
@@ -205,10 +220,18 @@ def require_keys(settings: object, *, data_keys: bool = True) -> None:
 
 @dataclass(frozen=True)
 class Binding:
-    """The namespace and workflow a payload belongs to ("" where a call has none)."""
+    """The namespace and workflow a payload belongs to ("" where a call has none); or,
+    with `batch_job`, the namespace and the batch operation whose one input it is."""
 
     namespace: str = ""
     workflow_id: str = ""
+    batch_job: str = ""
+
+    @classmethod
+    def batch(cls, namespace: str, job_id: str) -> Binding:
+        if not namespace or not job_id:
+            raise CodecKeyError("a batch binding names its namespace and its job")
+        return cls(namespace=namespace, batch_job=job_id)
 
     @classmethod
     def of(cls, context: SerializationContext) -> Binding | None:
@@ -224,10 +247,27 @@ class Binding:
 
 
 def _associated_data(key_id: str, binding: Binding) -> bytes:
-    """Format 2: length-prefixed format, key id, namespace and workflow id (unambiguous)."""
-    parts = [BOUND_FORMAT, key_id.encode(), binding.namespace.encode(),
-             binding.workflow_id.encode()]
+    """Format 2: length-prefixed format, key id, namespace and workflow id (unambiguous);
+    format 3 (a batch binding): the same with the batch job id for the workflow id."""
+    if binding.batch_job:
+        parts = [BATCH_FORMAT, key_id.encode(), binding.namespace.encode(),
+                 binding.batch_job.encode()]
+    else:
+        parts = [BOUND_FORMAT, key_id.encode(), binding.namespace.encode(),
+                 binding.workflow_id.encode()]
     return b"petition-codec" + b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+
+def _batch_order_of(payload: Payload, job_id: str) -> bool:
+    """The clear payload is a JSON batch order of this job (and nothing else)."""
+    if payload.metadata.get("encoding") != b"json/plain":
+        return False
+    try:
+        order = json.loads(payload.data)
+    except ValueError:
+        return False
+    return (isinstance(order, dict) and order.get("kind") == BATCH_ORDER_KIND
+            and order.get("job_id") == job_id)
 
 
 class EncryptionCodec(PayloadCodec, WithSerializationContext):
@@ -288,14 +328,20 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self._ring.active
         binding = self.binding or Binding()
+        if binding.batch_job and not _batch_order_of(payload, binding.batch_job):
+            raise CodecKeyError("a codec bound to a batch encrypts only that batch's order")
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(),
                                                _associated_data(key_id, binding))
-        return Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode(),
-                                 FORMAT_METADATA: BOUND_FORMAT,
-                                 NAMESPACE_METADATA: binding.namespace.encode(),
-                                 WORKFLOW_METADATA: binding.workflow_id.encode()},
-                       data=nonce + sealed)
+        metadata = {"encoding": ENCODING, KEY_ID_METADATA: key_id.encode(),
+                    NAMESPACE_METADATA: binding.namespace.encode()}
+        if binding.batch_job:
+            metadata |= {FORMAT_METADATA: BATCH_FORMAT,
+                         BATCH_JOB_METADATA: binding.batch_job.encode()}
+        else:
+            metadata |= {FORMAT_METADATA: BOUND_FORMAT,
+                         WORKFLOW_METADATA: binding.workflow_id.encode()}
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     def decrypt(self, payload: Payload, *, namespace: str | None = None,
                 workflow_id: str | None = None) -> Payload:
@@ -326,6 +372,12 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
                 payload.metadata.get(NAMESPACE_METADATA, b"").decode(errors="replace"),
                 payload.metadata.get(WORKFLOW_METADATA, b"").decode(errors="replace"))
             aad = _associated_data(key_id, written)
+        elif version == BATCH_FORMAT:
+            written = Binding(
+                payload.metadata.get(NAMESPACE_METADATA, b"").decode(errors="replace"),
+                batch_job=payload.metadata.get(BATCH_JOB_METADATA, b"").decode(
+                    errors="replace"))
+            aad = _associated_data(key_id, written)
         else:
             raise CodecKeyError(f"payload has unknown codec format {version[:10]!r}")
         data = payload.data
@@ -336,18 +388,30 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
                                 "wrong key or tampered data") from None
         if written is not None:
             self._check_binding(written, namespace, workflow_id)
-        return Payload.FromString(plain)
+        clear = Payload.FromString(plain)
+        if written is not None and written.batch_job and not _batch_order_of(
+                clear, written.batch_job):
+            raise CodecKeyError("refused a batch payload that is not its batch's order")
+        return clear
 
     def _check_binding(self, written: Binding, namespace: str | None,
                        workflow_id: str | None) -> None:
         expected: dict[str, Any] = {}
         if self.binding is not None:
             expected = {"namespace": self.binding.namespace,
-                        "workflow_id": self.binding.workflow_id}
+                        "workflow_id": self.binding.workflow_id,
+                        "batch_job": self.binding.batch_job}
         if namespace is not None:
             expected["namespace"] = namespace
         if workflow_id is not None:
             expected["workflow_id"] = workflow_id
+        if written.batch_job:
+            # A batch's order goes to every workflow of its namespace the batch finds:
+            # bound to the job, not to a workflow. A workflow's codec (batch_job "")
+            # accepts it; a codec bound to another batch does not.
+            expected.pop("workflow_id", None)
+            if not expected.get("batch_job"):
+                expected.pop("batch_job", None)
         for name, value in expected.items():
             if getattr(written, name) != value:
                 raise CodecKeyError(
