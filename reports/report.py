@@ -5,13 +5,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from reports.metrics import Figures, ReportTree, RollUp, compute_figures, load_report_tree
+from adapters.tables import Petition
+from reports.metrics import (
+    Figures,
+    ReportTree,
+    RollUp,
+    UnknownUnitError,
+    compute_figures,
+    counted_items,
+    load_report_tree,
+)
 from reports.periods import ReportPeriod
 
-__all__ = ["Report", "ReportRow", "RollUp", "Trend", "build_report", "build_trend"]
+__all__ = ["CaseEntry", "CaseList", "Report", "ReportRow", "RollUp", "Trend", "build_case_list",
+           "build_report", "build_trend"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class Report:
     as_of: datetime
     rows: list[ReportRow]
     by: RollUp = RollUp.TERRITORY
+    units: tuple[str, ...] = ()  # every unit the report covers (its tree's units)
 
     @property
     def total(self) -> ReportRow:
@@ -67,7 +80,7 @@ async def build_report(sessions: async_sessionmaker[AsyncSession], unit: str,
     if children and not tree.is_territory(root):
         rows.append(_row(tree, root, "own", own[root]))
     rows.extend(_row(tree, c, "total", total[c]) for c in children)
-    return Report(root, period, as_of, rows, by)
+    return Report(root, period, as_of, rows, by, tuple(sorted(tree.unit_codes)))
 
 
 async def build_trend(sessions: async_sessionmaker[AsyncSession], unit: str,
@@ -84,3 +97,72 @@ async def build_trend(sessions: async_sessionmaker[AsyncSession], unit: str,
     units = [tree.root, *tree.children[tree.root]]
     return Trend(tree.root, units, periods,
                  [{u: figures[u] for u in units} for figures in per_period])
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    """One item behind a figure: the petition as the read model has it now, the unit it
+    counts for, and (a rate) whether it is in the numerator."""
+
+    registration_no: str
+    workflow_id: str
+    stage: str
+    outcome: str | None
+    unit: str
+    registered_at: datetime
+    next_deadline: datetime | None
+    overdue: bool
+    escalation_level: int
+    met: bool
+    persons: int | None = None
+    yuan: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class CaseList:
+    unit: str  # the report's root
+    row: str  # the row's node: the root or one of the nodes under it
+    scope: str  # "total" or "own", as in ReportRow
+    figure: str  # a rate key or a count key (reports.metrics.FIGURE_KEYS)
+    period: ReportPeriod
+    as_of: datetime
+    by: RollUp
+    names: dict[str, str]  # every node of the report's tree -> its name
+    entries: list[CaseEntry]
+
+
+async def build_case_list(sessions: async_sessionmaker[AsyncSession], unit: str,
+                          period: ReportPeriod, figure: str, as_of: datetime | None = None,
+                          by: RollUp = RollUp.TERRITORY, row: str | None = None,
+                          scope: str = "total") -> CaseList:
+    """The cases behind `figure` in one row of `build_report(unit, period, as_of, by)`:
+    the row of node `row` (default: the root) with everything under it ("total"), or the
+    root unit's own share ("own"). Counted by the same queries as the report, on the same
+    tree: as many entries as the figure (a rate: its denominator)."""
+    as_of = as_of or datetime.now(UTC)
+    async with sessions() as session:
+        tree = await load_report_tree(session, unit, by)
+        node = row or tree.root
+        if node not in tree.parent:
+            raise UnknownUnitError(f"{node!r} is not in the report of {unit!r} by {by}")
+        if scope == "own":
+            if node != tree.root or tree.is_territory(node) or not tree.children[node]:
+                raise UnknownUnitError(f"the report of {unit!r} by {by} has no own row for "
+                                       f"{node!r}")
+            units = {node}
+        elif scope == "total":
+            units = set(tree.descendants(node)) & tree.unit_codes
+        else:
+            raise ValueError(f"scope {scope!r}: 'total' or 'own'")
+        items = await counted_items(session, tree, period, as_of, figure, units)
+        P = Petition.__table__
+        facts = {r.id: r for r in (await session.execute(
+            select(P.c.id, P.c.registration_no, P.c.workflow_id, P.c.stage, P.c.outcome,
+                   P.c.registered_at, P.c.next_deadline, P.c.overdue, P.c.escalation_level)
+            .where(P.c.id.in_({i.petition_id for i in items})))).all()}
+    entries = [CaseEntry(f.registration_no, f.workflow_id, f.stage, f.outcome, i.unit,
+                         f.registered_at, f.next_deadline, bool(f.overdue),
+                         int(f.escalation_level or 0), i.met, i.persons, i.yuan)
+               for i in items for f in (facts[i.petition_id],)]
+    entries.sort(key=lambda e: (e.registered_at, e.registration_no))
+    return CaseList(tree.root, node, scope, figure, period, as_of, by, dict(tree.names), entries)

@@ -66,6 +66,12 @@ def saved_views(units: Sequence[str] = (), now: datetime | None = None) -> list[
     deadline = sa.NEXT_DEADLINE.name
     return [
         SavedView(
+            "open", f"Open petitions{who}",
+            _where(PETITIONS, RUNNING, unit),
+            "Every petition still running: registered, in handling, replied or under "
+            "review; add the RegistrationNo, PetitionStage, ResponsibleUnit, NextDeadline "
+            "and Overdue columns once (Configure Columns)."),
+        SavedView(
             "overdue", f"Overdue petitions{who}",
             _where(PETITIONS, RUNNING, f"{sa.OVERDUE.name} = true", unit),
             "A deadline of the responsible (or holding) unit has passed; escalated to its "
