@@ -66,7 +66,8 @@ TEST_ONLY_KEY = HISTORIES / "TEST_ONLY_codec_key.txt"
 TEST_ONLY_ASSERTION_KEY = HISTORIES / "TEST_ONLY_assertion_key.txt"
 # Scenarios that send signals run on the dev server: the time-skipping server (1.38, 1.39)
 # drops the headers of signals, so their signed assertions would not arrive.
-ON_DEV_SERVER = {"national-withdraw", "repeat-visit-attached", "continue-as-new"}
+ON_DEV_SERVER = {"national-withdraw", "repeat-visit-attached", "continue-as-new",
+                 "batch-reassignment"}
 GZIP_ABOVE_CHARS = 1_000_000
 BEIJING = ZoneInfo("Asia/Shanghai")
 CALENDAR = WorkingCalendar()
@@ -478,6 +479,53 @@ async def continue_as_new(rec: Recorder) -> None:
                      "the run after continue-as-new: the carried case, then a reply",
                      ["continued_run"])
     assert status.runs == 2
+
+
+@scenario
+async def batch_reassignment(rec: Recorder) -> None:
+    """A real batch signal (the dev server's batcher), delivered again, and a forged one."""
+    from temporalio.api.common.v1 import WorkflowExecution as Execution
+    from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
+
+    from adapters.batch_reassign import BatchReassigner
+    from domain.reassignment import SIGNAL
+    from security.codec import generate_key
+
+    case = await rec.start(intake(BUREAU))
+    await case.act(Action.ASSIGN, head(BUREAU), handler_id=f"{BUREAU}.h1")
+    await case.act(Action.ACCEPT, h(BUREAU))
+    client = rec.env.client
+    batch = BatchReassigner(client, ring=test_only_assertion_keys(),
+                            clock=rec.env.get_current_time)
+    for _ in range(200):  # visibility catches up
+        if await batch.count(BUREAU, f"{BUREAU}.h1") == 1:
+            break
+        await asyncio.sleep(0.1)
+    order = await batch.order(f"reassign-{uuid.uuid4().hex}", BUREAU, f"{BUREAU}.h1",
+                              f"{BUREAU}.h2", head(BUREAU))
+    await batch.start(order)
+    await case.until(lambda s: s.handler_id == f"{BUREAU}.h2", "reassigned by the batch")
+
+    async def deliver(payloads: Any) -> None:
+        await client.workflow_service.signal_workflow_execution(SignalWorkflowExecutionRequest(
+            namespace=client.namespace, workflow_execution=Execution(workflow_id=case.handle.id),
+            signal_name=SIGNAL, input=payloads, identity="recorder"))
+
+    await deliver(await batch.encoded(order))  # the same order again: nothing more
+    keys = test_only_assertion_keys()
+    forger = BatchReassigner(client, ring=KeyRing(keys={keys.active: generate_key()},
+                                                  active=keys.active),
+                             clock=rec.env.get_current_time)
+    forged = await forger.order(f"reassign-{uuid.uuid4().hex}", BUREAU, f"{BUREAU}.h2",
+                                f"{BUREAU}.h1", head(BUREAU))
+    await deliver(await batch.encoded(forged))
+    await case.until(lambda s: s.refused_actions == 1, "recorded the forged order")
+    await case.act(Action.WITHDRAW, PETITIONER, reason="已协商解决 settled")
+    await rec.record(case, "batch-reassignment",
+                     "assigned, then moved to another handler by a bulk reassignment (a "
+                     "batch signal), the same order delivered again (nothing more), a "
+                     "forged order refused, withdrawn", ["batch_reassignment",
+                                                         "refused_batch_signal"])
 
 
 # ------------------------------------------------------------------ the recording
