@@ -26,149 +26,144 @@ from typing import Any
 
 from domain.models import Action
 from service import i18n
-
-
-def _(text: str) -> str:
-    """Marks a message for the catalogues (tests/test_i18n.py); translated at render."""
-    return text
-
+from service.i18n import N_
 
 # ------------------------------------------------------------------- the words
 
 ACTION_NAMES: dict[Action, str] = {
-    Action.ACCEPT: _("受理"),
-    Action.DECLINE: _("不予受理"),
-    Action.DIVERT: _("引导至其他法定途径"),
-    Action.TRANSFER: _("转送或交办"),
-    Action.REJECT_TRANSFER: _("退回转送"),
-    Action.ASSIGN: _("指定承办人员"),
-    Action.CONTRACT_TO_LEADER: _("领导包案"),
-    Action.REQUEST_EXTENSION: _("申请延期"),
-    Action.DECIDE_EXTENSION: _("审批延期"),
-    Action.SCHEDULE_HEARING: _("安排听证"),
-    Action.RECORD_HEARING: _("记录听证结果"),
-    Action.REQUEST_ASSISTANCE: _("申请救助"),
-    Action.DECIDE_ASSISTANCE: _("审批救助"),
-    Action.PROGRESS_REPLY: _("答复办理进展"),
-    Action.REPLY: _("出具处理意见"),
-    Action.RATE: _("满意度评价"),
-    Action.REQUEST_REVIEW: _("请求复查"),
-    Action.REVIEW_OPINION: _("出具复查意见"),
-    Action.REQUEST_RE_REVIEW: _("请求复核"),
-    Action.RE_REVIEW_OPINION: _("出具复核意见"),
-    Action.WITHDRAW: _("撤回信访事项"),
-    Action.ADD_NOTE: _("补充材料"),
-    Action.REPEAT_VISIT: _("登记重复来访"),
-    Action.REGISTER: _("登记"),
-    Action.DECLINE_CONCLUDED: _("已终结事项不予受理"),
-    Action.REVIEW_WINDOW_LAPSED: _("复查请求期限届满"),
-    Action.RE_REVIEW_WINDOW_LAPSED: _("复核请求期限届满"),
+    Action.ACCEPT: N_("受理"),
+    Action.DECLINE: N_("不予受理"),
+    Action.DIVERT: N_("引导至其他法定途径"),
+    Action.TRANSFER: N_("转送或交办"),
+    Action.REJECT_TRANSFER: N_("退回转送"),
+    Action.ASSIGN: N_("指定承办人员"),
+    Action.CONTRACT_TO_LEADER: N_("领导包案"),
+    Action.REQUEST_EXTENSION: N_("申请延长办理期限"),
+    Action.DECIDE_EXTENSION: N_("审批延期申请"),
+    Action.SCHEDULE_HEARING: N_("安排听证"),
+    Action.RECORD_HEARING: N_("记录听证结果"),
+    Action.REQUEST_ASSISTANCE: N_("申请救助"),
+    Action.DECIDE_ASSISTANCE: N_("审批救助"),
+    Action.PROGRESS_REPLY: N_("答复办理进展"),
+    Action.REPLY: N_("出具处理意见"),
+    Action.RATE: N_("满意度评价"),
+    Action.REQUEST_REVIEW: N_("请求复查"),
+    Action.REVIEW_OPINION: N_("出具复查意见"),
+    Action.REQUEST_RE_REVIEW: N_("请求复核"),
+    Action.RE_REVIEW_OPINION: N_("出具复核意见"),
+    Action.WITHDRAW: N_("撤回信访事项"),
+    Action.ADD_NOTE: N_("补充材料"),
+    Action.REPEAT_VISIT: N_("登记重复来访"),
+    Action.REGISTER: N_("登记"),
+    Action.DECLINE_CONCLUDED: N_("已终结事项不予受理"),
+    Action.REVIEW_WINDOW_LAPSED: N_("复查请求期限届满"),
+    Action.RE_REVIEW_WINDOW_LAPSED: N_("复核请求期限届满"),
 }
 
 # A field's label; an action may name its field more exactly.
 FIELD_LABELS: dict[str, str] = {
-    "note": _("备注"),
-    "reason": _("理由"),
-    "explanation": _("说明"),
-    "concluded_case": _("已终结信访事项编号"),
-    "track": _("引导途径"),
-    "organ": _("有权处理的机关"),
-    "to_unit": _("转送或交办至"),
-    "instructions": _("转送或交办要求"),
-    "assigned": _("交办（要求报告办理结果）"),
-    "handler_id": _("承办人员"),
-    "leader_id": _("包案领导"),
-    "days": _("延期天数"),
-    "approved": _("批准"),
-    "reason_to_petitioner": _("告知信访人的延期理由"),
-    "venue": _("听证地点"),
-    "starts_at": _("听证开始时间（北京时间）"),
-    "duration_minutes": _("听证时长（分钟）"),
-    "officers": _("听证员"),
-    "hearing_no": _("听证编号"),
-    "outcome": _("听证结论"),
-    "summary": _("情况摘要"),
-    "kind": _("救助类型"),
-    "amount_yuan": _("金额（元）"),
-    "persons": _("救助人数"),
-    "application_no": _("救助申请编号"),
-    "exception_approved": _("批准超出救助上限的例外"),
-    "text": _("内容"),
-    "opinion": _("意见"),
-    "supported": _("支持信访人的诉求"),
-    "satisfaction": _("满意度"),
-    "comment": _("评价意见"),
-    "review_organ": _("复查机关"),
-    "re_review_organ": _("复核机关"),
-    "upheld": _("维持原意见"),
-    "channel": _("来访渠道"),
+    "note": N_("备注"),
+    "reason": N_("理由"),
+    "explanation": N_("说明"),
+    "concluded_case": N_("已终结信访事项编号"),
+    "track": N_("引导途径"),
+    "organ": N_("有权处理的机关"),
+    "to_unit": N_("转送或交办至"),
+    "instructions": N_("转送或交办要求"),
+    "assigned": N_("交办（要求报告办理结果）"),
+    "handler_id": N_("承办人员"),
+    "leader_id": N_("包案领导"),
+    "days": N_("延期天数"),
+    "approved": N_("批准"),
+    "reason_to_petitioner": N_("告知信访人的延期理由"),
+    "venue": N_("听证地点"),
+    "starts_at": N_("听证开始时间（北京时间）"),
+    "duration_minutes": N_("听证时长（分钟）"),
+    "officers": N_("听证员"),
+    "hearing_no": N_("听证编号"),
+    "outcome": N_("听证结论"),
+    "summary": N_("情况摘要"),
+    "kind": N_("救助类型"),
+    "amount_yuan": N_("金额（元）"),
+    "persons": N_("救助人数"),
+    "application_no": N_("救助申请编号"),
+    "exception_approved": N_("批准超出救助上限的例外"),
+    "text": N_("内容"),
+    "opinion": N_("意见"),
+    "supported": N_("支持信访人的诉求"),
+    "satisfaction": N_("满意度"),
+    "comment": N_("评价意见"),
+    "review_organ": N_("复查机关"),
+    "re_review_organ": N_("复核机关"),
+    "upheld": N_("维持原意见"),
+    "channel": N_("来访渠道"),
 }
 ACTION_FIELD_LABELS: dict[tuple[Action, str], str] = {
-    (Action.ACCEPT, "note"): _("受理备注"),
-    (Action.DECLINE, "reason"): _("不予受理的法定理由"),
-    (Action.REJECT_TRANSFER, "reason"): _("退回理由"),
-    (Action.REQUEST_EXTENSION, "reason"): _("申请延期的理由"),
-    (Action.REQUEST_ASSISTANCE, "reason"): _("申请救助的理由"),
-    (Action.DECIDE_ASSISTANCE, "reason"): _("审批意见"),
-    (Action.DECIDE_ASSISTANCE, "amount_yuan"): _("批准金额（元，不填为申请金额）"),
-    (Action.DECIDE_EXTENSION, "days"): _("批准天数（不填为申请天数）"),
-    (Action.DECIDE_EXTENSION, "approved"): _("批准延期"),
-    (Action.RECORD_HEARING, "summary"): _("听证情况摘要"),
-    (Action.PROGRESS_REPLY, "text"): _("答复内容"),
-    (Action.ADD_NOTE, "text"): _("补充材料内容"),
-    (Action.REPLY, "opinion"): _("处理意见"),
-    (Action.REVIEW_OPINION, "opinion"): _("复查意见"),
-    (Action.RE_REVIEW_OPINION, "opinion"): _("复核意见"),
-    (Action.REQUEST_REVIEW, "reason"): _("请求复查的理由"),
-    (Action.REQUEST_RE_REVIEW, "reason"): _("请求复核的理由"),
-    (Action.WITHDRAW, "reason"): _("撤回理由"),
-    (Action.REPEAT_VISIT, "summary"): _("来访情况摘要"),
+    (Action.ACCEPT, "note"): N_("受理备注"),
+    (Action.DECLINE, "reason"): N_("不予受理的法定理由"),
+    (Action.REJECT_TRANSFER, "reason"): N_("退回理由"),
+    (Action.REQUEST_EXTENSION, "reason"): N_("申请延期的理由"),
+    (Action.REQUEST_ASSISTANCE, "reason"): N_("申请救助的理由"),
+    (Action.DECIDE_ASSISTANCE, "reason"): N_("审批意见"),
+    (Action.DECIDE_ASSISTANCE, "amount_yuan"): N_("批准金额（元，不填为申请金额）"),
+    (Action.DECIDE_EXTENSION, "days"): N_("批准天数（不填为申请天数）"),
+    (Action.DECIDE_EXTENSION, "approved"): N_("批准延期"),
+    (Action.RECORD_HEARING, "summary"): N_("听证情况摘要"),
+    (Action.PROGRESS_REPLY, "text"): N_("答复内容"),
+    (Action.ADD_NOTE, "text"): N_("补充材料内容"),
+    (Action.REPLY, "opinion"): N_("处理意见"),
+    (Action.REVIEW_OPINION, "opinion"): N_("复查意见"),
+    (Action.RE_REVIEW_OPINION, "opinion"): N_("复核意见"),
+    (Action.REQUEST_REVIEW, "reason"): N_("请求复查的理由"),
+    (Action.REQUEST_RE_REVIEW, "reason"): N_("请求复核的理由"),
+    (Action.WITHDRAW, "reason"): N_("撤回理由"),
+    (Action.REPEAT_VISIT, "summary"): N_("来访情况摘要"),
 }
 
 # An enum's values in words, by the schema's name of the enum.
 ENUM_LABELS: dict[str, dict[str, str]] = {
     "DeclineReason": {
-        "repeated_within_time_limit": _("重复信访，仍在办理期限内"),
-        "concluded_after_re_review": _("已经复核终结的同一事项"),
-        "cross_level_visit": _("越级走访"),
-        "outside_petition_scope": _("不属于信访事项受理范围"),
+        "repeated_within_time_limit": N_("重复信访，仍在办理期限内"),
+        "concluded_after_re_review": N_("已经复核终结的同一事项"),
+        "cross_level_visit": N_("越级走访"),
+        "outside_petition_scope": N_("不属于信访事项受理范围"),
     },
     "DivertTrack": {
-        "litigation": _("诉讼"),
-        "arbitration": _("仲裁"),
-        "administrative_review": _("行政复议"),
-        "discipline_inspection": _("纪检监察"),
-        "other_statutory_procedure": _("其他法定程序"),
+        "litigation": N_("诉讼"),
+        "arbitration": N_("仲裁"),
+        "administrative_review": N_("行政复议"),
+        "discipline_inspection": N_("纪检监察"),
+        "other_statutory_procedure": N_("其他法定程序"),
     },
     "Satisfaction": {
-        "satisfied": _("满意"),
-        "basically_satisfied": _("基本满意"),
-        "unsatisfied": _("不满意"),
+        "satisfied": N_("满意"),
+        "basically_satisfied": N_("基本满意"),
+        "unsatisfied": N_("不满意"),
     },
     "HearingOutcome": {
-        "supported": _("支持"),
-        "partly_supported": _("部分支持"),
-        "not_supported": _("不支持"),
-        "adjourned": _("休会，另行听证"),
+        "supported": N_("支持"),
+        "partly_supported": N_("部分支持"),
+        "not_supported": N_("不支持"),
+        "adjourned": N_("休会，另行听证"),
     },
     "AssistanceKind": {
-        "judicial": _("司法救助"),
-        "hardship": _("困难救助"),
+        "judicial": N_("司法救助"),
+        "hardship": N_("困难救助"),
     },
     "Channel": {
-        "visit": _("来访"),
-        "letter": _("来信"),
-        "hotline_12345": _("12345热线"),
-        "hotline_12309": _("12309检察服务热线"),
-        "hotline_12368": _("12368诉讼服务热线"),
-        "online": _("网上信访"),
-        "video": _("视频接访"),
+        "visit": N_("来访"),
+        "letter": N_("来信"),
+        "hotline_12345": N_("12345热线"),
+        "hotline_12309": N_("12309检察服务热线"),
+        "hotline_12368": N_("12368诉讼服务热线"),
+        "online": N_("网上信访"),
+        "video": N_("视频接访"),
     },
 }
 
-CHOOSE = _("请选择")
-ONE_PER_LINE = _("每行填写一项")
-BEIJING_TIME = _("北京时间")
+CHOOSE = N_("请选择")
+ONE_PER_LINE = N_("每行填写一项")
+BEIJING_TIME = N_("北京时间")
 TEXT_INPUT_CHARS = 100  # longer strings get a textarea
 LONG_TEXT_CHARS = 500  # longer still: a large one
 
@@ -226,6 +221,25 @@ def _resolve(schema: dict[str, Any], prop: dict[str, Any]) -> tuple[dict[str, An
         name = ref.removeprefix("#/$defs/")
         return {**schema.get("$defs", {}).get(name, {}), **prop}, name
     return prop, None
+
+
+def narrowed(schema: dict[str, Any], limits: Mapping[str, Mapping[str, Any]]
+             ) -> dict[str, Any]:
+    """`schema` with tighter bounds on some fields (`{"days": {"maximum": 30}}`: the case's
+    profile allows 30 days where the command allows 366), so the form's range, its hint
+    and its error sentences all say the bound that applies."""
+    properties = dict(schema.get("properties", {}))
+    for name, bounds in limits.items():
+        if name not in properties:
+            continue
+        prop = dict(properties[name])
+        if "anyOf" in prop:
+            prop["anyOf"] = [{**p, **bounds} if p.get("type") != "null" else p
+                             for p in prop["anyOf"]]
+        else:
+            prop.update(bounds)
+        properties[name] = prop
+    return {**schema, "properties": properties}
 
 
 def _is_decimal(prop: dict[str, Any]) -> bool:
@@ -398,31 +412,31 @@ def body_from_form(schema: dict[str, Any], form: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------- errors in words
 
 ERROR_WORDS: dict[str, str] = {
-    "missing": _("请填写此项。"),
-    "string_too_short": _("请填写此项。"),
-    "string_too_long": _("内容过长，最多 {max} 个字。"),
-    "string_pattern_mismatch": _("格式不正确，请从列表中选择或按要求填写。"),
-    "int_parsing": _("请填写整数。"),
-    "int_type": _("请填写整数。"),
-    "int_from_float": _("请填写整数。"),
-    "less_than_equal": _("不能大于 {max}。"),
-    "less_than": _("不能大于 {max}。"),
-    "greater_than_equal": _("不能小于 {min}。"),
-    "greater_than": _("必须大于 {min}。"),
-    "decimal_parsing": _("请填写金额，如 1200.50。"),
-    "decimal_max_places": _("金额最多两位小数。"),
-    "decimal_max_digits": _("金额过大。"),
-    "datetime_parsing": _("请填写完整的日期和时间。"),
-    "datetime_from_date_parsing": _("请填写完整的日期和时间。"),
-    "date_parsing": _("请填写日期。"),
-    "enum": _("请从列表中选择一项。"),
-    "literal_error": _("请从列表中选择一项。"),
-    "bool_parsing": _("请勾选或取消勾选。"),
-    "too_short": _("至少填写 {min} 项。"),
-    "too_long": _("最多填写 {max} 项。"),
-    "extra_forbidden": _("此项不可填写。"),
+    "missing": N_("请填写此项。"),
+    "string_too_short": N_("请填写此项。"),
+    "string_too_long": N_("内容过长，最多 {max} 个字。"),
+    "string_pattern_mismatch": N_("格式不正确，请从列表中选择或按要求填写。"),
+    "int_parsing": N_("请填写整数。"),
+    "int_type": N_("请填写整数。"),
+    "int_from_float": N_("请填写整数。"),
+    "less_than_equal": N_("不能大于 {max}。"),
+    "less_than": N_("不能大于 {max}。"),
+    "greater_than_equal": N_("不能小于 {min}。"),
+    "greater_than": N_("必须大于 {min}。"),
+    "decimal_parsing": N_("请填写金额，如 1200.50。"),
+    "decimal_max_places": N_("金额最多两位小数。"),
+    "decimal_max_digits": N_("金额过大。"),
+    "datetime_parsing": N_("请填写完整的日期和时间。"),
+    "datetime_from_date_parsing": N_("请填写完整的日期和时间。"),
+    "date_parsing": N_("请填写日期。"),
+    "enum": N_("请从列表中选择一项。"),
+    "literal_error": N_("请从列表中选择一项。"),
+    "bool_parsing": N_("请勾选或取消勾选。"),
+    "too_short": N_("至少填写 {min} 项。"),
+    "too_long": N_("最多填写 {max} 项。"),
+    "extra_forbidden": N_("此项不可填写。"),
 }
-INVALID = _("内容不符合要求，请检查后重新填写。")
+INVALID = N_("内容不符合要求，请检查后重新填写。")
 
 
 def _bounds(prop: dict[str, Any]) -> dict[str, Any]:
@@ -454,33 +468,40 @@ def field_errors(errors: Sequence[Mapping[str, Any]], schema: dict[str, Any],
 # ------------------------------------------------------------------- refusals in words
 
 REFUSAL_WORDS: dict[str, str] = {
-    "stage": _("案件当前所处阶段不能进行此项操作。"),
-    "role": _("您的岗位不能进行此项操作。"),
-    "unit": _("此项操作应由案件的承办单位或有权机关进行，您所在单位不能进行。"),
-    "case": _("您无权查看或办理此信访事项。"),
-    "closed": _("该信访事项已办结，不能再进行操作。"),
-    "transfer_objection": _("没有可以退回的转送，或退回期限已过。"),
-    "transfer": _("不能转送给当前正在办理该事项的单位，请选择其他单位。"),
-    "divert": _("所选单位不是有权处理该事项的机关，请另选。"),
-    "directory": _("所选单位不在单位名录中。"),
-    "extension": _("当前没有可以延期的办理期限或待审批的延期申请。"),
-    "extension:pending": _("已有延期申请在等待单位负责人审批。"),
-    "extension:once": _("办理期限只能延长一次，本案已经延期。"),
-    "extension:max": _("延期不能超过 {max_days} 日。"),
-    "hearing": _("听证安排未被接受：时间、地点或听证员有冲突，或听证编号不正确。"),
-    "assistance": _("没有待审批的救助申请，或申请编号不正确。"),
-    "assistance:amount": _("批准金额不能超过申请金额（{requested_yuan} 元）。"),
-    "assistance:exception": _("只有领导可以批准超出救助上限的例外。"),
-    "assistance:cap": _("金额超过救助上限（{cap_yuan} 元），需经领导批准例外。"),
-    "assistance:leader": _("金额超过 {leader_threshold_yuan} 元，须由领导审批。"),
-    "decline:concluded": _("以“已经复核终结”为由不予受理时，须填写已终结信访事项编号。"),
-    "review:organ": _("复查应由原办理单位的上一级机关进行，请选择正确的复查机关。"),
-    "re_review:organ": _("复核应由复查机关的上一级机关进行，请选择正确的复核机关。"),
-    "petitioner": _("查询码只能查看本人的信访事项。"),
+    "stage": N_("案件当前所处阶段不能进行此项操作。"),
+    "role": N_("您的岗位不能进行此项操作。"),
+    "unit": N_("此项操作应由案件的承办单位或有权机关进行，您所在单位不能进行。"),
+    "case": N_("您无权查看或办理此信访事项。"),
+    "closed": N_("该信访事项已办结，不能再进行操作。"),
+    "transfer_objection": N_("没有可以退回的转送，或退回期限已过。"),
+    "transfer": N_("不能转送给当前正在办理该事项的单位，请选择其他单位。"),
+    "divert": N_("所选单位不是有权处理该事项的机关，请另选。"),
+    "directory": N_("所选单位不在单位名录中。"),
+    "extension": N_("当前没有可以延期的办理期限或待审批的延期申请。"),
+    "extension:pending": N_("已有延期申请在等待单位负责人审批。"),
+    "extension:once": N_("办理期限只能延长一次，本案已经延期。"),
+    "extension:max": N_("延期不能超过 {max_days} 日。"),
+    "hearing": N_("听证安排未被接受：时间、地点或听证员有冲突，或听证编号不正确。"),
+    "assistance": N_("没有待审批的救助申请，或申请编号不正确。"),
+    "assistance:amount": N_("批准金额不能超过申请金额（{requested_yuan} 元）。"),
+    "assistance:exception": N_("只有领导可以批准超出救助上限的例外。"),
+    "assistance:cap": N_("金额超过救助上限（{cap_yuan} 元），需经领导批准例外。"),
+    "assistance:leader": N_("金额超过 {leader_threshold_yuan} 元，须由领导审批。"),
+    "decline:concluded": N_("以“已经复核终结”为由不予受理时，须填写已终结信访事项编号。"),
+    "review:organ": N_("复查应由原办理单位的上一级机关进行，请选择正确的复查机关。"),
+    "re_review:organ": N_("复核应由复查机关的上一级机关进行，请选择正确的复核机关。"),
+    "petitioner": N_("查询码只能查看本人的信访事项。"),
 }
-REFUSED = _("此项操作未被接受，请核对后重试。")
+# The same refusals without their figures (an audit trail row keeps only the rule).
+REFUSAL_PLAIN: dict[str, str] = {
+    "extension:max": N_("延期天数超过规定的上限。"),
+    "assistance:amount": N_("批准金额超过申请金额。"),
+    "assistance:cap": N_("金额超过救助上限，需经领导批准例外。"),
+    "assistance:leader": N_("金额超过限额，须由领导审批。"),
+}
+REFUSED = N_("此项操作未被接受，请核对后重试。")
 # A refusal of the hearing's time: its earliest free slot, when the booking found one.
-HEARING_SLOT = _("该时间段已有安排或不在工作时间内。最早可安排的时间：{slot}。")
+HEARING_SLOT = N_("该时间段已有安排或不在工作时间内。最早可安排的时间：{slot}。")
 
 
 def refusal_message(rule: str, details: Mapping[str, Any], lang: str) -> str:
@@ -489,4 +510,4 @@ def refusal_message(rule: str, details: Mapping[str, Any], lang: str) -> str:
     try:
         return i18n.gettext(lang, words).format(**details)
     except (KeyError, IndexError, ValueError):  # a figure the sentence needs is missing
-        return i18n.gettext(lang, REFUSED)
+        return i18n.gettext(lang, REFUSAL_PLAIN.get(rule, REFUSED))

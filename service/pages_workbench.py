@@ -51,7 +51,7 @@ from domain.deadline_explain import (
 )
 from domain.lifecycle import TABLE, AllowedAction, allowed_actions, payload_schema
 from domain.models import Action, Actor, Category, ClockName, Outcome, Role, Stage
-from domain.policy import PeriodUnit
+from domain.policy import PeriodUnit, ProfileError, load_profile
 from security.sealing import SealingError
 from service import documents
 from service.access import actor_for, case_row
@@ -67,9 +67,10 @@ from service.forms import (
     body_from_form,
     field_errors,
     form_values,
+    narrowed,
     refusal_message,
 )
-from service.i18n import gettext
+from service.i18n import N_, gettext
 from service.pages import (
     ROLE_NAMES,
     SECURITY_HEADERS,
@@ -100,120 +101,115 @@ REGISTRATION_NO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _REFUSAL_TEXT = re.compile(r"^refused \[([^\]]{1,60})\]")
 
 
-def _(text: str) -> str:
-    """Marks a message for the catalogues (tests/test_i18n.py); translated at render."""
-    return text
-
-
 # ------------------------------------------------------------------- the words
 
 STAGE_WORDS: dict[Stage, str] = {
-    Stage.REGISTERED: _("已登记，待受理"),
-    Stage.IN_HANDLING: _("办理中"),
-    Stage.REPLIED: _("已答复"),
-    Stage.UNDER_REVIEW: _("复查中"),
-    Stage.REVIEW_REPLIED: _("已出具复查意见"),
-    Stage.UNDER_RE_REVIEW: _("复核中"),
-    Stage.CLOSED: _("已办结"),
+    Stage.REGISTERED: N_("已登记，待受理"),
+    Stage.IN_HANDLING: N_("办理中"),
+    Stage.REPLIED: N_("已答复"),
+    Stage.UNDER_REVIEW: N_("复查中"),
+    Stage.REVIEW_REPLIED: N_("已出具复查意见"),
+    Stage.UNDER_RE_REVIEW: N_("复核中"),
+    Stage.CLOSED: N_("已办结"),
 }
 OUTCOME_WORDS: dict[Outcome, str] = {
-    Outcome.RESOLVED: _("已办结"),
-    Outcome.NOT_ACCEPTED: _("已办结（不予受理）"),
-    Outcome.DIVERTED: _("已办结（引导其他途径）"),
-    Outcome.WITHDRAWN: _("已办结（信访人撤回）"),
-    Outcome.CONCLUDED: _("已办结（复核终结）"),
+    Outcome.RESOLVED: N_("已办结"),
+    Outcome.NOT_ACCEPTED: N_("已办结（不予受理）"),
+    Outcome.DIVERTED: N_("已办结（引导其他途径）"),
+    Outcome.WITHDRAWN: N_("已办结（信访人撤回）"),
+    Outcome.CONCLUDED: N_("已办结（复核终结）"),
 }
 CATEGORY_WORDS: dict[Category, str] = {
-    Category.LAND_AND_RESOURCES: _("国土资源"),
-    Category.URBAN_CONSTRUCTION: _("城乡建设"),
-    Category.LABOUR_AND_SOCIAL_SECURITY: _("劳动和社会保障"),
-    Category.WAGE_ARREARS: _("拖欠工资"),
-    Category.RURAL_AFFAIRS: _("农村农业"),
-    Category.ENVIRONMENT: _("生态环境"),
-    Category.HEALTH: _("卫生健康"),
-    Category.EDUCATION: _("教育"),
-    Category.PUBLIC_SECURITY: _("公安"),
-    Category.LAW_AND_LITIGATION: _("政法（涉法涉诉）"),
-    Category.DISCIPLINE: _("纪检监察"),
-    Category.OTHER: _("其他"),
+    Category.LAND_AND_RESOURCES: N_("国土资源"),
+    Category.URBAN_CONSTRUCTION: N_("城乡建设"),
+    Category.LABOUR_AND_SOCIAL_SECURITY: N_("劳动和社会保障"),
+    Category.WAGE_ARREARS: N_("拖欠工资"),
+    Category.RURAL_AFFAIRS: N_("农村农业"),
+    Category.ENVIRONMENT: N_("生态环境"),
+    Category.HEALTH: N_("卫生健康"),
+    Category.EDUCATION: N_("教育"),
+    Category.PUBLIC_SECURITY: N_("公安"),
+    Category.LAW_AND_LITIGATION: N_("政法（涉法涉诉）"),
+    Category.DISCIPLINE: N_("纪检监察"),
+    Category.OTHER: N_("其他"),
 }
 CLOCK_WORDS: dict[ClockName, str] = {
-    ClockName.ROUTING: _("转送、交办期限"),
-    ClockName.ACCEPTANCE: _("决定是否受理期限"),
-    ClockName.TRANSFER_OBJECTION: _("转送异议期限"),
-    ClockName.HANDLING: _("办理期限（出具处理意见）"),
-    ClockName.REVIEW_REQUEST: _("信访人请求复查期限"),
-    ClockName.REVIEW: _("复查期限"),
-    ClockName.RE_REVIEW_REQUEST: _("信访人请求复核期限"),
-    ClockName.RE_REVIEW: _("复核期限"),
-    ClockName.PROCEDURAL_REPLY: _("程序性答复期限"),
-    ClockName.SETTLEMENT: _("答复办理结果期限"),
-    ClockName.PROGRESS_REPLY: _("按月答复办理进展期限"),
+    ClockName.ROUTING: N_("转送、交办期限"),
+    ClockName.ACCEPTANCE: N_("决定是否受理期限"),
+    ClockName.TRANSFER_OBJECTION: N_("转送异议期限"),
+    ClockName.HANDLING: N_("办理期限（出具处理意见）"),
+    ClockName.REVIEW_REQUEST: N_("信访人请求复查期限"),
+    ClockName.REVIEW: N_("复查期限"),
+    ClockName.RE_REVIEW_REQUEST: N_("信访人请求复核期限"),
+    ClockName.RE_REVIEW: N_("复核期限"),
+    ClockName.PROCEDURAL_REPLY: N_("程序性答复期限"),
+    ClockName.SETTLEMENT: N_("答复办理结果期限"),
+    ClockName.PROGRESS_REPLY: N_("按月答复办理进展期限"),
 }
-DEADLINE = _("办理期限")
+DEADLINE = N_("办理期限")
 # A notice by its template (service/pages_track.py TEMPLATE_KINDS), as staff call it.
 NOTICE_TITLES: dict[str, str] = {
-    "registration": _("登记告知书"),
-    "acceptance": _("受理告知书"),
-    "non_acceptance": _("不予受理告知书"),
-    "diversion": _("引导告知书"),
-    "transfer": _("转送告知书"),
-    "assignment": _("交办告知书"),
-    "extension": _("延期办理告知书"),
-    "hearing": _("听证通知书"),
-    "assistance": _("救助决定告知书"),
-    "progress": _("办理进展告知书"),
-    "handling_opinion": _("处理意见书"),
-    "review_opinion": _("复查意见书"),
-    "re_review_opinion": _("复核意见书"),
-    "withdrawal": _("撤回告知书"),
+    "registration": N_("登记告知书"),
+    "acceptance": N_("受理告知书"),
+    "non_acceptance": N_("不予受理告知书"),
+    "diversion": N_("引导告知书"),
+    "transfer": N_("转送告知书"),
+    "assignment": N_("交办告知书"),
+    "extension": N_("延期办理告知书"),
+    "hearing": N_("听证通知书"),
+    "assistance": N_("救助决定告知书"),
+    "progress": N_("办理进展告知书"),
+    "handling_opinion": N_("处理意见书"),
+    "review_opinion": N_("复查意见书"),
+    "re_review_opinion": N_("复核意见书"),
+    "withdrawal": N_("撤回告知书"),
     # Notices to units and persons, by their template.
-    "escalation": _("超期督办通知"),
-    "reminder": _("期限提醒"),
-    "hearing_scheduled": _("听证通知"),
-    "diversion_order": _("引导转办单"),
+    "escalation": N_("超期督办通知"),
+    "reminder": N_("期限提醒"),
+    "hearing_scheduled": N_("听证通知"),
+    "diversion_order": N_("引导转办单"),
 }
-NOTICE = _("书面告知")
+NOTICE = N_("书面告知")
 PROFILE_WORDS: dict[str, str] = {
-    "national": _("全国（《信访工作条例》）"),
-    "procuratorate": _("检察机关（件件有回复）"),
-    "zhejiang": _("浙江省（《浙江省信访条例》）"),
-    "shandong": _("山东省（《山东省信访条例》）"),
-    "sichuan": _("四川省（《四川省信访条例》）"),
-    "demo": _("演示（期限以秒计）"),
-    "bench": _("压力测试（期限以分钟计）"),
+    "national": N_("全国（《信访工作条例》）"),
+    "procuratorate": N_("检察机关（件件有回复）"),
+    "zhejiang": N_("浙江省（《浙江省信访条例》）"),
+    "shandong": N_("山东省（《山东省信访条例》）"),
+    "sichuan": N_("四川省（《四川省信访条例》）"),
+    "demo": N_("演示（期限以秒计）"),
+    "bench": N_("压力测试（期限以分钟计）"),
 }
 DONE_WORDS: dict[Action, str] = {
-    Action.ACCEPT: _("已受理。"),
-    Action.DECLINE: _("已决定不予受理，书面告知将送达信访人。"),
-    Action.DIVERT: _("已引导至其他法定途径。"),
-    Action.TRANSFER: _("已转送。"),
-    Action.REJECT_TRANSFER: _("已退回转送。"),
-    Action.ASSIGN: _("已指定承办人员。"),
-    Action.CONTRACT_TO_LEADER: _("已安排领导包案。"),
-    Action.REQUEST_EXTENSION: _("延期申请已提交，等待单位负责人审批。"),
-    Action.DECIDE_EXTENSION: _("已审批延期申请。"),
-    Action.SCHEDULE_HEARING: _("已安排听证。"),
-    Action.RECORD_HEARING: _("已记录听证结果。"),
-    Action.REQUEST_ASSISTANCE: _("救助申请已提交。"),
-    Action.DECIDE_ASSISTANCE: _("已审批救助申请。"),
-    Action.PROGRESS_REPLY: _("已答复办理进展。"),
-    Action.REPLY: _("已出具处理意见。"),
-    Action.REVIEW_OPINION: _("已出具复查意见。"),
-    Action.RE_REVIEW_OPINION: _("已出具复核意见。"),
-    Action.ADD_NOTE: _("已补充材料。"),
+    Action.ACCEPT: N_("已受理。"),
+    Action.DECLINE: N_("已决定不予受理，书面告知将送达信访人。"),
+    Action.DIVERT: N_("已引导至其他法定途径。"),
+    Action.TRANSFER: N_("已转送。"),
+    Action.REJECT_TRANSFER: N_("已退回转送。"),
+    Action.ASSIGN: N_("已指定承办人员。"),
+    Action.CONTRACT_TO_LEADER: N_("已安排领导包案。"),
+    Action.REQUEST_EXTENSION: N_("延期申请已提交，等待单位负责人审批。"),
+    Action.DECIDE_EXTENSION: N_("已审批延期申请。"),
+    Action.SCHEDULE_HEARING: N_("已安排听证。"),
+    Action.RECORD_HEARING: N_("已记录听证结果。"),
+    Action.REQUEST_ASSISTANCE: N_("救助申请已提交。"),
+    Action.DECIDE_ASSISTANCE: N_("已审批救助申请。"),
+    Action.PROGRESS_REPLY: N_("已答复办理进展。"),
+    Action.REPLY: N_("已出具处理意见。"),
+    Action.REVIEW_OPINION: N_("已出具复查意见。"),
+    Action.RE_REVIEW_OPINION: N_("已出具复核意见。"),
+    Action.ADD_NOTE: N_("已补充材料。"),
 }
-DONE = _("操作已完成。")
-ACTOR_WORDS = {"system": _("系统"), "petitioner": _("信访人"), "supervisor": _("督查人员"),
-               "intake_clerk": _("登记人员")}
-DELIVERY_WORDS = {"sent": _("已送达"), "pending": _("正在送达"), "failed": _("送达未成功")}
-WEEKDAYS = (_("星期一"), _("星期二"), _("星期三"), _("星期四"), _("星期五"), _("星期六"),
-            _("星期日"))
+DONE = N_("操作已完成。")
+ACTOR_WORDS = {"system": N_("系统"), "petitioner": N_("信访人"), "supervisor": N_("督查人员"),
+               "intake_clerk": N_("登记人员")}
+DELIVERY_WORDS = {"sent": N_("已送达"), "pending": N_("正在送达"), "failed": N_("送达未成功")}
+WEEKDAYS = (N_("星期一"), N_("星期二"), N_("星期三"), N_("星期四"), N_("星期五"), N_("星期六"),
+            N_("星期日"))
 MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
              "Dec")
-PAGE_EXPIRED = _("页面已过期，请重新提交。")
-NOT_FOUND = _("未找到该信访事项")
-NO_SUCH_CASE = _("没有这个编号的信访事项，请核对编号。")
+PAGE_EXPIRED = N_("页面已过期，请重新提交。")
+NOT_FOUND = N_("未找到该信访事项")
+NO_SUCH_CASE = N_("没有这个编号的信访事项，请核对编号。")
 
 
 # ------------------------------------------------------------------- dates
@@ -447,12 +443,12 @@ def _weekday(day: date, lang: str) -> str:
 
 
 UNIT_WORDS: dict[PeriodUnit, str] = {
-    PeriodUnit.DAYS: _("按自然日计算：{n} 日"),
-    PeriodUnit.WORKING_DAYS: _("按工作日计算：{n} 个工作日"),
-    PeriodUnit.MONTHS: _("按月计算：{n} 个月"),
-    PeriodUnit.HOURS: _("按小时精确计算：{n} 小时（测试或演示配置）"),
-    PeriodUnit.MINUTES: _("按分钟精确计算：{n} 分钟（测试或演示配置）"),
-    PeriodUnit.SECONDS: _("按秒精确计算：{n} 秒（演示配置）"),
+    PeriodUnit.DAYS: N_("按自然日计算：{n} 日"),
+    PeriodUnit.WORKING_DAYS: N_("按工作日计算：{n} 个工作日"),
+    PeriodUnit.MONTHS: N_("按月计算：{n} 个月"),
+    PeriodUnit.HOURS: N_("按小时精确计算：{n} 小时（测试或演示配置）"),
+    PeriodUnit.MINUTES: N_("按分钟精确计算：{n} 分钟（测试或演示配置）"),
+    PeriodUnit.SECONDS: N_("按秒精确计算：{n} 秒（演示配置）"),
 }
 
 
@@ -535,17 +531,17 @@ def _deadlines(status: PetitionStatus, case: CaseState | None, names: Directory,
     return shown
 
 
-def _met(row: Petition, lang: str) -> list[dict[str, str]]:
+def _met(row: Petition, lang: str) -> list[str]:
     """Deadlines met: the decision on acceptance, the handling opinion (read model)."""
     met = []
     for what, due, done in ((ClockName.ACCEPTANCE, row.acceptance_due, row.accepted_at),
                             (ClockName.HANDLING, row.handling_due, row.replied_at)):
         if due is None or done is None:
             continue
-        late = done >= due
-        met.append({"what": gettext(lang, CLOCK_WORDS[what]), "due": due_words(due, lang),
-                    "done": day_words(done.astimezone(BEIJING).date(), lang),
-                    "late": gettext(lang, "超期完成") if late else gettext(lang, "按期完成")})
+        met.append(gettext(lang, "{what}：期限 {due}，{done}完成（{late}）").format(
+            what=gettext(lang, CLOCK_WORDS[what]), due=due_words(due, lang),
+            done=day_words(done.astimezone(BEIJING).date(), lang),
+            late=gettext(lang, "超期") if done >= due else gettext(lang, "按期")))
     return met
 
 
@@ -667,6 +663,18 @@ async def _choices(ctx: ServiceContext, case: CaseState, names: Directory
     }
 
 
+def limits(profile: str) -> dict[str, dict[str, Any]]:
+    """The bounds the case's profile sets tighter than the commands: the days of an
+    extension (30 nationally, where a command takes up to 366)."""
+    try:
+        extension = load_profile(profile).extension.max_period
+    except (ProfileError, ValueError):
+        return {}
+    if extension.unit not in (PeriodUnit.DAYS, PeriodUnit.WORKING_DAYS):
+        return {}
+    return {"days": {"maximum": extension.amount}}
+
+
 def _form_token() -> str:
     return secrets.token_urlsafe(18)
 
@@ -680,12 +688,13 @@ def request_id_for(ctx: ServiceContext, actor: Actor, registration_no: str, acti
 
 
 def _forms(allowed: list[AllowedAction], choices: Mapping[str, Sequence[tuple[str, str]]],
-           submitted: Submitted | None, lang: str) -> list[ActionForm]:
+           submitted: Submitted | None, bounds: Mapping[str, Mapping[str, Any]],
+           lang: str) -> list[ActionForm]:
     forms = []
     for offered in allowed:
         again = submitted if submitted and submitted.action is offered.action else None
         forms.append(action_form(
-            offered.action, offered.payload_schema, lang, choices=choices,
+            offered.action, narrowed(offered.payload_schema, bounds), lang, choices=choices,
             values=again.values if again else None, errors=again.errors if again else None,
             error=again.error if again else "", token=_form_token(),
             article=article_words(offered.article, lang)))
@@ -718,8 +727,8 @@ async def _case_page(request: Request, ctx: ServiceContext, actor: Actor, row: P
         case = await ctx.petitions.case(row.workflow_id)
         timeline = await ctx.petitions.timeline(row.workflow_id)
     except PetitionNotFound:
-        return _message(request, 404, _("暂时无法读取该信访事项"),
-                        _("该信访事项的办理信息暂时无法读取，请稍后再试。"), frame, lang)
+        return _message(request, 404, N_("暂时无法读取该信访事项"),
+                        N_("该信访事项的办理信息暂时无法读取，请稍后再试。"), frame, lang)
     now = datetime.now(UTC)
     names = await _directory(ctx, lang)
     who = Principal("staff", actor.id, actor=actor)
@@ -758,7 +767,8 @@ async def _case_page(request: Request, ctx: ServiceContext, actor: Actor, row: P
         timeline=_timeline(timeline, names, lang),
         audit=_audit(await audit_trail(ctx.sessions, row.workflow_id), names, lang),
         documents=_documents(listed, lang),
-        forms=_forms(allowed, choices, submitted, lang), csrf_token=token,
+        forms=_forms(allowed, choices, submitted, limits(row.profile), lang),
+        csrf_token=token,
         action_base=f"/workbench/cases/{row.registration_no}/actions", **frame)
     return _with_csrf_cookie(page, request, fresh)
 
@@ -776,8 +786,8 @@ async def _visible_case(request: Request, ctx: ServiceContext, actor: Actor,
         return _message(request, 404, NOT_FOUND, NO_SUCH_CASE, frame, lang)
     _actor, refusal = await actor_for(ctx, Principal("staff", actor.id, actor=actor), row, None)
     if refusal is not None:
-        return _message(request, 403, _("无权查看该信访事项"),
-                        _("该信访事项不属于您所在单位或您经办的案件，您无权查看。"
+        return _message(request, 403, N_("无权查看该信访事项"),
+                        N_("该信访事项不属于您所在单位或您经办的案件，您无权查看。"
                           "如需查阅，请联系承办单位。"), frame, lang)
     return row
 
@@ -833,7 +843,7 @@ async def workbench_act(request: Request, ctx: Ctx, registration_no: str,
     row, lang = found, language(request)
     chosen = _person_action(action)
     if chosen is None:
-        return _message(request, 404, _("没有这项操作"), _("该操作不存在，请返回案件页面重试。"),
+        return _message(request, 404, N_("没有这项操作"), N_("该操作不存在，请返回案件页面重试。"),
                         await _frame(ctx, actor), lang)
     form = await request.form()
     token = str(form.get("form_token") or "")
@@ -841,7 +851,7 @@ async def workbench_act(request: Request, ctx: Ctx, registration_no: str,
             or not FORM_TOKEN.match(token):
         return await _case_page(request, ctx, actor, row, status_code=400,
                                 error=gettext(lang, PAGE_EXPIRED))
-    schema = payload_schema(TABLE[chosen].command)
+    schema = narrowed(payload_schema(TABLE[chosen].command), limits(row.profile))
     body = body_from_form(schema, form)
     request_id = request_id_for(ctx, actor, row.registration_no, chosen, token)
     try:
@@ -856,6 +866,7 @@ async def workbench_act(request: Request, ctx: Ctx, registration_no: str,
             general = " ".join(other) or gettext(lang, "请按提示修改后重新提交。")
         else:
             errors, general = _refused(problem, schema, lang)
+            general = "" if errors else general  # said beside its field
         LOG.info("workbench: %s on %s by %s not taken (%s %s)", chosen.value,
                  row.registration_no, actor.id, problem.status, problem.extra.get("rule")
                  or problem.kind)

@@ -21,6 +21,7 @@ from service.forms import (
     body_from_form,
     field_errors,
     form_values,
+    narrowed,
     refusal_message,
 )
 from service.problems import from_validation_error
@@ -161,7 +162,22 @@ def test_invalid_input_gives_a_sentence_beside_each_field() -> None:
 def test_refusals_are_sentences_not_the_domains_english() -> None:
     assert refusal_message("extension:max", {"max_days": 30}, "zh") == "延期不能超过 30 日。"
     assert refusal_message("unit:holding", {}, "zh").startswith("此项操作应由案件的承办单位")
-    assert refusal_message("extension:max", {}, "zh") == "此项操作未被接受，请核对后重试。"
+    # Without its figures (an audit trail row), the sentence that needs none.
+    assert refusal_message("extension:max", {}, "zh") == "延期天数超过规定的上限。"
     assert refusal_message("something:new", {}, "zh") == "此项操作未被接受，请核对后重试。"
     assert refusal_message("stage", {}, "en") == \
         "The case's current stage does not allow this action."
+
+
+def test_a_profile_narrows_a_bound_in_the_form_and_in_its_errors() -> None:
+    for action in (Action.REQUEST_EXTENSION, Action.DECIDE_EXTENSION):
+        schema = narrowed(payload_schema(TABLE[action].command), {"days": {"maximum": 30}})
+        days = {f.name: f for f in action_form(action, schema, "zh").fields}["days"]
+        assert days.attrs["max"] == "30" and days.hint == "1–30"
+    schema = narrowed(payload_schema(TABLE[Action.REQUEST_EXTENSION].command),
+                      {"days": {"maximum": 30}, "nothing": {"maximum": 1}})
+    problem = {"field": "days", "type": "less_than_equal", "message": "..."}
+    assert field_errors([problem], schema, "zh") == ({"days": "不能大于 30。"}, [])
+    # The command itself is untouched: the domain's rule still decides.
+    assert payload_schema(TABLE[Action.REQUEST_EXTENSION].command)["properties"]["days"][
+        "maximum"] == 366
