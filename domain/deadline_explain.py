@@ -25,9 +25,9 @@ from domain.calendar import (
     OutsideSnapshot,
     PeriodUnit,
     WorkingCalendar,
+    _last_day,
     deadline_for,
     extend_deadline,
-    shift_months,
 )
 from domain.case import CaseState, Clock
 from domain.lifecycle import TABLE
@@ -173,14 +173,6 @@ def _spans(calendar: WorkingCalendar, first: date, last: date) -> tuple[DaySpan,
     return tuple(merged)
 
 
-def _last_day(anchor: date, period: Period, calendar: WorkingCalendar) -> date:
-    if period.unit is PeriodUnit.DAYS:
-        return anchor + timedelta(days=period.amount)
-    if period.unit is PeriodUnit.MONTHS:
-        return shift_months(anchor, period.amount)
-    return calendar.add_working_days(anchor, period.amount)
-
-
 def count(anchor: date, period: Period, calendar: WorkingCalendar,
           roll_to_working_day: bool) -> Counting:
     """`period` counted from the day after `anchor`, as domain/calendar.py counts it."""
@@ -244,7 +236,8 @@ def explain_clock(clock: Clock, policy: ClockPolicy, calendar: WorkingCalendar, 
     return DeadlineExplanation(
         clock=clock.name, kind=clock.kind, article=clock.article, started_at=clock.started_at,
         due_at=clock.due_at, counting=counting, extension=extended,
-        extension_days=extension.amount if extended is not None else 0, paused_for=paused,
+        extension_days=extension.amount if extension is not None and extended is not None
+        else 0, paused_for=paused,
         repeat=repeat, consistent=due + (paused or timedelta(0)) == clock.due_at)
 
 

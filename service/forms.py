@@ -164,6 +164,7 @@ ENUM_LABELS: dict[str, dict[str, str]] = {
 CHOOSE = N_("请选择")
 ONE_PER_LINE = N_("每行填写一项")
 BEIJING_TIME = N_("北京时间")
+RANGE = N_("可填 {min}–{max}")
 TEXT_INPUT_CHARS = 100  # longer strings get a textarea
 LONG_TEXT_CHARS = 500  # longer still: a large one
 
@@ -331,7 +332,7 @@ def build_field(action: Action, schema: dict[str, Any], name: str, lang: str, *,
     elif widget == "datetime":
         made.hint = i18n.gettext(lang, BEIJING_TIME)
     if widget == "number" and "maximum" in prop and "minimum" in prop:
-        made.hint = f"{prop['minimum']}–{prop['maximum']}"
+        made.hint = i18n.gettext(lang, RANGE).format(min=prop["minimum"], max=prop["maximum"])
     return made
 
 

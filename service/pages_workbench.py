@@ -86,7 +86,7 @@ from service.pages import (
     staff_frame,
     to_signin,
 )
-from service.pages_track import TEMPLATE_KINDS
+from service.pages_track import NOTICE_WORDS, SOME_NOTICE, TEMPLATE_KINDS
 from service.problems import Problem
 from starter.queries import audit_trail
 
@@ -147,29 +147,13 @@ CLOCK_WORDS: dict[ClockName, str] = {
     ClockName.PROGRESS_REPLY: N_("按月答复办理进展期限"),
 }
 DEADLINE = N_("办理期限")
-# A notice by its template (service/pages_track.py TEMPLATE_KINDS), as staff call it.
-NOTICE_TITLES: dict[str, str] = {
-    "registration": N_("登记告知书"),
-    "acceptance": N_("受理告知书"),
-    "non_acceptance": N_("不予受理告知书"),
-    "diversion": N_("引导告知书"),
-    "transfer": N_("转送告知书"),
-    "assignment": N_("交办告知书"),
-    "extension": N_("延期办理告知书"),
-    "hearing": N_("听证通知书"),
-    "assistance": N_("救助决定告知书"),
-    "progress": N_("办理进展告知书"),
-    "handling_opinion": N_("处理意见书"),
-    "review_opinion": N_("复查意见书"),
-    "re_review_opinion": N_("复核意见书"),
-    "withdrawal": N_("撤回告知书"),
-    # Notices to units and persons, by their template.
+# Notices to units and persons, by their template (the petitioner's: pages_track.py).
+STAFF_NOTICES: dict[str, str] = {
     "escalation": N_("超期督办通知"),
     "reminder": N_("期限提醒"),
     "hearing_scheduled": N_("听证通知"),
     "diversion_order": N_("引导转办单"),
 }
-NOTICE = N_("书面告知")
 PROFILE_WORDS: dict[str, str] = {
     "national": N_("全国（《信访工作条例》）"),
     "procuratorate": N_("检察机关（件件有回复）"),
@@ -353,7 +337,7 @@ async def _counts(ctx: ServiceContext, actor: Actor, now: datetime) -> dict[str,
 
 
 def _stage_words(stage: str, outcome: str | None, lang: str) -> str:
-    if outcome in Outcome._value2member_map_:
+    if outcome is not None and outcome in Outcome._value2member_map_:
         return gettext(lang, OUTCOME_WORDS[Outcome(outcome)])
     if stage in Stage._value2member_map_:
         return gettext(lang, STAGE_WORDS[Stage(stage)])
@@ -570,7 +554,7 @@ def _refusal_words(text: str | None, lang: str) -> str:
     return refusal_message(found.group(1) if found else "", {}, lang)
 
 
-def _audit(trail: list[dict[str, Any]], names: Directory, lang: str) -> list[dict[str, str]]:
+def _audit(trail: list[dict[str, Any]], names: Directory, lang: str) -> list[dict[str, Any]]:
     shown = []
     for entry in trail:
         actor_id, _sep, rest = str(entry["actor"]).partition(":")
@@ -602,13 +586,14 @@ def _timeline(status_entries: Sequence[Any], names: Directory, lang: str
 def notice_title(template: str, recipient_kind: str, lang: str) -> str:
     """A notice by its template: the petitioner's by the kind of letter, a unit's or a
     person's by what it is about."""
-    kind = TEMPLATE_KINDS.get(template, template) if recipient_kind == "petitioner" \
-        else template
-    if kind in NOTICE_TITLES:
-        return gettext(lang, NOTICE_TITLES[kind])
+    if recipient_kind == "petitioner":
+        kind = TEMPLATE_KINDS.get(template, template)
+        return gettext(lang, NOTICE_WORDS.get(kind, SOME_NOTICE))
+    if template in STAFF_NOTICES:
+        return gettext(lang, STAFF_NOTICES[template])
     if template in Action._value2member_map_:
         return gettext(lang, "{action}通知").format(action=action_words(template, lang))
-    return gettext(lang, NOTICE)
+    return gettext(lang, SOME_NOTICE)
 
 
 def _documents(listed: documents.CaseDocuments, lang: str) -> dict[str, Any]:

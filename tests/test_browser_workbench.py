@@ -190,7 +190,7 @@ async def test_handler_works_a_case_on_the_workbench(
             # and the profile's 30, which the form says).
             await page.locator("#action-request-extension > summary").click()
             assert await page.locator(
-                "#action-request-extension-days-hint").inner_text() == "1–30"
+                "#action-request-extension-days-hint").inner_text() == "可填 1–30"
             await page.get_by_label("延期天数").fill("400")
             await page.get_by_label("申请延期的理由").fill("需要调取外单位材料")
             async with page.expect_response(re.compile(r"/actions/request_extension$")) as sent:
@@ -202,6 +202,7 @@ async def test_handler_works_a_case_on_the_workbench(
             assert await page.get_by_label("延期天数").input_value() == "400"  # kept as typed
             assert await page.get_by_label("申请延期的理由").input_value() == "需要调取外单位材料"
             assert_no_leak(await _text(page), LEAKS)
+            await _shot(page, "error", shots)
             # Within the command's range, beyond the profile's 30 days: the rule, in words,
             # beside its field only.
             await page.get_by_label("延期天数").fill("45")
@@ -213,7 +214,7 @@ async def test_handler_works_a_case_on_the_workbench(
             text = await _text(page)
             assert_no_leak(text, LEAKS)
             assert await page.inner_text("#stage") == "办理中"
-            await _shot(page, "error", shots)
+            await _shot(page, "refused", shots)
             await assert_accessible(page, "case page with errors")
 
             # The same form submitted twice (a double click, a resent page): one action.

@@ -173,7 +173,7 @@ def test_a_profile_narrows_a_bound_in_the_form_and_in_its_errors() -> None:
     for action in (Action.REQUEST_EXTENSION, Action.DECIDE_EXTENSION):
         schema = narrowed(payload_schema(TABLE[action].command), {"days": {"maximum": 30}})
         days = {f.name: f for f in action_form(action, schema, "zh").fields}["days"]
-        assert days.attrs["max"] == "30" and days.hint == "1–30"
+        assert days.attrs["max"] == "30" and days.hint == "可填 1–30"
     schema = narrowed(payload_schema(TABLE[Action.REQUEST_EXTENSION].command),
                       {"days": {"maximum": 30}, "nothing": {"maximum": 1}})
     problem = {"field": "days", "type": "less_than_equal", "message": "..."}
