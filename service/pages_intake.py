@@ -118,6 +118,10 @@ CATEGORY_WORDS: dict[Category, str] = {
     Category.DISCIPLINE: _("纪检监察"),
     Category.OTHER: _("其他"),
 }
+# The fields by what the form calls them (the error summary links to them).
+FIELD_WORDS = {"unit": _("受理单位"), "category": _("问题类别"), "name": _("姓名"),
+               "id_number": _("身份证号码"), "phone": _("联系电话"), "address": _("通讯地址"),
+               "subject": _("事项标题"), "content": _("信访内容"), "attachments": _("附件")}
 TEXT_FIELDS = ("unit", "category", "name", "id_number", "phone", "address", "subject",
                "content")
 ALLOWED_WORDS = _("PDF、JPG、PNG、TIFF、DOCX 文件或录音（MP3、M4A、WAV、AMR）")
@@ -291,7 +295,8 @@ def _limiter(request: Request) -> RateLimit:
     found: RateLimit | None = getattr(request.app.state, "portal_limit", None)
     if found is None:
         per_hour = portal_settings().portal_per_hour
-        found = RateLimit(None, rate=per_hour / 3600, burst=per_hour)
+        # Its bucket only: it wraps no application here.
+        found = RateLimit(lambda *args: None, rate=per_hour / 3600, burst=per_hour)
         request.app.state.portal_limit = found
     return found
 
@@ -311,8 +316,10 @@ def _form_page(request: Request, ctx: ServiceContext, found: Portal, *, status: 
     _ = translator(request)
     token, fresh = _csrf(request, ctx)
     units = sorted(found.units, key=lambda code: found.units[code])
+    wrong = [*(errors or {}), *(["attachments"] if files_error else [])]
     page = render(
         "intake.html", status, request=request, values=values or {}, errors=errors or {},
+        wrong=[(name, _(FIELD_WORDS[name])) for name in FIELD_WORDS if name in wrong],
         files_error=files_error, files_dropped=files_dropped, problem=problem,
         units=[(code, unit_name(found.units, code, request)) for code in units],
         categories=[(c.value, _(words)) for c, words in CATEGORY_WORDS.items()],
@@ -410,7 +417,7 @@ async def intake_post(request: Request, ctx: Ctx) -> Response:
     if checked.errors or files_error:
         return again(400, files_error=files_error or "", form_token=token,
                      problem=_("提交未成功，请按提示修改后重新提交。"))
-    if registered is None and _limiter(request).take(RateLimit.client_key(request.scope)) > 0:
+    if registered is None and _limiter(request).take(RateLimit.client_key(dict(request.scope))) > 0:
         return render("intake_message.html", 429, {"Retry-After": "3600"}, request=request,
                       heading=_("提交过于频繁"),
                       message=_("您提交的次数过多，请一小时后再试。"),

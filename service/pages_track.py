@@ -154,7 +154,7 @@ COLON, SEMICOLON = _("："), _("；")
 SATISFACTION_WORDS = {Satisfaction.SATISFIED: _("满意"),
                       Satisfaction.BASICALLY_SATISFIED: _("基本满意"),
                       Satisfaction.UNSATISFIED: _("不满意")}
-# What the petitioner may do on the page: action -> (the form's path, what it is called).
+# What the petitioner may do on the page: action -> its form's path under /track/case.
 PETITIONER_FORMS: dict[Action, str] = {
     Action.RATE: "rate", Action.REQUEST_REVIEW: "review",
     Action.REQUEST_RE_REVIEW: "re-review", Action.WITHDRAW: "withdraw"}
@@ -387,12 +387,12 @@ def request_id_of(ctx: ServiceContext, token: str) -> str | None:
     return f"track-{expected[32:64]}"
 
 
-async def _offered(ctx: ServiceContext, who: Principal, status: PetitionStatus,
-                   names: dict[str, str], request: Request) -> dict[str, Any]:
+async def _offered(ctx: ServiceContext, who: Principal, case: CaseState | None,
+                   status: PetitionStatus, names: dict[str, str],
+                   request: Request) -> dict[str, Any]:
     """The petitioner's forms the case offers now (the workflow's own answer), each with
     what it needs."""
-    assert who.workflow_id is not None and who.registration_no is not None
-    case = await ctx.petitions.case(who.workflow_id)
+    assert who.registration_no is not None
     if case is None:
         return {}
     row = await case_row(ctx, who.registration_no)
@@ -403,8 +403,7 @@ async def _offered(ctx: ServiceContext, who: Principal, status: PetitionStatus,
     if Action.RATE in allowed:
         offered["rate"] = {
             "choices": [(s.value, t(w)) for s, w in SATISFACTION_WORDS.items()],
-            "current": t(SATISFACTION_WORDS[status.satisfaction]) if status.satisfaction
-            else ""}
+            "chosen": status.satisfaction.value if status.satisfaction else ""}
     for action, key, clock, above, exclude in (
             (Action.REQUEST_REVIEW, "review", ClockName.REVIEW_REQUEST,
              case.responsible_unit, set()),
@@ -432,7 +431,8 @@ async def track_case(request: Request, ctx: Ctx, done: str = "") -> Response:
     try:
         status = await ctx.petitions.status(who.workflow_id)
         names = await directory_names(ctx)
-        offered = await _offered(ctx, who, status, names, request)
+        case = await ctx.petitions.case(who.workflow_id)
+        offered = await _offered(ctx, who, case, status, names, request)
     except PetitionNotFound:
         return track_message(request, 404, _("暂未查到办理信息"),
                              _("暂时无法查到该信访事项的办理信息，请稍后再试。"))
@@ -449,6 +449,11 @@ async def track_case(request: Request, ctx: Ctx, done: str = "") -> Response:
     token, fresh = _csrf(request, ctx)
     page = render("track_case.html", request=request, registration_no=who.registration_no,
                   stage=t(stage), explained=t(explained), unit=unit_name(names, unit, request),
+                  review_organ=unit_name(names, case.review_organ if case else None, request),
+                  re_review_organ=unit_name(names, case.re_review_organ if case else None,
+                                            request),
+                  rated=t(SATISFACTION_WORDS[status.satisfaction]) if status.satisfaction
+                  else "",
                   deadlines=deadlines(status, names, request),
                   notices=_notices(listed.notices, request), offered=offered,
                   done=t(DONE_WORDS[done]) if done in DONE_WORDS else "",
@@ -459,8 +464,8 @@ async def track_case(request: Request, ctx: Ctx, done: str = "") -> Response:
 # ------------------------------------------------------------------- acting
 
 
-async def _act(request: Request, ctx: ServiceContext, action: Action, form: str,
-               body: dict[str, Any], csrf_token: str, request_token: str) -> Response:
+async def _act(request: Request, ctx: ServiceContext, action: Action, body: dict[str, Any],
+               csrf_token: str, request_token: str) -> Response:
     """The petitioner's action through the API's own path; then back to the case."""
     who = _petitioner(request, ctx)
     if who is None or who.registration_no is None:
@@ -482,7 +487,8 @@ async def _act(request: Request, ctx: ServiceContext, action: Action, form: str,
         return track_message(request, refused.status, _("未能提交"),
                              REFUSED_WORDS.get(rule, REFUSED_OTHERWISE),
                              link=back, link_text=_("返回办理进度"))
-    return RedirectResponse(f"{back}?done={form}", status_code=303, headers=SECURITY_HEADERS)
+    return RedirectResponse(f"{back}?done={PETITIONER_FORMS[action]}", status_code=303,
+                            headers=SECURITY_HEADERS)
 
 
 def _missing(request: Request, message: str) -> Response:
@@ -506,7 +512,20 @@ async def track_rate(request: Request, ctx: Ctx,
     body: dict[str, Any] = {"satisfaction": satisfaction}
     if _text(comment):
         body["comment"] = _text(comment)
-    return await _act(request, ctx, Action.RATE, "rate", body, csrf_token, request_token)
+    return await _act(request, ctx, Action.RATE, body, csrf_token, request_token)
+
+
+async def _ask_review(request: Request, ctx: ServiceContext, action: Action, organ: str,
+                      reason: str, csrf_token: str, request_token: str) -> Response:
+    """A request for review or re-review: the organ chosen and the reasons given."""
+    review = action is Action.REQUEST_REVIEW
+    if not _text(reason):
+        return _missing(request, _("请填写请求复查的理由。") if review
+                        else _("请填写请求复核的理由。"))
+    if not re.match(KEY_PATTERN, organ):
+        return _missing(request, _("请选择复查机关。") if review else _("请选择复核机关。"))
+    body = {"review_organ" if review else "re_review_organ": organ, "reason": _text(reason)}
+    return await _act(request, ctx, action, body, csrf_token, request_token)
 
 
 @router.post("/track/case/review", name="track_review")
@@ -515,13 +534,8 @@ async def track_review(request: Request, ctx: Ctx,
                        reason: Annotated[str, Form()] = "",
                        csrf_token: Annotated[str, Form()] = "",
                        request_token: Annotated[str, Form()] = "") -> Response:
-    if not _text(reason):
-        return _missing(request, _("请填写请求复查的理由。"))
-    if not re.match(KEY_PATTERN, organ):
-        return _missing(request, _("请选择复查机关。"))
-    return await _act(request, ctx, Action.REQUEST_REVIEW, "review",
-                      {"review_organ": organ, "reason": _text(reason)}, csrf_token,
-                      request_token)
+    return await _ask_review(request, ctx, Action.REQUEST_REVIEW, organ, reason, csrf_token,
+                             request_token)
 
 
 @router.post("/track/case/re-review", name="track_re_review")
@@ -530,13 +544,8 @@ async def track_re_review(request: Request, ctx: Ctx,
                           reason: Annotated[str, Form()] = "",
                           csrf_token: Annotated[str, Form()] = "",
                           request_token: Annotated[str, Form()] = "") -> Response:
-    if not _text(reason):
-        return _missing(request, _("请填写请求复核的理由。"))
-    if not re.match(KEY_PATTERN, organ):
-        return _missing(request, _("请选择复核机关。"))
-    return await _act(request, ctx, Action.REQUEST_RE_REVIEW, "re-review",
-                      {"re_review_organ": organ, "reason": _text(reason)}, csrf_token,
-                      request_token)
+    return await _ask_review(request, ctx, Action.REQUEST_RE_REVIEW, organ, reason,
+                             csrf_token, request_token)
 
 
 @router.post("/track/case/withdraw", name="track_withdraw")
@@ -548,8 +557,7 @@ async def track_withdraw(request: Request, ctx: Ctx,
     if confirm != "yes":
         return _missing(request, _("请勾选确认撤回后再提交。"))
     body: dict[str, Any] = {"reason": _text(reason)} if _text(reason) else {}
-    return await _act(request, ctx, Action.WITHDRAW, "withdraw", body, csrf_token,
-                      request_token)
+    return await _act(request, ctx, Action.WITHDRAW, body, csrf_token, request_token)
 
 
 # ------------------------------------------------------------------- letters, sign-out

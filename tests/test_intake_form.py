@@ -34,8 +34,8 @@ from service.pages_intake import (
     new_form_token,
     to_intake,
 )
-from tests.test_attachments import scanned_pdf, tiny_png
 from tests.service_helpers import service_settings
+from tests.test_attachments import scanned_pdf, tiny_png
 
 UNITS = {"QS-XFJ": "青山县信访局 Qingshan County Petition Bureau",
          "QS-HRSS": "青山县人力资源和社会保障局 Qingshan County Human Resources and Social "
