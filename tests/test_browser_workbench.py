@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adapters.tables import Petition, PetitionEvent
 from documents.render import beijing_date
@@ -114,6 +114,7 @@ async def test_handler_works_a_case_on_the_workbench(
         status = await petitions_status(url, http, number, answer.json()["query_code"])
         [acceptance] = status["clocks"]
         due_day = beijing_date(datetime.fromisoformat(acceptance["due_at"]))
+        late = await _overdue_case(http, headers, sessions, petitions, dev_env)
 
         context = await browser.new_context(locale="zh-CN",
                                             viewport={"width": 1280, "height": 900})
@@ -131,7 +132,16 @@ async def test_handler_works_a_case_on_the_workbench(
             cells = await row.inner_text()
             assert "已登记，待受理" in cells and UNIT_NAME in cells and "拖欠工资" in cells
             assert "来访" in cells and re.search(r"剩余 \d+ 日", cells), cells
-            assert int(await page.inner_text("#count-open")) >= 1
+            assert int(await page.inner_text("#count-open")) >= 2
+            # The overdue case first (nearest deadline), with its badges; the figures count it.
+            numbers = await page.locator("#inbox td.no a").all_inner_texts()
+            assert numbers.index(late) < numbers.index(number)
+            flagged = await page.locator("#inbox tr", has=page.get_by_role(
+                "link", name=late)).inner_text()
+            for badge in ("已超期", "二级督办", "已延期", "已超期 3 日"):
+                assert badge in flagged, flagged
+            for count in ("overdue", "escalated", "extended"):
+                assert int(await page.inner_text(f"#count-{count}")) >= 1
             text = await _text(page)
             assert personal["name"] not in text and personal["subject"] not in text
             assert_no_leak(text, LEAKS)
@@ -273,6 +283,30 @@ async def test_handler_works_a_case_on_the_workbench(
         assert stage == "in_handling"
     with capsys.disabled():
         print("\n[browser workbench] " + " ".join(str(p) for p in shots))
+
+
+async def _overdue_case(http: httpx.AsyncClient, headers: dict[str, str], sessions,
+                        petitions: Any, dev_env: Any) -> str:
+    """A second case whose read-model row says overdue by three days, escalated to level 2
+    and extended: what the inbox shows of such a row (the workflow's own clocks would take
+    weeks to get there)."""
+    answer = await http.post("/api/v1/petitions", headers=headers,
+                             json=make_intake(unit=UNIT).model_dump(mode="json"))
+    assert answer.status_code == 201, answer.text
+    petitions.track(dev_env.client.get_workflow_handle(answer.json()["workflow_id"]))
+    number = str(answer.json()["registration_no"])
+    for _ in range(80):  # the registration's own row written first, never after ours
+        if await _audit_rows(sessions, answer.json()["workflow_id"], "register"):
+            break
+        await asyncio.sleep(0.25)
+    else:
+        raise AssertionError(f"{number}: the registration was never recorded")
+    async with sessions() as session:
+        await session.execute(update(Petition).where(Petition.registration_no == number).values(
+            overdue=True, escalation_level=2, extension_days=30,
+            next_deadline=datetime.now(UTC) - timedelta(days=3)))
+        await session.commit()
+    return number
 
 
 async def petitions_status(url: str, http: httpx.AsyncClient, number: str,
