@@ -562,6 +562,8 @@ async def staff_frame(ctx: ServiceContext, actor: Actor) -> dict[str, str]:
     async with ctx.sessions() as session:
         person = await session.get(Person, actor.id)
         unit = await session.get(Unit, actor.unit) if actor.unit else None
-    role_zh, _ = ROLE_NAMES.get(actor.role, (str(actor.role), ""))
+    role_zh, role_en = ROLE_NAMES.get(actor.role, (str(actor.role), ""))
+    unit_zh, unit_en = _split_bilingual(unit.name if unit else actor.unit)
     return {"id": actor.id, "name": person.name if person else actor.id, "role_name": role_zh,
-            "unit_name": _split_bilingual(unit.name if unit else actor.unit)[0]}
+            "role_name_en": role_en or role_zh, "unit_name": unit_zh,
+            "unit_name_en": unit_en or unit_zh}
