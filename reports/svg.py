@@ -20,8 +20,10 @@ __all__ = ["FONT", "ChartText", "Series", "bar_chart", "line_chart"]
 FONT = "'Noto Sans CJK SC', 'WenQuanYi Micro Hei', 'Microsoft YaHei', 'PingFang SC', sans-serif"
 COLOURS = ("#9f1d1d", "#1d4ed8", "#047857", "#7c3aed", "#b45309", "#374151")
 DASHES = ("", "6 3", "2 3", "8 3 2 3", "4 4", "1 2")
-WIDTH, HEIGHT = 760, 330
-LEFT, RIGHT, TOP, BOTTOM = 64, 20, 20, 78
+WIDTH, HEIGHT = 760, 350
+LEGEND_ROW = 18
+# The plot starts below two legend rows.
+LEFT, RIGHT, TOP, BOTTOM = 64, 20, 20 + 2 * LEGEND_ROW, 78
 
 
 @dataclass(frozen=True)
@@ -87,18 +89,23 @@ def _x(i: int, n: int) -> float:
 
 
 def _legend(series: Sequence[Series], marker: str) -> list[str]:
-    out, x = [], LEFT + 4.0
+    """Above the plot, wrapped onto as many rows as it needs (LEGEND_ROWS at most)."""
+    out, x, y = [], LEFT + 4.0, 10.0
     for k, s in enumerate(series):
+        width = 44 + 13.5 * _width(s.name)
+        if x + width > WIDTH - RIGHT and x > LEFT + 4:
+            x, y = LEFT + 4.0, y + LEGEND_ROW
         colour = COLOURS[k % len(COLOURS)]
         if marker == "line":
-            out.append(f'<line x1="{x:.0f}" x2="{x + 22:.0f}" y1="10" y2="10" stroke="{colour}" '
-                       f'stroke-width="2.5" stroke-dasharray="{DASHES[k % len(DASHES)]}"/>')
-            out.append(_marker(k, x + 11, 10, colour))
+            out.append(f'<line x1="{x:.0f}" x2="{x + 22:.0f}" y1="{y:.0f}" y2="{y:.0f}" '
+                       f'stroke="{colour}" stroke-width="2.5" '
+                       f'stroke-dasharray="{DASHES[k % len(DASHES)]}"/>')
+            out.append(_marker(k, x + 11, y, colour))
         else:
-            out.append(f'<rect x="{x:.0f}" y="3" width="22" height="13" fill="{colour}" '
+            out.append(f'<rect x="{x:.0f}" y="{y - 7:.0f}" width="22" height="13" fill="{colour}" '
                        f'fill-opacity="{_opacity(k)}" stroke="{colour}"/>')
-        out.append(f'<text x="{x + 28:.0f}" y="15" fill="#1f2937">{escape(s.name)}</text>')
-        x += 44 + 13.5 * _width(s.name)
+        out.append(f'<text x="{x + 28:.0f}" y="{y + 5:.0f}" fill="#1f2937">{escape(s.name)}</text>')
+        x += width
     return out
 
 

@@ -33,8 +33,9 @@ from sqlalchemy import select
 
 from adapters.tables import Unit
 from documents.render import beijing_date as deadline_date
+from documents.render import beijing_datetime
 from domain.models import Actor, HearingOutcome, Outcome, Role, Stage
-from reports.metrics import COUNT_KEYS, RATE_BY_KEY, RATES, UnknownUnitError
+from reports.metrics import COUNT_KEYS, RATE_BY_KEY, RATES, Rate, UnknownUnitError
 from reports.periods import (
     BEIJING,
     PeriodError,
@@ -123,16 +124,6 @@ RATE_WORDS: dict[str, tuple[str, str]] = {
     "repeat_petition": (
         N_("重复信访率"),
         N_("登记事项中，重复信访或有重复来访的比例")),
-}
-RATE_PARTS: dict[str, tuple[str, str]] = {  # (numerator, denominator) in words
-    "timely_acceptance": (N_("按期决定"), N_("应决定")),
-    "timely_routing": (N_("按期转送交办"), N_("应转送交办")),
-    "on_schedule_completion": (N_("按期办结"), N_("应办结")),
-    "seven_day_reply": (N_("7日内回复"), N_("应回复")),
-    "three_month_settlement": (N_("3个月内答复结果"), N_("应答复结果")),
-    "satisfaction": (N_("满意或基本满意"), N_("参评")),
-    "one_time_resolution": (N_("一次性化解"), N_("已出具处理意见")),
-    "repeat_petition": (N_("重复信访"), N_("登记")),
 }
 COUNT_WORDS: dict[str, str] = {
     "registered": N_("登记信访事项"),
@@ -308,6 +299,12 @@ async def _ask(request: Request, ctx: ServiceContext, actor: Actor, unit: str | 
     return _Asked(chosen, asked, RollUp(by) if by else RollUp.TERRITORY)
 
 
+def _here(request: Request) -> str:
+    """This page with its query: where the language switch comes back to."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def _refusal(request: Request, status: int, heading: str, message: str,
              back: str = "/dashboard") -> Response:
     return message_page(status, heading, message, link=back, link_text=N_("返回考核统计"),
@@ -369,6 +366,11 @@ def _cells(report: Report, asked: _Asked, lang: str) -> dict[str, Any]:
     return {"columns": columns, "rates": rates, "counts": counts}
 
 
+def _parts(rate: Rate) -> tuple[str, str]:
+    """A rate's numerator and denominator in words."""
+    return COUNT_WORDS[rate.numerator], COUNT_WORDS[rate.denominator]
+
+
 def _tiles(report: Report, asked: _Asked) -> list[dict[str, Any]]:
     total = report.total
     tiles = []
@@ -378,7 +380,7 @@ def _tiles(report: Report, asked: _Asked) -> list[dict[str, Any]]:
                                                                    rate.denominator)
         tiles.append({"key": key, "label": RATE_WORDS[key][0], "value": _percent(
             total.figures.rate(rate)), "num": num, "den": den,
-            "parts": RATE_PARTS[key],
+            "parts": _parts(rate),
             "href": "/dashboard/cases?" + _query(asked, figure=key, row=total.unit,
                                                  scope="total") if den else ""})
     return tiles
@@ -445,12 +447,14 @@ async def dashboard(request: Request, ctx: Ctx, unit: str | None = None,
                      key=lambda c: (c != actor.unit, _split_bilingual(names.get(c, c))[0]))
     return render(
         "dashboard.html", request=request, heading=N_("考核统计"), nav="dashboard",
+        here_with_query=_here(request),
         staff=await staff_frame(ctx, actor),
         units=[{"code": c, "name": _name(names.get(c, c), lang), "selected": c == asked.unit}
                for c in choices],
         by=str(asked.by), by_words=BY_WORDS, periods=_period_choices(asked.period, lang),
         subject=_name(report.total.name, lang), period_name=period_name(asked.period, lang),
-        as_of=as_of.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
+        as_of=as_of.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if lang == "en"
+        else beijing_datetime(as_of),
         tiles=_tiles(report, asked), table=_cells(report, asked, lang),
         charts=_charts(trend, lang), views=_views(list(report.units)),
         ui_url=dashboard_settings().temporal_ui_url)
@@ -483,6 +487,7 @@ async def dashboard_cases(request: Request, ctx: Ctx, figure: str = "",
     lang = language(request)
     return render("dashboard_cases.html", request=request, heading=N_("指标明细"),
                   nav="dashboard", staff=await staff_frame(ctx, actor),
+                  here_with_query=_here(request),
                   **_case_page(listed, asked, lang))
 
 
@@ -515,7 +520,7 @@ def _case_page(listed: CaseList, asked: _Asked, lang: str) -> dict[str, Any]:
     return {
         "figure": listed.figure, "figure_words": figure_words,
         "definition": RATE_WORDS[rate.key][1] if rate else "",
-        "parts": RATE_PARTS[rate.key] if rate else None,
+        "parts": _parts(rate) if rate else None,
         "is_rate": rate is not None,
         "is_assistance": listed.figure.startswith("assistance_"),
         "row_name": row_name, "period_name": period_name(asked.period, lang),

@@ -43,7 +43,8 @@ def _as_of(text: str | None) -> datetime | None:
               help="roll-up: every unit located in a territory, or a unit and its line "
                    "below it (a city department with the county departments of its line)")
 @click.option("--period", "period_text", default=None,
-              help="2026 | 2026-10 | 2026-W43 | 2026-10-05 (Beijing time); default: this month")
+              help="2026 | 2026-Q4 | 2026-10 | 2026-W43 | 2026-10-05 (Beijing time); default: "
+                   "this month")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
