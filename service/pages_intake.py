@@ -62,9 +62,10 @@ from service.auth.principal import client_principal
 from service.context import ServiceContext, context
 from service.documents import checked_type, clean_filename, document_vault, store_document
 from service.limits import PORTAL_FILES_BYTES, PORTAL_FORM_BYTES, RateLimit
-from service.pages import PageRoute, _csrf, _csrf_ok, _with_csrf_cookie, language, render
+from service.pages import PageRoute, _csrf, _csrf_ok, _with_csrf_cookie, render
 from service.pages_track import (
     CLOCK_WORDS,
+    SOME_DEADLINE,
     TRACK_PATH,
     _,
     beijing_date,
@@ -453,7 +454,8 @@ async def intake_post(request: Request, ctx: Ctx) -> Response:
     row = await _registered(ctx, intake_id)
     code = answer.query_code or _code_again(row)
     return await _receipt(request, ctx, answer.registration_no, answer.workflow_id, code,
-                          checked.values["unit"], row.registered_at if row else None)
+                          row.registered_unit if row else checked.values["unit"],
+                          row.registered_at if row else None)
 
 
 async def _receipt(request: Request, ctx: ServiceContext, number: str, workflow_id: str,
@@ -467,6 +469,5 @@ async def _receipt(request: Request, ctx: ServiceContext, number: str, workflow_
         "intake_receipt.html", 201 if code else 200, request=request,
         registration_no=number, query_code=code, unit=unit_name(names, unit, request),
         date=day(beijing_date(registered_at or datetime.now(UTC))),
-        deadline_what=_(CLOCK_WORDS[first.name]) if first else "",
-        deadline=day(deadline_date(first.due_at)) if first else "",
-        track=TRACK_PATH, lang_is_en=language(request) == "en")
+        deadline_what=_(CLOCK_WORDS.get(first.name, SOME_DEADLINE)) if first else "",
+        deadline=day(deadline_date(first.due_at)) if first else "", track=TRACK_PATH)

@@ -311,3 +311,20 @@ async def test_without_a_portal_client_the_form_says_it_is_unavailable(
     finally:
         pages_intake.portal_settings.cache_clear()
     assert page.status_code == 503 and "网上信访暂不可用" in page.text
+
+
+def test_a_track_forms_request_id_comes_from_its_token() -> None:
+    """/track/case's action forms: the same form sent twice is one request id (the
+    workflow takes the action once); a token not signed by the service is none."""
+    from service.pages_track import _request_token, request_id_of
+
+    ctx = _ctx()
+    token = _request_token(ctx)
+    first = request_id_of(ctx, token)
+    assert first is not None and first == request_id_of(ctx, token)
+    assert re.fullmatch(r"track-[0-9a-f]{32}", first)
+    assert request_id_of(ctx, _request_token(ctx)) not in (None, first)
+    nonce, kid, mac = token.split(".")
+    assert request_id_of(ctx, f"{nonce}x.{kid}.{mac}") is None
+    assert request_id_of(ctx, f"{nonce}.nokey.{mac}") is None
+    assert request_id_of(ctx, "") is None
