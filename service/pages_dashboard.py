@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -507,9 +508,9 @@ def _case_page(listed: CaseList, asked: _Asked, lang: str) -> dict[str, Any]:
         "history": f"{ui}/namespaces/{namespace}/workflows/{quote(e.workflow_id, safe='')}",
         "stage": _stage_words(e.stage, e.outcome),
         "unit": _name(listed.names.get(e.unit, e.unit), lang),
-        "registered": day_of(e.registered_at),
-        "deadline": deadline_date(e.next_deadline) if e.next_deadline and e.stage != Stage.CLOSED
-        else "",
+        "registered": _date(day_of(e.registered_at), lang),
+        "deadline": _date(deadline_date(e.next_deadline), lang)
+        if e.next_deadline and e.stage != Stage.CLOSED else "",
         "overdue": e.overdue and e.stage != Stage.CLOSED,
         "escalated": e.escalation_level >= 2 and e.stage != Stage.CLOSED,
         "met": e.met,
@@ -532,6 +533,14 @@ def _case_page(listed: CaseList, asked: _Asked, lang: str) -> dict[str, Any]:
         "rows": rows, "truncated": len(entries) > MAX_LISTED, "max_listed": MAX_LISTED,
         "back": "/dashboard?" + _query(asked),
     }
+
+
+def _date(chinese: str, lang: str) -> str:
+    """A Beijing date as written in Chinese (2026年3月5日), or in English as 2026-03-05."""
+    if lang != "en":
+        return chinese
+    year, month, day = (int(n) for n in re.findall(r"\d+", chinese))
+    return f"{year:04d}-{month:02d}-{day:02d}"
 
 
 def _stage_words(stage: str, outcome: str | None) -> str:

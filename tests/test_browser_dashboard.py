@@ -123,6 +123,9 @@ async def _walk(page: Page, url: str, numbers: list[str], workflow_id: str, deco
     cases_url = page.url
     await page.get_by_role("link", name="English").click()
     await page.get_by_role("heading", name="Petitions registered").wait_for(timeout=WAIT_MS)
+    listed = await page.locator("#cases").inner_text()
+    assert "Registered, acceptance to be decided" in listed
+    assert not re.search(r"\d+年\d+月", listed)  # dates written the English way
     await screenshot(page, "dashboard-cases-en", shots)
     await assert_accessible(page, "/dashboard/cases in English")
     await page.get_by_role("link", name="Assessment", exact=True).first.click()
