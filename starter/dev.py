@@ -24,7 +24,12 @@ from devstack.temporal_cli import ProvisioningError
 from devstack.temporal_server import DEV_PORT, DEV_UI_PORT, start_dev_server
 from devstack.temporal_ui import resolve_ui_server, start_ui_server
 from security.codec_server import CodecServer
-from starter.dev_accounts import addresses_and_sign_ins, dev_password, provision_sign_ins
+from starter.dev_accounts import (
+    addresses_and_sign_ins,
+    dev_password,
+    ensure_portal_client,
+    provision_sign_ins,
+)
 from starter.intake import read_intake, submit
 from starter.runtime import (
     SAMPLE_DIRECTORY,
@@ -112,6 +117,7 @@ async def run_dev(samples: Path = SAMPLE_INTAKES, demo_count: int = 200) -> None
             print("sample petitions:")
             first = await _submit_samples(rt, env.client, samples)
             password = dev_password(project_data_dir())
+            await ensure_portal_client(rt.sessions)
             # 127.0.0.1, not localhost: the codec server's sign-in cookie (127.0.0.1:8081) is
             # only sent to a UI of the same site, and decrypted payloads need it.
             print(addresses_and_sign_ins(

@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.settings import get_settings
-from adapters.tables import Person, Unit
+from adapters.tables import IntakeClient, Person, Unit
 from security.query_code import query_codes_from_settings
-from service.accounts_cmd import set_password
+from service.accounts_cmd import add_intake_client, set_password
 
 # One member of staff per role, around the county petition bureau the first sample
 # petition is registered at (QS-XFJ) and a unit it is transferred to (QS-HRSS).
@@ -71,6 +71,19 @@ async def provision_sign_ins(sessions: async_sessionmaker[AsyncSession],
         await set_password(sessions, person_id, password)
         found.append(SignIn(role, person_id, row[0], row[1].split(" ")[0]))
     return found
+
+
+async def ensure_portal_client(sessions: async_sessionmaker[AsyncSession],
+                               client_id: str = "intake-portal") -> bool:
+    """The online petition form (/petition) registers as the portal's intake client: in
+    development, one for every unit of the directory (its secret is not needed: the
+    service acts for it in-process). Answers whether it was created now."""
+    async with sessions() as session:
+        if await session.get(IntakeClient, client_id) is not None:
+            return False
+        units = list(await session.scalars(select(Unit.code)))
+    await add_intake_client(sessions, client_id, "网上信访平台 Online petition portal", units)
+    return True
 
 
 def addresses_and_sign_ins(*, service_url: str, ui_url: str, codec_login: str | None,

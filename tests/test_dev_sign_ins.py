@@ -6,10 +6,11 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.settings import get_settings
-from adapters.tables import Person, StaffAccount
+from adapters.tables import IntakeClient, Person, StaffAccount, Unit
 from domain.models import Role
 from security.query_code import query_codes_from_settings
 from service.auth.hashing import verify_secret
@@ -17,6 +18,7 @@ from starter.dev_accounts import (
     DEV_SIGN_INS,
     addresses_and_sign_ins,
     dev_password,
+    ensure_portal_client,
     provision_sign_ins,
 )
 
@@ -54,3 +56,16 @@ async def test_every_role_gets_a_local_account(
                    "青山县信访局", "QS-LDR1",
                    query_codes_from_settings(get_settings()).code_for("QS-XFJ-2026-000001")):
         assert needed in text, needed
+
+
+async def test_the_online_form_has_its_portal_client(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        existing = await session.get(IntakeClient, "intake-portal-dev-test")
+    assert existing is None
+    assert await ensure_portal_client(sessions, "intake-portal-dev-test")
+    assert not await ensure_portal_client(sessions, "intake-portal-dev-test")  # kept
+    async with sessions() as session:
+        client = await session.get(IntakeClient, "intake-portal-dev-test")
+        units = set(await session.scalars(select(Unit.code)))
+    assert client is not None and client.active and set(client.units) == units
