@@ -44,7 +44,6 @@ from domain.lifecycle import allowed_actions
 from domain.models import Action, Actor, HearingOutcome, Role, Stage
 from security.sealing import SealingError
 from service import i18n, reassign
-from service.access import _above
 from service.api import take_action
 from service.auth.principal import Principal
 from service.context import ServiceContext, context
@@ -238,7 +237,7 @@ async def _extension_items(session: AsyncSession, ctx: ServiceContext, actor: Ac
         items.append(Item(
             "extension", row.registration_no, gettext(lang, KIND_WORDS["extension"]),
             _name(names, pending.requested_by), moment(row.at, lang),
-            gettext(lang, "{days} 天").format(days=pending.days), pending.reason, row.at,
+            gettext(lang, "{days}天").format(days=pending.days), pending.reason, row.at,
             {"days": pending.days}))
     return items
 
@@ -277,7 +276,7 @@ async def _assistance_items(request: Request, session: AsyncSession, ctx: Servic
             reason = None  # the case page has it
         over_cap = held.amount_yuan > policy.cap_yuan
         kind = gettext(lang, ASSISTANCE_WORDS.get(app.kind, app.kind))
-        persons = gettext(lang, "{persons} 人").format(persons=held.persons)
+        persons = gettext(lang, "{persons}人").format(persons=held.persons)
         figure = f"{yuan(held.amount_yuan, lang)} · {kind} · {persons}"
         items.append(Item(
             "assistance", number, gettext(lang, KIND_WORDS["assistance"]),
@@ -319,7 +318,7 @@ async def _hearing_items(session: AsyncSession, ctx: ServiceContext, actor: Acto
             "hearing", number, gettext(lang, KIND_WORDS["hearing"]),
             _name(names, by_whom.get((workflow_id, str(hearing.hearing_no)))),
             moment(hearing.starts_at, lang),
-            gettext(lang, "第 {n} 次听证 · {venue}").format(n=hearing.hearing_no,
+            gettext(lang, "第{n}次听证 · {venue}").format(n=hearing.hearing_no,
                                                    venue=hearing.venue), None,
             hearing.starts_at, {"hearing_no": hearing.hearing_no}))
     return items
@@ -346,36 +345,48 @@ async def _contractable(session: AsyncSession, ctx: ServiceContext, actor: Actor
         if case is None or case.leader_id or Action.CONTRACT_TO_LEADER not in _allowed(
                 case, actor):
             continue
-        leaders = await _leaders_for(session, row.responsible_unit or row.holding_unit, actor)
+        leaders = await _leaders_for(session, row.responsible_unit or row.holding_unit, actor,
+                                     lang)
         if not leaders:
             continue
         why = []
         if row.escalation_level:
-            why.append(gettext(lang, "已逾期升级（{level} 级）").format(level=row.escalation_level))
+            why.append(gettext(lang, "已逾期并升级督办（{level}级）").format(
+                level=row.escalation_level))
         elif row.overdue:
             why.append(gettext(lang, "已逾期"))
         if row.persons >= SERIOUS_PERSONS:
-            why.append(gettext(lang, "集体访 {persons} 人").format(persons=row.persons))
+            why.append(gettext(lang, "集体访{persons}人").format(persons=row.persons))
         if row.repeat_visits >= SERIOUS_REPEATS:
-            why.append(gettext(lang, "重复信访 {n} 次").format(n=row.repeat_visits))
+            why.append(gettext(lang, "重复信访{n}次").format(n=row.repeat_visits))
         found.append({"no": row.registration_no, "why": "；".join(why) if lang == "zh"
                       else "; ".join(why), "leaders": leaders,
                       "since": moment(row.registered_at, lang)})
     return found
 
 
-async def _leaders_for(session: AsyncSession, unit: str, actor: Actor) -> list[tuple[str, str]]:
-    """The leaders a case of `unit` may be contracted to: those supervising the unit or a
-    unit above it (and a leader acting: themselves), by name."""
-    _, leaders = await _above(session, {unit})
-    own = await session.scalar(select(Unit.supervising_leader_id).where(Unit.code == unit))
-    chosen = set(leaders) | ({own} if own else set())
-    if actor.role is Role.LEADER:
-        chosen.add(actor.id)
-    rows = (await session.execute(select(Person.id, Person.name, Person.title).where(
-        Person.id.in_(chosen), Person.role == "leader").order_by(Person.id))).all()
-    return [(str(p.id), f"{p.name}（{_split_bilingual(p.title)[0]}）" if p.title else str(p.name))
-            for p in rows]
+async def _leaders_for(session: AsyncSession, unit: str, actor: Actor, lang: str = "zh"
+                       ) -> list[tuple[str, str]]:
+    """The leaders a case of `unit` may be contracted to, nearest first: the supervising
+    leaders up the unit's parent chain (the escalation's), and a leader acting: themselves."""
+    chain: list[str] = [actor.id] if actor.role is Role.LEADER else []
+    code: str | None = unit
+    for _step in range(10):
+        row = (await session.execute(select(Unit.parent_code, Unit.supervising_leader_id)
+                                     .where(Unit.code == code))).first()
+        if row is None:
+            break
+        if row.supervising_leader_id and row.supervising_leader_id not in chain:
+            chain.append(str(row.supervising_leader_id))
+        code = row.parent_code
+    people = {p.id: p for p in (await session.scalars(select(Person).where(
+        Person.id.in_(chain), Person.role == "leader"))).all()}
+    def words(person: Person) -> str:
+        zh, en = _split_bilingual(person.title)
+        title = en if lang == "en" and en else zh
+        return f"{person.name} · {title}" if title else person.name
+
+    return [(lid, words(people[lid])) for lid in chain if lid in people]
 
 
 def _banner(request: Request, lang: str) -> tuple[str, str]:
@@ -404,14 +415,45 @@ def _not_a_decider(request: Request, frame: dict[str, str]) -> Response:
                     link="/workbench", link_text=_("返回工作台"))
 
 
-@router.get("/approvals", name="approvals")
-async def approvals(request: Request, ctx: Ctx) -> Response:
+def _not_a_head(request: Request, frame: dict[str, str]) -> Response:
+    return _message(request, frame, 403, _("批量转办"),
+                    _("批量转办仅供单位负责人使用。"))
+
+
+async def _gate(request: Request, ctx: ServiceContext, *, reassigning: bool = False
+                ) -> tuple[Actor, dict[str, str]] | Response:
+    """The signed-in person and their frame, if the page is theirs: the queue a unit
+    head's or a leader's, bulk reassignment a unit head's. Otherwise the answer to give."""
     actor = await signed_in_staff(request, ctx)
     if actor is None:
         return to_signin(request)
     frame = await staff_frame(ctx, actor)
-    if actor.role not in DECIDERS:
+    if reassigning and not reassign.may_order(actor):
+        return _not_a_head(request, frame)
+    if not reassigning and actor.role not in DECIDERS:
         return _not_a_decider(request, frame)
+    return actor, frame
+
+
+async def _form_gate(request: Request, ctx: ServiceContext, csrf_token: str, form_token: str,
+                     registration_no: str) -> Actor | Response:
+    """The decider posting a valid form about a case, or the answer to give."""
+    gate = await _gate(request, ctx)
+    if isinstance(gate, Response):
+        return gate
+    if not _csrf_ok(request, ctx, csrf_token) or not FORM_TOKEN.match(form_token):
+        return _back(error="expired")
+    if not CODE.match(registration_no):
+        return _back(error="invalid")
+    return gate[0]
+
+
+@router.get("/approvals", name="approvals")
+async def approvals(request: Request, ctx: Ctx) -> Response:
+    gate = await _gate(request, ctx)
+    if isinstance(gate, Response):
+        return gate
+    actor, frame = gate
     lang = language(request)
     async with ctx.sessions() as session:
         units = await _units_of(session, actor)
@@ -498,15 +540,9 @@ async def decide(request: Request, ctx: Ctx,
                  application_no: Annotated[str, Form(max_length=10)] = "",
                  hearing_no: Annotated[str, Form(max_length=10)] = "",
                  outcome: Annotated[str, Form(max_length=40)] = "") -> Response:
-    actor = await signed_in_staff(request, ctx)
-    if actor is None:
-        return to_signin(request)
-    if actor.role not in DECIDERS:
-        return _not_a_decider(request, await staff_frame(ctx, actor))
-    if not _csrf_ok(request, ctx, csrf_token) or not FORM_TOKEN.match(form_token):
-        return _back(error="expired")
-    if not CODE.match(registration_no):
-        return _back(error="invalid")
+    actor = await _form_gate(request, ctx, csrf_token, form_token, registration_no)
+    if isinstance(actor, Response):
+        return actor
     if not reason.strip():
         return _back(error="reason", no=registration_no)
     chosen = _decision(kind, decision == "approve",
@@ -531,15 +567,9 @@ async def contract(request: Request, ctx: Ctx,
                    form_token: Annotated[str, Form()] = "",
                    registration_no: Annotated[str, Form()] = "",
                    leader_id: Annotated[str, Form()] = "") -> Response:
-    actor = await signed_in_staff(request, ctx)
-    if actor is None:
-        return to_signin(request)
-    if actor.role not in DECIDERS:
-        return _not_a_decider(request, await staff_frame(ctx, actor))
-    if not _csrf_ok(request, ctx, csrf_token) or not FORM_TOKEN.match(form_token):
-        return _back(error="expired")
-    if not CODE.match(registration_no):
-        return _back(error="invalid")
+    actor = await _form_gate(request, ctx, csrf_token, form_token, registration_no)
+    if isinstance(actor, Response):
+        return actor
     async with ctx.sessions() as session:
         row = await session.scalar(select(Petition).where(
             Petition.registration_no == registration_no))
@@ -558,11 +588,6 @@ async def contract(request: Request, ctx: Ctx,
 # ------------------------------------------------------------- bulk reassignment
 
 
-def _not_a_head(request: Request, frame: dict[str, str]) -> Response:
-    return _message(request, frame, 403, _("批量转办"),
-                    _("批量转办仅供单位负责人使用。"))
-
-
 async def _reassign_page(request: Request, ctx: ServiceContext, actor: Actor,
                          frame: dict[str, str], *, from_handler: str = "",
                          to_handler: str = "", error: str = "", status: int = 200
@@ -579,7 +604,7 @@ async def _reassign_page(request: Request, ctx: ServiceContext, actor: Actor,
         elif from_handler == to_handler:
             error = gettext(lang, "移出和接手的须是两位不同的工作人员。")
         elif not counts.get(from_handler):
-            error = gettext(lang, "{name} 名下没有可转办的在办案件。").format(
+            error = gettext(lang, "{name}名下没有可转办的在办案件。").format(
                 name=names[from_handler])
         else:
             confirm = {"from_handler": from_handler, "to_handler": to_handler,
@@ -599,12 +624,10 @@ async def _reassign_page(request: Request, ctx: ServiceContext, actor: Actor,
 @router.get("/approvals/reassign", name="reassign")
 async def reassign_page(request: Request, ctx: Ctx, from_handler: str = "",
                         to_handler: str = "") -> Response:
-    actor = await signed_in_staff(request, ctx)
-    if actor is None:
-        return to_signin(request)
-    frame = await staff_frame(ctx, actor)
-    if not reassign.may_order(actor):
-        return _not_a_head(request, frame)
+    gate = await _gate(request, ctx, reassigning=True)
+    if isinstance(gate, Response):
+        return gate
+    actor, frame = gate
     return await _reassign_page(request, ctx, actor, frame, from_handler=from_handler[:64],
                                 to_handler=to_handler[:64])
 
@@ -615,12 +638,10 @@ async def reassign_start(request: Request, ctx: Ctx,
                          request_id: Annotated[str, Form()] = "",
                          from_handler: Annotated[str, Form(max_length=64)] = "",
                          to_handler: Annotated[str, Form(max_length=64)] = "") -> Response:
-    actor = await signed_in_staff(request, ctx)
-    if actor is None:
-        return to_signin(request)
-    frame = await staff_frame(ctx, actor)
-    if not reassign.may_order(actor):
-        return _not_a_head(request, frame)
+    gate = await _gate(request, ctx, reassigning=True)
+    if isinstance(gate, Response):
+        return gate
+    actor, frame = gate
     lang = language(request)
     job_id = reassign.job_for(request_id)
     if not _csrf_ok(request, ctx, csrf_token) or job_id is None:
@@ -666,12 +687,10 @@ async def _settling(ctx: ServiceContext, actor: Actor, found: reassign.BatchProg
 
 @router.get("/approvals/reassign/{job_id}", name="reassign_progress")
 async def reassign_progress(request: Request, ctx: Ctx, job_id: str) -> Response:
-    actor = await signed_in_staff(request, ctx)
-    if actor is None:
-        return to_signin(request)
-    frame = await staff_frame(ctx, actor)
-    if not reassign.may_order(actor):
-        return _not_a_head(request, frame)
+    gate = await _gate(request, ctx, reassigning=True)
+    if isinstance(gate, Response):
+        return gate
+    actor, frame = gate
     found = await reassign.progress(ctx, actor, job_id)
     if found is None:
         return _message(request, frame, 404, _("批量转办"), _("没有找到这项批量转办。"),

@@ -113,11 +113,15 @@ async def test_a_bound_payload_cannot_be_downgraded_to_the_old_format() -> None:
     old_looking = Payload(metadata={"encoding": ENCODING,
                                     KEY_ID_METADATA: sealed.metadata[KEY_ID_METADATA]},
                           data=sealed.data)
-    unknown = Payload(metadata={**sealed.metadata, FORMAT_METADATA: b"3"}, data=sealed.data)
+    unknown = Payload(metadata={**sealed.metadata, FORMAT_METADATA: b"9"}, data=sealed.data)
+    # Format 3 is a batch's (bound to a batch job, not a workflow): relabelled, it fails.
+    as_batch = Payload(metadata={**sealed.metadata, FORMAT_METADATA: b"3"}, data=sealed.data)
     with pytest.raises(CodecKeyError, match="tampered"):
         await CODEC.with_context(OTHER_WORKFLOW).decode([old_looking])
     with pytest.raises(CodecKeyError, match="unknown codec format"):
         await CODEC.with_context(HERE).decode([unknown])
+    with pytest.raises(CodecKeyError, match="tampered"):
+        await CODEC.with_context(OTHER_WORKFLOW).decode([as_batch])
 
 
 async def test_an_unbound_payload_is_no_wildcard_for_a_bound_codec() -> None:

@@ -40,8 +40,8 @@ from domain.case import CaseState
 from domain.models import Actor, Assign, Role, Stage
 from domain.reassignment import SIGNAL, BatchReassign, audit_detail, digest, refusal
 from security.assertion import (
-    BatchAssertion,
     AssertionRefused,
+    BatchAssertion,
     assertion_ring,
     sign,
     verify,
@@ -153,7 +153,7 @@ async def test_bulk_reassignment_moves_every_open_case_once(
         check = await http.get("/approvals/reassign",
                                params={"from_handler": A, "to_handler": B})
         assert check.status_code == 200, check.text
-        assert f"共有 {CASES} 件在办案件" in check.text
+        assert f"共有{CASES}件在办案件" in check.text
         started = await http.post("/approvals/reassign", data={
             "csrf_token": _field(check.text, "csrf_token"),
             "request_id": _field(check.text, "request_id"),
@@ -179,7 +179,7 @@ async def test_bulk_reassignment_moves_every_open_case_once(
         await _eventually(all_moved, "moved every case to B")
         await _eventually(lambda: _read_model_has(sessions, moving, B), "read model says B")
         page = await http.get(f"/approvals/reassign/{job_id}")
-        assert f"转办完成：{CASES} 件案件已由" in page.text, page.text
+        assert f"转办完成：{CASES}件案件已由" in page.text, page.text
 
         def job_records(events: list[PetitionEvent]) -> dict[str, int]:
             counts: dict[str, int] = {}
