@@ -300,6 +300,17 @@ async def _ask(request: Request, ctx: ServiceContext, actor: Actor, unit: str | 
     return _Asked(chosen, asked, RollUp(by) if by else RollUp.TERRITORY)
 
 
+async def _watcher(request: Request, ctx: ServiceContext, unit: str | None,
+                   period: str | None, by: str | None) -> tuple[Actor, _Asked] | Response:
+    """Who is signed in and what they asked for, or the page to answer instead (the
+    sign-in, or why not)."""
+    actor = await signed_in_staff(request, ctx)
+    if actor is None:
+        return to_signin(request)
+    asked = await _ask(request, ctx, actor, unit, period, by)
+    return asked if isinstance(asked, Response) else (actor, asked)
+
+
 def _here(request: Request) -> str:
     """This page with its query: where the language switch comes back to."""
     query = request.url.query
@@ -428,12 +439,10 @@ def _views(units: list[str]) -> list[dict[str, str]]:
 @router.get("/dashboard", name="dashboard")
 async def dashboard(request: Request, ctx: Ctx, unit: str | None = None,
                     period: str | None = None, by: str | None = None) -> Response:
-    actor = await signed_in_staff(request, ctx)
-    if actor is None:
-        return to_signin(request)
-    asked = await _ask(request, ctx, actor, unit, period, by)
-    if isinstance(asked, Response):
-        return asked
+    found = await _watcher(request, ctx, unit, period, by)
+    if isinstance(found, Response):
+        return found
+    actor, asked = found
     lang = language(request)
     as_of = datetime.now(UTC)
     try:
@@ -469,12 +478,10 @@ async def dashboard_cases(request: Request, ctx: Ctx, figure: str = "",
                           unit: str | None = None, period: str | None = None,
                           by: str | None = None, row: str | None = None,
                           scope: str = "total") -> Response:
-    actor = await signed_in_staff(request, ctx)
-    if actor is None:
-        return to_signin(request)
-    asked = await _ask(request, ctx, actor, unit, period, by)
-    if isinstance(asked, Response):
-        return asked
+    found = await _watcher(request, ctx, unit, period, by)
+    if isinstance(found, Response):
+        return found
+    actor, asked = found
     back = "/dashboard?" + _query(asked)
     if figure not in RATE_BY_KEY and figure not in COUNT_KEYS or scope not in ("total", "own"):
         return _refusal(request, 400, N_("统计指标无效"),
