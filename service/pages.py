@@ -113,13 +113,21 @@ SECURITY_HEADERS = {
 }
 
 
+def _here(request: Request | None) -> str:
+    """The page's own path and query: where the language switch comes back to."""
+    if request is None:
+        return "/"
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def render(template: str, status: int = 200, headers: dict[str, str] | None = None, *,
            request: Request | None = None, **values: Any) -> HTMLResponse:
     """A page in the request's language (Chinese without a request)."""
     lang = language(request)
     html = templates(lang).get_template(template).render(
         lang=lang, html_lang=i18n.HTML_LANG[lang],
-        here=request.url.path if request else "/", **values)
+        here=_here(request), **values)
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
