@@ -3,7 +3,8 @@ Chromium against the Temporal dev server, a real worker and the petition service
 
 The head of 云州市信访局 signs in, sees a handler's extension request in /approvals (the
 case, who asked, since when in Beijing time, the days, the reason), an assistance
-application and a joint petition to contract to a leader; approves the extension and
+application within the head's limit (the one above it is the leader's, and only in the
+leader's queue) and a joint petition to contract to a leader; approves the extension and
 sees it leave the queue with a notice. A handler opening /approvals is told, in Chinese,
 that the queue is for unit heads and leaders. Then the head moves one handler's open
 cases to another through /approvals/reassign (choose, check the count, confirm) and
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.servers  # Chromium and the Temporal dev server
 
 UNIT = "YZ-XFJ"
 HEAD, H1, H2 = f"{UNIT}.head", f"{UNIT}.h1", f"{UNIT}.h2"
+LEADER = "YZ-LDR1"  # the supervising leader of 云州市信访局
 HEAD_NAME, H1_NAME, H2_NAME = "苏永刚", "史雪梅", "林卫东"
 REASON = "需调取外地企业工资流水，协调人社部门联合核查"
 WAIT_MS = 30_000
@@ -87,7 +89,7 @@ async def test_unit_head_approves_and_reassigns_in_the_browser(
     client = dev_env.client
     cases = PetitionClient(client, task_queue)
     head = _actor(HEAD, Role.UNIT_HEAD)
-    for person in (HEAD, H1):
+    for person in (HEAD, H1, LEADER):
         await set_password(sessions, person, PASSWORD)
     async with running_worker(client), running_service(sessions, client, task_queue) as url:
         async def opened(persons: int = 1) -> tuple[str, str]:
@@ -109,6 +111,11 @@ async def test_unit_head_approves_and_reassigns_in_the_browser(
         await cases.act(assistance_case, RequestAssistance(
             actor=_actor(H1), kind="hardship", amount_yuan=Decimal("8000.00"), persons=2,
             reason="家庭生活困难，子女就学", request_id=_rid()))
+        large_case, large_no = await opened()  # above the unit head's limit: the leader's
+        await cases.act(large_case, Accept(actor=_actor(H1), request_id=_rid()))
+        await cases.act(large_case, RequestAssistance(
+            actor=_actor(H1), kind="judicial", amount_yuan=Decimal("60000.00"), persons=1,
+            reason="工伤致残，医疗费用无力承担", request_id=_rid()))
         _joint_case, joint_no = await opened(persons=6)
         await opened()
         await opened()
@@ -126,6 +133,7 @@ async def test_unit_head_approves_and_reassigns_in_the_browser(
             card = await assistance.inner_text()
             for expected in ("救助申请", "8,000.00 元", "生活困难救助", "家庭生活困难"):
                 assert expected in card, (expected, card)
+            assert await page.locator(f"article[data-no='{large_no}']").count() == 0
             assert joint_no in await page.locator("#contract").inner_text()
             assert "集体访6人" in text
             assert await extension.get_by_role("link", name=extension_no).get_attribute(
@@ -147,7 +155,7 @@ async def test_unit_head_approves_and_reassigns_in_the_browser(
 
             # Bulk reassignment: every open case of 史雪梅 to 林卫东.
             batch = BatchReassigner(client)
-            held = await _held_open(batch, 5)  # all five cases above
+            held = await _held_open(batch, 6)  # all six cases above
             await page.get_by_role("link", name="批量转办").last.click()
             await page.wait_for_url(f"{url}/approvals/reassign", timeout=WAIT_MS)
             await _checked(page, "reassign-choose", shots)
@@ -176,6 +184,19 @@ async def test_unit_head_approves_and_reassigns_in_the_browser(
             english = await _checked(page, "reassign-progress-en", shots)
             assert f"Done: {held} cases moved" in english
             await page.goto(f"{url}/lang/zh?next=/approvals")
+        finally:
+            await context.close()
+
+        # The leader's queue holds the application above the unit head's limit.
+        context = await _context(browser)
+        try:
+            page = await _sign_in(context, url, LEADER, "/approvals")
+            await _checked(page, "approvals-leader", shots)
+            large = page.locator(f"article[data-kind=assistance][data-no='{large_no}']")
+            card = await large.inner_text()
+            for expected in ("60,000.00 元", "司法救助", "超过单位负责人审批额度", "工伤致残"):
+                assert expected in card, (expected, card)
+            assert await page.locator(f"article[data-no='{assistance_no}']").count() == 0
         finally:
             await context.close()
 
