@@ -3,12 +3,13 @@ text, the leak check and the screenshots they save under test-output/ (to be loo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Page
+from playwright.async_api import BrowserContext, Page
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
@@ -46,3 +47,37 @@ async def assert_accessible(page: Page, name: str) -> list[dict[str, Any]]:
                 for v in violations if v.get("impact") in BLOCKING]
     assert not blocking, f"accessibility of {name}:\n" + "\n".join(blocking)
     return [v for v in violations if v.get("impact") not in BLOCKING]
+
+
+SIGN_IN_WAIT_MS = 30_000
+
+
+async def staff_sign_in(context: BrowserContext, url: str, person: str, password: str,
+                        target: str) -> Page:
+    """A new page that asks for the staff page `target`, is sent to the sign-in page
+    (?next=), signs in there as `person` and lands back on `target`."""
+    page = await context.new_page()
+    await sign_in_on(page, url, person, password, target)
+    return page
+
+
+async def sign_in_on(page: Page, url: str, person: str, password: str, target: str) -> None:
+    """`staff_sign_in` on a page already open (signed out)."""
+    await page.goto(f"{url}{target}")
+    await page.wait_for_url(re.compile(r"/signin\?next="), timeout=SIGN_IN_WAIT_MS)
+    await page.get_by_label("人员编号").fill(person)
+    await page.get_by_label("密码").fill(password)
+    await page.get_by_role("button", name="登录", exact=True).click()
+    await page.wait_for_url(f"{url}{target}", timeout=SIGN_IN_WAIT_MS)
+
+
+async def petitioner_sign_in(context: BrowserContext, url: str, number: str,
+                             code: str) -> Page:
+    """A new page on /track signed in with the case's number and query code."""
+    page = await context.new_page()
+    await page.goto(f"{url}/track")
+    await page.get_by_label("信访事项编号").fill(number)
+    await page.get_by_label("查询码").fill(code)
+    await page.get_by_role("button", name="查询").click()
+    await page.wait_for_url(f"{url}/track/case", timeout=SIGN_IN_WAIT_MS)
+    return page

@@ -35,7 +35,13 @@ from domain.models import (
     Role,
 )
 from service.accounts_cmd import set_password
-from tests.browser_helpers import assert_accessible, assert_no_leak, page_text, screenshot
+from tests.browser_helpers import (
+    assert_accessible,
+    assert_no_leak,
+    page_text,
+    screenshot,
+    staff_sign_in,
+)
 from tests.conftest import make_intake
 from tests.service_helpers import PASSWORD, running_service
 
@@ -65,13 +71,7 @@ async def _context(browser: Browser) -> BrowserContext:
 
 
 async def _sign_in(context: BrowserContext, url: str, person: str, target: str) -> Page:
-    page = await context.new_page()
-    await page.goto(f"{url}/signin?next={target}")
-    await page.get_by_label("人员编号").fill(person)
-    await page.get_by_label("密码").fill(PASSWORD)
-    await page.get_by_role("button", name="登录").click()
-    await page.wait_for_url(f"{url}{target}", timeout=WAIT_MS)
-    return page
+    return await staff_sign_in(context, url, person, PASSWORD, target)
 
 
 async def _checked(page: Page, name: str, shots: list[Path]) -> str:
@@ -203,8 +203,7 @@ async def test_unit_head_approves_and_reassigns_in_the_browser(
         # A handler is told, in Chinese, whose queue this is.
         context = await _context(browser)
         try:
-            page = await _sign_in(context, url, H1, "/me")
-            await page.goto(f"{url}/approvals")
+            page = await _sign_in(context, url, H1, "/approvals")
             text = await _checked(page, "approvals-handler", shots)
             assert "审批事项仅供单位负责人和包案领导使用" in text
         finally:

@@ -22,7 +22,13 @@ from reports.views import saved_views
 from service import pages_dashboard
 from service.accounts_cmd import set_password
 from starter.intake import submit
-from tests.browser_helpers import assert_accessible, assert_no_leak, page_text, screenshot
+from tests.browser_helpers import (
+    assert_accessible,
+    assert_no_leak,
+    page_text,
+    screenshot,
+    sign_in_on,
+)
 from tests.conftest import make_intake
 from tests.service_helpers import running_service
 from tests.test_browser_ui import _visible_in_visibility
@@ -80,12 +86,7 @@ async def test_supervisor_reads_the_dashboard_drills_down_and_opens_the_temporal
 async def _walk(page: Page, url: str, numbers: list[str], workflow_id: str, decoy: str,
                 shots: list[Path]) -> None:
     # Signed out: /dashboard asks for a sign-in and comes back.
-    await page.goto(f"{url}/dashboard")
-    await page.wait_for_url(re.compile(r"/signin\?next="), timeout=WAIT_MS)
-    await page.get_by_label("人员编号").fill(SUPERVISOR)
-    await page.get_by_label("密码").fill(PASSWORD)
-    await page.get_by_role("button", name="登录", exact=True).click()
-    await page.wait_for_url(f"{url}/dashboard", timeout=WAIT_MS)
+    await sign_in_on(page, url, SUPERVISOR, PASSWORD, "/dashboard")
 
     # The figures of this month, Qingshan by territory, and the two charts.
     await page.get_by_role("heading", name="考核统计", exact=True).wait_for(timeout=WAIT_MS)

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from adapters.tables import Notice, Petition, Unit
 from service.pages_track import TRACK_COOKIE, deadline_date
-from tests.browser_helpers import assert_no_leak, page_text, screenshot
+from tests.browser_helpers import assert_no_leak, page_text, petitioner_sign_in, screenshot
 from tests.conftest import make_intake
 from tests.service_helpers import running_service
 from tests.test_service import client_token
@@ -78,13 +78,7 @@ async def _registration_notice(sessions, number: str) -> None:
 
 
 async def _sign_in(context: BrowserContext, url: str, number: str, code: str) -> Page:
-    page = await context.new_page()
-    await page.goto(f"{url}/track")
-    await page.get_by_label("信访事项编号").fill(number)
-    await page.get_by_label("查询码").fill(code)
-    await page.get_by_role("button", name="查询").click()
-    await page.wait_for_url(f"{url}/track/case", timeout=WAIT_MS)
-    return page
+    return await petitioner_sign_in(context, url, number, code)
 
 
 async def test_petitioner_follows_the_case_on_the_track_page(

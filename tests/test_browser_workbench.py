@@ -29,7 +29,13 @@ from sqlalchemy import select, update
 from adapters.tables import Petition, PetitionEvent
 from documents.render import beijing_date
 from service.accounts_cmd import set_password
-from tests.browser_helpers import assert_accessible, assert_no_leak, page_text, screenshot
+from tests.browser_helpers import (
+    assert_accessible,
+    assert_no_leak,
+    page_text,
+    screenshot,
+    staff_sign_in,
+)
 from tests.conftest import fictional_personal_data, make_intake
 from tests.service_helpers import PASSWORD, running_service
 from tests.test_service import client_token
@@ -57,14 +63,7 @@ async def _shot(page: Page, name: str, shots: list[Path]) -> None:
 
 
 async def _sign_in(context: BrowserContext, url: str, person: str, target: str) -> Page:
-    page = await context.new_page()
-    await page.goto(f"{url}{target}")
-    await page.wait_for_url(re.compile(r"/signin\?next="), timeout=WAIT_MS)
-    await page.get_by_label("人员编号").fill(person)
-    await page.get_by_label("密码").fill(PASSWORD)
-    await page.get_by_role("button", name="登录", exact=True).click()
-    await page.wait_for_url(f"{url}{target}", timeout=WAIT_MS)
-    return page
+    return await staff_sign_in(context, url, person, PASSWORD, target)
 
 
 async def _until(page: Page, check: Any, what: str) -> None:
