@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := workflows activities adapters starter domain devstack reports security service documents bench $(wildcard worker.py)
 
-.PHONY: dev test test-fast lint constraints
+.PHONY: dev test test-fast test-cluster lint constraints
 
 # The make targets are development: keys nobody configured are generated once under .data/
 # (adapters/settings.py, dev_keys). A production host sets none and must configure keys.
@@ -24,6 +24,12 @@ test: $(STAMP)
 # The fast tier: the pure domain core and single-service (PostgreSQL) tests, under 60 s.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m fast -q
+
+# The integration scenarios on a production-shaped Temporal cluster (docs/cluster.md):
+# temporal-server built once with Go (about 4 minutes, cached), its stores on PostgreSQL,
+# each service a process, mTLS. Not part of `make test`.
+test-cluster: $(STAMP)
+	PETITION_TEST_TEMPORAL=cluster $(BIN)/python -m pytest tests/cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -39,7 +39,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,7 @@ class ServiceProcess:
     config: Path
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    spawned_at: datetime | None = None  # UTC, naive (as the membership table keeps it)
 
     @property
     def running(self) -> bool:
@@ -447,6 +448,7 @@ class Cluster:
 
 
 def _spawn(server: str, root: Path, proc: ServiceProcess) -> None:
+    proc.spawned_at = datetime.now(UTC).replace(tzinfo=None)
     log = proc.log.open("ab")
     try:
         proc.process = subprocess.Popen(
@@ -473,7 +475,8 @@ def _stop_process(proc: ServiceProcess, timeout: float) -> None:
 
 async def _wait_membership(pg: PostgresTarget, proc: ServiceProcess,
                            within: float = STARTUP_TIMEOUT) -> None:
-    """Until `proc` has a live row in cluster_membership (it joined the ring)."""
+    """Until `proc` has a live row in cluster_membership from this start (it joined the
+    ring; a killed predecessor on the same port leaves a row that lives on a while)."""
     import asyncpg
 
     deadline = time.monotonic() + within
@@ -488,7 +491,8 @@ async def _wait_membership(pg: PostgresTarget, proc: ServiceProcess,
             try:
                 found = await conn.fetchval(
                     "SELECT 1 FROM cluster_membership WHERE rpc_port = $1 "
-                    "AND record_expiry > now() AT TIME ZONE 'UTC'", proc.membership_port)
+                    "AND session_start >= $2 AND record_expiry > now() AT TIME ZONE 'UTC'",
+                    proc.membership_port, proc.spawned_at)
             finally:
                 await conn.close()
         if found:

@@ -46,7 +46,7 @@ from workflows.petition import PetitionWorkflow
 # command (marked `cli`: seconds of interpreter start-up each) or other processes of its
 # own (marked `processes`).
 TEMPORAL_FIXTURES = frozenset({"dev_env", "ts_env", "running_worker", "time_skipping_server",
-                               "petitions", "dev_ui_url"})
+                               "petitions", "dev_ui_url", "temporal_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -129,6 +129,12 @@ async def dev_env(dev_ui_port: int, db_url: str) -> AsyncIterator[WorkflowEnviro
         finally:
             codec_server.stop()
             shutil.rmtree(audit.parent, ignore_errors=True)
+
+
+# `make test-cluster` (PETITION_TEST_TEMPORAL=cluster): `dev_env` is a client of the
+# production-shaped cluster instead (tests/cluster/fixtures.py), for every test that uses it.
+if os.environ.get("PETITION_TEST_TEMPORAL") == "cluster":
+    from tests.cluster.fixtures import dev_env, temporal_cluster  # noqa: F401, F811
 
 
 @pytest.fixture(scope="session")
