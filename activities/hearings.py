@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.common import (
     Clock,
@@ -18,6 +19,7 @@ from activities.common import (
     find_by_key,
     integrity_refusal,
     refuse,
+    sqlstate,
     utc_now,
 )
 from activities.contracts import (
@@ -45,12 +47,17 @@ class HearingRules:
 
 HEARING_RULES = HearingRules()
 
-# Hearings that no longer hold their venue and officers.
+# Hearings that no longer hold their venue and officers (migration 0010's trigger writes
+# slots for every other status: change both together).
 RELEASED = ("cancelled",)
+
+# PostgreSQL's exclusion_violation: hearing_slots' constraint refused an overlapping booking.
+EXCLUSION_VIOLATION = "23P01"
 
 
 def venue_key(venue: str) -> str:
-    """`Room 3`, ` room  3 ` and `ROOM 3` are one room."""
+    """`Room 3`, ` room  3 ` and `ROOM 3` are one room (migration 0010's VENUE_KEY is the
+    database's: the same whitespace, lower() where this folds case)."""
     return " ".join(venue.split()).casefold()
 
 
@@ -74,9 +81,14 @@ class HearingDesk:
     async def schedule_hearing(self, booking: HearingBooking) -> int:
         """Book the hearing, or refuse naming the clash and the earliest slot that fits.
 
-        Without btree_gist an exclusion constraint is unavailable, so transaction-scoped
-        advisory locks on the venue and each officer make the overlap check and the
-        insert atomic; a retry (same key) finds its booking even after waiting on them.
+        The database guarantees no double booking: migration 0010's exclusion constraint on
+        `hearing_slots` (a trigger writes a hearing's venue and officers there) refuses an
+        overlapping hearing, whoever writes it. In front of it, transaction-scoped advisory
+        locks on the venue and each officer make this check and the insert atomic, so the
+        refusal names the clash and the earliest free slot; should a booking get past them
+        (another writer, a change that skipped them), the constraint's violation (SQLSTATE
+        23P01) is the same non-retryable refusal, its clash read again after the rollback.
+        A retry (same key) finds its booking even after waiting on the locks.
         """
         key = f"{booking.workflow_id}:{booking.seq}:hearing"
         ends_at = booking.starts_at + timedelta(minutes=booking.duration_minutes)
@@ -99,26 +111,45 @@ class HearingDesk:
             if problem is None:
                 problem = await self._clash(session, booking, booking.starts_at, ends_at)
             if problem is not None:
-                free = await self._earliest_free_slot(session, booking)
-                suggestion = (f"the earliest free slot for this venue and these officers is "
-                              f"{self._span(free, free + (ends_at - booking.starts_at))}"
-                              if free else
-                              f"no slot fits this venue and these officers within "
-                              f"{self._rules.search_working_days} working days; choose "
-                              "another venue or officers")
-                raise refuse("hearing", f"{problem}; {suggestion}", "starts_at",
-                             earliest_free_slot=free.isoformat() if free else None)
+                raise await self._refusal(session, booking, problem)
             session.add(Hearing(
                 idempotency_key=key, petition_id=booking.petition_id,
                 hearing_no=booking.hearing_no, venue=booking.venue,
                 starts_at=booking.starts_at, ends_at=ends_at, officers=booking.officers,
             ))
-            await self._notices(session, booking, key, registration_no, ends_at)
             try:
+                await self._notices(session, booking, key, registration_no, ends_at)
                 await session.commit()
             except IntegrityError as err:
-                raise integrity_refusal(err, f"hearing booking {key}") from None
-        return booking.hearing_no
+                failure = err
+            else:
+                return booking.hearing_no
+        # The transaction is rolled back: what refused it is read afresh.
+        async with unit_of_work(self._sessions) as session:
+            earlier = await find_by_key(session, Hearing, key)
+            if earlier is not None:  # this very booking, written by a concurrent attempt
+                return earlier.hearing_no
+            if sqlstate(failure) != EXCLUSION_VIOLATION:
+                raise integrity_refusal(failure, f"hearing booking {key}") from None
+            problem = await self._clash(session, booking, booking.starts_at, ends_at)
+            raise await self._refusal(session, booking, problem or (
+                f"the venue or an officer is already booked "
+                f"{self._span(booking.starts_at, ends_at)} (the database refused the "
+                "double booking)")) from None
+
+    async def _refusal(self, session: AsyncSession, booking: HearingBooking,
+                       problem: str) -> ApplicationError:
+        """The booking refused for `problem`, naming the earliest slot that fits."""
+        duration = timedelta(minutes=booking.duration_minutes)
+        free = await self._earliest_free_slot(session, booking)
+        suggestion = (f"the earliest free slot for this venue and these officers is "
+                      f"{self._span(free, free + duration)}"
+                      if free else
+                      f"no slot fits this venue and these officers within "
+                      f"{self._rules.search_working_days} working days; choose "
+                      "another venue or officers")
+        return refuse("hearing", f"{problem}; {suggestion}", "starts_at",
+                      earliest_free_slot=free.isoformat() if free else None)
 
     # ----------------------------------------------------------------- the rules
 

@@ -27,7 +27,7 @@ def resolve_database_url(settings: Settings, purpose: DatabasePurpose = "app") -
       `DATABASE_URL` (then the operator has chosen that role for migrations too);
     - `reports` (read-only): `PETITION_REPORTS_DATABASE_URL`, else `DATABASE_URL`.
 
-    None of them set: the embedded PostgreSQL (pgserver) in `.data/pg`, as the role of that
+    None of them set: the embedded PostgreSQL (18) in `.data/pg18`, as the role of that
     purpose (`db_app_role`, `db_owner_role`, `db_reports_role`)."""
     from devstack.postgres import database_url, role_url
 

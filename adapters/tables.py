@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -235,6 +235,23 @@ class Hearing(Base):
         Index("ix_hearings_time", "starts_at", "ends_at"),
         Index("ix_hearings_officers", "officers", postgresql_using="gin"),
         CheckConstraint("ends_at > starts_at", name="ck_hearings_ends_after_start"),
+    )
+
+
+class HearingSlot(Base):
+    """A resource a hearing holds (`venue:<venue key>`, `officer:<person id>`) over its time:
+    written by the database's trigger on `hearings` only (migration 0010); the exclusion
+    constraint is what guarantees no venue or officer is booked twice at one time."""
+
+    __tablename__ = "hearing_slots"
+    hearing_id: Mapped[int] = mapped_column(
+        ForeignKey("hearings.id", ondelete="CASCADE"), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(520), primary_key=True)
+    during: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+
+    __table_args__ = (
+        ExcludeConstraint(("resource", "="), ("during", "&&"), using="gist",
+                          name="ex_hearing_slots_no_double_booking"),
     )
 
 

@@ -25,8 +25,21 @@ def _timed(label: str, step: Callable[[], str | None]) -> None:
     print(f"{label}: {where} ({elapsed:.1f}s)", flush=True)
 
 
+def _embedded_postgres() -> str:
+    """The embedded PostgreSQL started (initialised on a first run), unless the operator's
+    DATABASE_URL replaces it."""
+    from adapters.settings import get_settings
+
+    if get_settings().database_url:
+        return "DATABASE_URL is set: the embedded server is not used"
+    from devstack.postgres import embedded_postgres
+
+    return str(embedded_postgres().pgdata)
+
+
 def main() -> int:
     try:
+        _timed("Embedded PostgreSQL", _embedded_postgres)
         _timed("Temporal CLI", resolve_temporal_cli)
         _timed("Temporal Web UI server", resolve_ui_server)
         _timed("Time-skipping test server", resolve_test_server)

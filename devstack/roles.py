@@ -8,8 +8,11 @@ read and write rows, who may only read.
 - reports (`db_reports_role`, petition_reports): `petition report`; SELECT only.
 
 `ensure_roles` creates them (idempotent) through a superuser (or CREATEROLE) connection,
-and lets the owner create tables in that database's schema `public`. The grants on the
-tables are the schema's business: migration 0006 and default privileges after it.
+lets the owner create tables in that database's schema `public`, and creates there the
+extensions the schema needs (`EXTENSIONS`: btree_gist, for migration 0010's exclusion
+constraint on hearings), which the owner, without CREATE on the database, may not. The
+grants on the tables are the schema's business: migration 0006 and default privileges
+after it.
 
 Run by hand against an operator's server (passwords from the environment, as
 deploy/postgres-init/00-roles.sh does for compose):
@@ -18,8 +21,8 @@ deploy/postgres-init/00-roles.sh does for compose):
         python -m devstack.roles postgresql://postgres@db-host/petitionflow
 
 The embedded server (devstack/postgres.py) runs it itself, without passwords: it accepts
-only local connections over its unix socket, with `trust` authentication (pgserver's
-pg_hba.conf), so any local user may connect as any role. It is for development and tests
+only local connections over its unix socket, with `trust` authentication (initdb
+`--auth=trust`), so any local user may connect as any role. It is for development and tests
 only; there the roles show that the application needs no more than its grants.
 """
 
@@ -71,6 +74,10 @@ WHERE p.pronamespace = 'public'::regnamespace
                   AND d.objid = p.oid AND d.deptype = 'e')
 """
 _KINDS = (["r", "p", "v", "m", "f"], ["S"], ["functions"])
+
+# Extensions the schema needs, created in `public` by `ensure_roles` (contrib; PostgreSQL's
+# own images and the embedded server ship them).
+EXTENSIONS = ("btree_gist",)
 
 
 def hand_over(connection: Connection, owner: str) -> int:
@@ -135,11 +142,27 @@ async def ensure_roles(admin_url: str, settings: Settings | None = None, *,
             await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
             for role in (settings.db_owner_role, settings.db_app_role, settings.db_reports_role):
                 await conn.execute(text(f"GRANT CONNECT ON DATABASE {database} TO {quote(role)}"))
+            await ensure_extensions(conn)
             if adopt:
                 await adopt_schema(conn, settings.db_owner_role)
             await conn.commit()
     finally:
         await engine.dispose()
+
+
+async def ensure_extensions(conn: AsyncConnection) -> None:
+    """`EXTENSIONS` in the connection's database (schema `public`), if its user may create
+    them (a superuser, or whoever has CREATE on the database); otherwise the migration that
+    needs one says what is missing."""
+    may = await conn.scalar(text(
+        "SELECT rolsuper OR has_database_privilege(current_database(), 'CREATE') "
+        "FROM pg_roles WHERE rolname = current_user"))
+    if not may:
+        return
+    for name in EXTENSIONS:
+        if not await conn.scalar(text("SELECT 1 FROM pg_extension WHERE extname = :n"),
+                                 {"n": name}):
+            await conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {name} SCHEMA public"))
 
 
 async def _ensure_role(conn: AsyncConnection, quoted: str, name: str,
@@ -173,10 +196,12 @@ def login_url(url: str, role: str, password: str | None = None) -> str:
 def ensure_roles_sync(admin_url: str, settings: Settings | None = None, *,
                       passwords: RolePasswords | None = None, adopt: bool = False) -> None:
     """`ensure_roles` from synchronous code, even code a running event loop called."""
-    _run_in_thread(ensure_roles(admin_url, settings, passwords=passwords, adopt=adopt))
+    run_in_thread(ensure_roles(admin_url, settings, passwords=passwords, adopt=adopt))
 
 
-def _run_in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+def run_in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to its end on an event loop of its own (a thread), from synchronous
+    code, even code a running event loop called."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:

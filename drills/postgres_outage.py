@@ -1,7 +1,7 @@
 """Drill: stop PostgreSQL under load, and start it again.
 
-A PostgreSQL of the drill's own (pgserver, in a data directory made for the drill: never
-the shared development server) behind a real worker process. Petitions are accepted,
+A PostgreSQL of the drill's own (the embedded server's, in a data directory made for the
+drill: never the shared development server) behind a real worker process. Petitions are accepted,
 paid assistance and replied while PostgreSQL is stopped with `pg_ctl stop -m fast`:
 activities fail and Temporal retries them with backoff; clients retry with the same
 request ids. When PostgreSQL is back, everything must complete, nothing twice, and the
@@ -38,22 +38,22 @@ from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 
 
 class DrillPostgres:
-    """pgserver on a data directory of its own; stopped and started with pg_ctl."""
+    """The embedded PostgreSQL on a data directory of its own; stopped and started with
+    pg_ctl."""
 
     def __init__(self, data_dir: Path):
-        from pgserver import get_server
+        from devstack.postgres import start_server
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.server = get_server(data_dir, cleanup_mode="delete")
+        self.server = start_server(data_dir, cleanup_mode="delete")
 
     def uri(self) -> str:
         return str(self.server.get_uri())
 
     def stop(self) -> None:
-        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+        from devstack.postgres import stop_server
 
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata,
-               user=self.server.system_user, timeout=60)
+        stop_server(self.server, timeout=60)
 
     def start(self) -> None:
         """Start it again (tries a few times: a loaded machine can be slow to let go of

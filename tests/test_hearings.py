@@ -1,28 +1,39 @@
 """Issue 4: hearings are never double-booked (venue or officer), sit only in working hours on
-working days, and every refusal says why and which slot would fit (real PostgreSQL)."""
+working days, and every refusal says why and which slot would fit (real PostgreSQL).
+Issue 16: the database itself refuses a double booking (migration 0010's exclusion
+constraint), however the row is written, and the booking maps its refusal to the same
+business refusal."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import uuid
 from datetime import datetime, time, timedelta
+from functools import partial
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from temporalio.exceptions import ApplicationError
 
 from activities import build_desks
-from activities.common import refusal_of
+from activities.common import refusal_of, sqlstate
 from activities.contracts import (
     HearingBooking,
 )
-from activities.hearings import HearingDesk, HearingRules
+from activities.hearings import HearingDesk, HearingRules, venue_key
 from activities.notices import facts_where
+from adapters.engine import create_engine
 from adapters.petition_client import ActionRefused, PetitionClient
-from adapters.tables import Hearing, Notice, NoticeDelivery, PetitionEvent
+from adapters.settings import get_settings
+from adapters.tables import Hearing, HearingSlot, Notice, NoticeDelivery, PetitionEvent
+from devstack.roles import ensure_roles, login_url
 from domain.models import Accept, Actor, Role, ScheduleHearing
 from domain.rules import Refusal
-from tests.desk_helpers import beijing, count, hearing_day, register, run
+from starter.runtime import migrate_async
+from tests.desk_helpers import beijing, count, hearing_day, register, run, scratch_database
 
 HANDLER = Actor(id="qs-xfj-h1", role=Role.HANDLER, unit="QS-XFJ")
 
@@ -216,3 +227,172 @@ async def test_the_petitioners_hearing_notice_is_a_written_notice_with_its_deliv
     opened = await desks.vault.open_json(notices["petitioner"].facts_sealed,
                                          facts_where(notices["petitioner"].idempotency_key))
     assert opened["hearing"]["hearing_no"] == 1
+
+
+# ------------------------------------------------- the database's guarantee (migration 0010)
+
+INSERT_HEARING = text(
+    "INSERT INTO hearings (idempotency_key, petition_id, hearing_no, venue, starts_at, "
+    "ends_at, officers, status) VALUES (:key, :petition, :no, :venue, :starts, :ends, "
+    "CAST(:officers AS varchar(64)[]), :status) RETURNING id")
+
+
+_hearing_nos = itertools.count(100)
+
+
+async def insert_hearing(session, petition_id: int, *, venue: str, starts_at, officers,
+                         minutes: int = 120, status: str = "scheduled") -> int:
+    """A hearing written straight into the table: none of the application's checks."""
+    return await session.scalar(INSERT_HEARING, {
+        "key": f"direct-{uuid.uuid4().hex}", "petition": petition_id, "venue": venue,
+        "no": next(_hearing_nos),
+        "starts": starts_at, "ends": starts_at + timedelta(minutes=minutes),
+        "officers": officers, "status": status})
+
+
+async def refused_by_the_database(sessions, write) -> str:
+    """Run `write(session)` in a transaction of its own: the database must refuse it with
+    an exclusion violation (23P01) of hearing_slots' constraint."""
+    async with sessions() as session:
+        with pytest.raises(IntegrityError) as refused:
+            await write(session)
+            await session.commit()
+    assert sqlstate(refused.value) == "23P01", refused.value
+    return str(refused.value.orig)
+
+
+async def test_the_database_refuses_double_bookings_the_application_never_checked(
+        sessions, desks):
+    day, room = hearing_day(), venue()
+    petition = (await register(desks)).petition_id
+    await book(desks, venue=room, starts_at=beijing(day, 9), officers=["HO-05"])
+
+    def insert(**kwargs):
+        return lambda session: insert_hearing(session, petition, **kwargs)
+
+    # The room however it is typed (case, runs of spaces, an ideographic space), or one of
+    # its officers in another room, at an overlapping time.
+    retyped = "  " + room.upper().replace(" ", " \u3000 ") + " "
+    assert venue_key(retyped) == venue_key(room)
+    for clash in (dict(venue=room, starts_at=beijing(day, 10), officers=["HO-06"]),
+                  dict(venue=retyped,
+                       starts_at=beijing(day, 10, 59), officers=["HO-06"]),
+                  dict(venue=venue(), starts_at=beijing(day, 8), officers=["HO-06", "HO-05"])):
+        message = await refused_by_the_database(sessions, insert(**clash))
+        assert "ex_hearing_slots_no_double_booking" in message
+    # Back to back, and a cancelled hearing, hold nothing against it.
+    async with sessions() as session:
+        await insert_hearing(session, petition, venue=room, starts_at=beijing(day, 11),
+                             officers=["HO-05"], minutes=30)
+        cancelled = await insert_hearing(session, petition, venue=room,
+                                         starts_at=beijing(day, 9), officers=["HO-05"],
+                                         status="cancelled")
+        await session.commit()
+    # Reinstating the cancelled one, or moving a hearing onto a taken slot, is refused too.
+    await refused_by_the_database(sessions, lambda session: session.execute(
+        text("UPDATE hearings SET status = 'scheduled' WHERE id = :id"), {"id": cancelled}))
+    await refused_by_the_database(sessions, lambda session: session.execute(
+        text("UPDATE hearings SET starts_at = starts_at - interval '1 hour', "
+             "ends_at = ends_at - interval '1 hour' WHERE venue = :room AND status = 'scheduled' "
+             "AND starts_at = :at"), {"room": room, "at": beijing(day, 11)}))
+    # The application may read the slots, not write them (only the trigger does).
+    async with sessions() as session:
+        held = (await session.scalars(select(HearingSlot.resource).join(
+            Hearing, Hearing.id == HearingSlot.hearing_id).where(Hearing.venue == room))).all()
+        assert sorted(held) == ["officer:HO-05", "officer:HO-05",
+                                f"venue:{venue_key(room)}", f"venue:{venue_key(room)}"]
+        with pytest.raises(DBAPIError, match="permission denied"):
+            await session.execute(text("DELETE FROM hearing_slots"))
+
+
+async def test_concurrent_direct_bookings_of_one_officer_the_database_lets_one_through(
+        sessions, desks):
+    """Two transactions write overlapping hearings of one officer in two rooms, neither
+    checking: the second waits for the first and is refused when it commits."""
+    day = hearing_day()
+    petition = (await register(desks)).petition_id
+    async with sessions() as first, sessions() as second:
+        await insert_hearing(first, petition, venue=venue(), starts_at=beijing(day, 14),
+                             officers=["HO-07"])
+        late = asyncio.create_task(insert_hearing(
+            second, petition, venue=venue(), starts_at=beijing(day, 15), officers=["HO-07"]))
+        await asyncio.sleep(0.5)
+        assert not late.done(), "the second writer must wait for the first's outcome"
+        await first.commit()
+        with pytest.raises(IntegrityError) as refused:
+            await late
+        assert sqlstate(refused.value) == "23P01"
+        await second.rollback()
+    assert await count(sessions, Hearing, Hearing.officers.contains(["HO-07"]),
+                       Hearing.starts_at >= beijing(day, 0), Hearing.starts_at < beijing(day, 23)
+                       ) == 1
+
+
+async def test_bookings_past_the_applications_check_are_refused_by_the_constraint(
+        sessions, desks, monkeypatch):
+    """With the advisory locks gone and both bookings checked before either writes (the
+    race the locks exist for), the database refuses the second; the booking turns its
+    exclusion violation into the same refusal the check gives, naming clash and slot."""
+    day, room = hearing_day(), venue()
+    check = HearingDesk._clash
+    both_checked = asyncio.Barrier(2)
+    raced: list[int] = []
+
+    async def no_lock(session, name):
+        return None
+
+    async def racing_check(self, session, booking, starts_at, ends_at, others=None):
+        if others is None and len(raced) < 2:  # the first check of each booking
+            raced.append(booking.petition_id)
+            problem = await check(self, session, booking, starts_at, ends_at, others)
+            await both_checked.wait()
+            return problem
+        return await check(self, session, booking, starts_at, ends_at, others)
+
+    monkeypatch.setattr("activities.hearings.advisory_lock", no_lock)
+    monkeypatch.setattr(HearingDesk, "_clash", racing_check)
+    results = await asyncio.gather(
+        book(desks, venue=room, starts_at=beijing(day, 9), officers=["HO-01"]),
+        book(desks, venue=f"{room} ", starts_at=beijing(day, 10), officers=["HO-02"]),
+        return_exceptions=True)
+    assert len(raced) == 2, "both bookings passed the application's check"
+    booked = [r for r in results if r == 1]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(booked) == 1 and len(refused) == 1, results
+    error = refused[0]
+    assert isinstance(error, ApplicationError), error
+    assert error.non_retryable and error.type == "BusinessRefusal"
+    found = refusal_of(error)
+    assert (found.rule, found.field) == ("hearing", "starts_at")
+    assert f"venue {room!r} is already booked" in found.message or \
+        f"venue '{room} ' is already booked" in found.message, found.message
+    assert found.details["earliest_free_slot"] is not None
+    assert await count(sessions, Hearing, func.trim(Hearing.venue) == room) == 1
+
+
+async def test_migrating_as_the_owners_login_needs_btree_gist_from_a_superuser():
+    """Compose's path: the owner role logs in itself (no superuser behind it) and may not
+    create extensions in the database; 0010 says what to run, and after
+    `devstack.roles.ensure_roles` (which creates btree_gist as the superuser) it migrates."""
+    owner = get_settings().db_owner_role
+    as_owner = partial(login_url, role=owner,
+                       password=os.environ.get("PETITION_OWNER_PASSWORD") or None)
+    async with scratch_database("hearings_gist", migrated=False) as (url, _):
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:  # what deploy/postgres-init gives the owner
+                await conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+                await conn.execute(text(f'GRANT CREATE ON SCHEMA public TO "{owner}"'))
+            await migrate_async(as_owner(url), "0009")
+            with pytest.raises(RuntimeError, match=r"btree_gist is not installed in database "
+                               r".* `python -m devstack.roles"):
+                await migrate_async(as_owner(url), "0010")
+            await ensure_roles(url)
+            await migrate_async(as_owner(url), "head")
+            async with engine.connect() as conn:
+                assert await conn.scalar(text(
+                    "SELECT conname FROM pg_constraint WHERE contype = 'x' "
+                    "AND conrelid = 'hearing_slots'::regclass")
+                ) == "ex_hearing_slots_no_double_booking"
+        finally:
+            await engine.dispose()

@@ -35,6 +35,9 @@ GRANT CONNECT, TEMPORARY ON DATABASE :"app_database"
     TO petition_owner, petition_app, petition_reports;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT CREATE ON SCHEMA public TO petition_owner;
+-- Migration 0010's exclusion constraint on hearings needs btree_gist (contrib, in the
+-- official images), which the owner, without CREATE on the database, may not create.
+CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA public;
 
 -- Temporal's databases, its own (docker-compose.yml sets SKIP_DB_CREATE for auto-setup,
 -- which then only creates and updates the schemas in them).
