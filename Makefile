@@ -29,6 +29,7 @@ test-fast: $(STAMP)
 # temporal-server built once with Go (about 4 minutes, cached), its stores on PostgreSQL,
 # each service a process, mTLS. Not part of `make test`.
 test-cluster: $(STAMP)
+	$(BIN)/python -m devstack.temporal_cluster provision
 	PETITION_TEST_TEMPORAL=cluster $(BIN)/python -m pytest tests/cluster
 
 lint: $(STAMP)

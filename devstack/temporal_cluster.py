@@ -139,14 +139,46 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class PostgresTarget:
-    """Where the cluster's two stores live: a PostgreSQL server reachable over TCP and a
-    role that may create databases (btree_gin, which the visibility schema needs, is a
-    trusted extension: the database owner may create it)."""
+    """Where the cluster's two stores live: a PostgreSQL server and a role that may create
+    the databases, or owns them already (`databases_exist`). btree_gin, which the
+    visibility schema needs, is a trusted extension: the database owner may create it.
+    With `socket_dir` the server is reached on its unix socket `<dir>/.s.PGSQL.<port>`
+    (Temporal's `connectAttributes: {host: <dir>}`), else over TCP at `host:port`."""
 
     host: str
     port: int
     user: str
     password: str
+    socket_dir: str | None = None
+    databases_exist: bool = False
+
+    @property
+    def plugin(self) -> str:
+        """Temporal's SQL plugin: the configured one (lib/pq) over TCP; on a unix socket its
+        pgx twin, which honours `host=<dir>` among the connect attributes (lib/pq sorts the
+        DSN's keys, so the URL's host would win over it)."""
+        return "postgres12_pgx" if self.socket_dir else VALUES["TEMPORAL_DB_PLUGIN"]
+
+    async def connect(self, database: str) -> Any:
+        """An asyncpg connection as the role (tests and the start-up's checks)."""
+        import asyncpg
+
+        return await asyncpg.connect(host=self.socket_dir or self.host, port=self.port,
+                                     user=self.user, password=self.password or None,
+                                     database=database)
+
+
+def embedded_target() -> PostgresTarget:
+    """The project's embedded PostgreSQL (devstack/postgres.py) as the stores of a
+    long-lived local cluster: its `temporal` and `temporal_visibility` databases, owned by
+    the `temporal` role, on its unix socket (it listens on no TCP port). One cluster at a
+    time: two clusters on the same stores would join one ring."""
+    from devstack.postgres import TEMPORAL_ROLE, embedded_socket, temporal_databases
+
+    temporal_databases()
+    socket_dir, port = embedded_socket()
+    return PostgresTarget("localhost", port, TEMPORAL_ROLE, "", socket_dir=str(socket_dir),
+                          databases_exist=True)
 
 
 def postgres_bin_dir() -> Path:
@@ -486,8 +518,7 @@ async def _wait_membership(pg: PostgresTarget, proc: ServiceProcess,
                 f"{proc.name} exited ({proc.process.returncode}):\n{tail(proc.log, 25)}")
         found = None
         with contextlib.suppress(OSError, asyncpg.PostgresError):
-            conn = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user,
-                                         password=pg.password, database=VALUES["TEMPORAL_DB"])
+            conn = await pg.connect(VALUES["TEMPORAL_DB"])
             try:
                 found = await conn.fetchval(
                     "SELECT 1 FROM cluster_membership WHERE rpc_port = $1 "
@@ -564,18 +595,36 @@ limit.maxIDLength:
 """
 
 
+async def _has_schema(pg: PostgresTarget, database: str) -> bool:
+    conn = await pg.connect(database)
+    try:
+        return bool(await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"))
+    finally:
+        await conn.close()
+
+
 def setup_schemas(sql_tool: str, pg: PostgresTarget) -> None:
     """Both stores: create the databases, the base schema and every versioned update
-    (the schema files are built into the tool)."""
+    (the schema files are built into the tool). On existing databases only what is
+    missing: the base schema if there is none, then the updates (idempotent)."""
     for database, schema in ((VALUES["TEMPORAL_DB"], "postgresql/v12/temporal"),
                              (VALUES["TEMPORAL_VISIBILITY_DB"], "postgresql/v12/visibility")):
-        base = [sql_tool, "--plugin", VALUES["TEMPORAL_DB_PLUGIN"], "--ep", pg.host,
+        base = [sql_tool, "--plugin", pg.plugin, "--ep", pg.host,
                 "-p", str(pg.port), "-u", pg.user, "--pw", pg.password, "--db", database]
-        for step in (["create-database"], ["setup-schema", "-v", "0.0"],
-                     ["update-schema", "--schema-name", schema]):
+        if pg.socket_dir:
+            base += ["--connect-attributes", f"host={pg.socket_dir}"]
+        steps: list[list[str]] = []
+        if not pg.databases_exist:
+            steps.append(["create-database"])
+        if not (pg.databases_exist and asyncio.run(_has_schema(pg, database))):
+            steps.append(["setup-schema", "-v", "0.0"])
+        steps.append(["update-schema", "--schema-name", schema])
+        for step in steps:
             result = subprocess.run(base + step, capture_output=True, text=True, check=False)
             if result.returncode != 0:
-                output = (result.stdout + result.stderr).replace(pg.password, "***")
+                output = result.stdout + result.stderr
+                if pg.password:
+                    output = output.replace(pg.password, "***")
                 raise ProvisioningError(f"temporal-sql-tool {step[0]} ({database}) failed:\n"
                                         f"{output[-3000:]}")
 
@@ -618,7 +667,7 @@ def _log(message: str) -> None:
 async def running_cluster(
     directory: Path | None = None,
     *,
-    postgres: PostgresTarget | None = None,
+    postgres: PostgresTarget | str = "own",
     counts: Mapping[str, int] | None = None,
     log_level: str = "warn",
     quiet: bool = False,
@@ -626,9 +675,10 @@ async def running_cluster(
     """Provision and start a cluster; stop every process (and its PostgreSQL) on exit.
 
     `directory` holds its configs, logs, certificates and (if it runs its own) PostgreSQL's
-    data; a temporary directory, removed afterwards, when None. `postgres`: an existing
-    server to create the two databases on (they must not exist yet) instead of one of its
-    own. `counts`: processes per service (default from devstack/temporal-cluster.env).
+    data; a temporary directory, removed afterwards, when None. `postgres`: "own" (a
+    PostgreSQL of its own, fresh, in `directory`), "embedded" (the project's embedded
+    server: `embedded_target`, state kept across runs), or a `PostgresTarget`.
+    `counts`: processes per service (default from devstack/temporal-cluster.env).
     """
     say = (lambda _: None) if quiet else _log
     timings: dict[str, float] = {}
@@ -642,7 +692,9 @@ async def running_cluster(
         directory.mkdir(parents=True, exist_ok=True)
         own: ClusterPostgres | None = None
         mark = time.monotonic()
-        if postgres is None:
+        if postgres == "embedded":
+            postgres = await asyncio.to_thread(embedded_target)
+        elif postgres == "own":
             own = ClusterPostgres(directory / "pgdata", user=VALUES["TEMPORAL_DB_USER"],
                                   password=secrets.token_urlsafe(18),
                                   max_connections=int(VALUES["POSTGRES_MAX_CONNECTIONS"]))
@@ -652,6 +704,8 @@ async def running_cluster(
             await asyncio.to_thread(own.wait_ready)
             await asyncio.to_thread(own.create_role)
             postgres = own.target
+        if not isinstance(postgres, PostgresTarget):
+            raise ValueError(f"postgres={postgres!r}: 'own', 'embedded' or a PostgresTarget")
         timings["postgres"] = time.monotonic() - mark
         mark = time.monotonic()
         await asyncio.to_thread(setup_schemas, sql_tool, postgres)
@@ -690,7 +744,7 @@ async def _start_all(cluster: Cluster) -> None:
     await cluster.wait_serving()
 
 
-async def _main() -> None:  # `python -m devstack.temporal_cluster`: start one, for a look
+async def _main() -> None:
     async with running_cluster(log_level="info") as cluster:
         print(f"address {cluster.address}  namespace {cluster.namespace}  certificates "
               f"{cluster.certs.directory}  logs {cluster.directory / 'logs'}  "
@@ -700,5 +754,11 @@ async def _main() -> None:  # `python -m devstack.temporal_cluster`: start one, 
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+    # `python -m devstack.temporal_cluster provision`: build the binaries (make test-cluster,
+    # before pytest, so a cold build is not counted in a test's timeout); without an
+    # argument: start a cluster and keep it until Ctrl-C, for a look.
+    if sys.argv[1:] == ["provision"]:
+        print("\n".join(server_binaries()))
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_main())

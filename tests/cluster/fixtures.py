@@ -23,9 +23,12 @@ SELECTED = os.environ.get("PETITION_TEST_TEMPORAL") == "cluster"
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def temporal_cluster() -> AsyncIterator[Cluster]:
     """One cluster per session: PostgreSQL, history x2, matching x2, frontend, worker.
-    `$PETITION_CLUSTER_DIR` keeps its configs and logs (else a temporary directory)."""
+    `$PETITION_CLUSTER_DIR` keeps its configs and logs (else a temporary directory);
+    `$PETITION_CLUSTER_POSTGRES=embedded` puts its stores on the project's embedded
+    PostgreSQL instead of a fresh one of its own."""
     kept = os.environ.get("PETITION_CLUSTER_DIR")
-    async with running_cluster(Path(kept) if kept else None) as cluster:
+    postgres = os.environ.get("PETITION_CLUSTER_POSTGRES", "own")
+    async with running_cluster(Path(kept) if kept else None, postgres=postgres) as cluster:
         yield cluster
 
 

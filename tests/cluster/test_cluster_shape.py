@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -61,8 +60,7 @@ async def test_the_services_are_processes_joined_through_postgresql(temporal_clu
     pids = {p.process.pid for p in processes.values() if p.running and p.process}
     assert len(pids) == len(processes)
     pg = temporal_cluster.postgres
-    conn = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user,
-                                 password=pg.password, database=VALUES["TEMPORAL_DB"])
+    conn = await pg.connect(VALUES["TEMPORAL_DB"])
     try:
         ports = {r["rpc_port"] for r in await conn.fetch(
             "SELECT rpc_port FROM cluster_membership "
@@ -70,9 +68,7 @@ async def test_the_services_are_processes_joined_through_postgresql(temporal_clu
     finally:
         await conn.close()
     assert {p.membership_port for p in processes.values()} <= ports
-    conn = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user,
-                                 password=pg.password,
-                                 database=VALUES["TEMPORAL_VISIBILITY_DB"])
+    conn = await pg.connect(VALUES["TEMPORAL_VISIBILITY_DB"])
     try:
         assert await conn.fetchval("SELECT count(*) FROM pg_extension "
                                    "WHERE extname = 'btree_gin'") == 1
@@ -114,8 +110,7 @@ async def test_a_killed_history_process_loses_no_petition_and_rejoins(
 
 async def _membership_has(cluster: Cluster, name: str) -> bool:
     pg = cluster.postgres
-    conn = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user,
-                                 password=pg.password, database=VALUES["TEMPORAL_DB"])
+    conn = await pg.connect(VALUES["TEMPORAL_DB"])
     try:
         return bool(await conn.fetchval(
             "SELECT 1 FROM cluster_membership WHERE rpc_port = $1 "
