@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m fast -q
 
 # The integration scenarios on a production-shaped Temporal cluster (docs/cluster.md):
-# temporal-server built once with Go (about 4 minutes, cached), its stores on PostgreSQL,
+# temporal-server built once with Go (4-6 minutes, cached), its stores on PostgreSQL,
 # each service a process, mTLS. Not part of `make test`.
 test-cluster: $(STAMP)
 	$(BIN)/python -m devstack.temporal_cluster provision

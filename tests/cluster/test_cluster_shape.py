@@ -118,3 +118,22 @@ async def _membership_has(cluster: Cluster, name: str) -> bool:
             cluster.processes[name].membership_port))
     finally:
         await conn.close()
+
+
+async def test_after_a_frontend_restart_and_a_killed_postgresql_petitions_go_on(
+        temporal_cluster: Cluster, dev_env, running_worker, petitions):
+    """The drills' other faults, as the cluster offers them: the frontend stopped and
+    started (clients reconnect), PostgreSQL killed with SIGKILL and restarted (crash
+    recovery; the services retry their stores)."""
+    if temporal_cluster.own_postgres is None:
+        pytest.skip("the stores are on a PostgreSQL this cluster does not own")
+    async with running_worker(dev_env.client):
+        handle = await petitions.start(dev_env)
+        client = PetitionClient(dev_env.client, task_queue="")
+        await temporal_cluster.restart("frontend")
+        await client.act(handle.id, Accept(actor=HANDLER))
+        await temporal_cluster.restart("postgres", kill=True)
+        status = await asyncio.wait_for(
+            client.act(handle.id, Reply(actor=HANDLER, opinion="处理意见")), timeout=120)
+    assert status is not None and status.stage is Stage.REPLIED
+    assert all(p.running for p in temporal_cluster.processes.values())
