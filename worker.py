@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -66,7 +67,22 @@ def data_converter(keyring: KeyRing | None = None) -> DataConverter:
 
 async def connect(settings: Settings, converter: DataConverter | None = None) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=converter or data_converter())
+                                data_converter=converter or data_converter(),
+                                tls=temporal_tls(settings))
+
+
+def temporal_tls(settings: Settings) -> TLSConfig | bool:
+    """The frontend's TLS from PETITION_TEMPORAL_TLS_*: the CA that signed the server's
+    certificate, this process's client certificate and key (mTLS), the name the server's
+    certificate carries. None set: plain gRPC."""
+    files = (settings.temporal_tls_ca, settings.temporal_tls_cert, settings.temporal_tls_key)
+    if not any(files) and not settings.temporal_tls_server_name:
+        return False
+    if bool(settings.temporal_tls_cert) != bool(settings.temporal_tls_key):
+        raise ValueError("PETITION_TEMPORAL_TLS_CERT and PETITION_TEMPORAL_TLS_KEY go together")
+    ca, cert, key = (path.read_bytes() if path else None for path in files)
+    return TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key,
+                     domain=settings.temporal_tls_server_name)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEMPORAL_ADDRESS", "PETITION_TEMPORAL_ADDRESS"),
     )
     temporal_namespace: str = "default"
+    # mTLS to the Temporal frontend (PEM files): the production-shaped cluster and compose
+    # require a client certificate (docs/production.md). Unset: plain gRPC (the dev server).
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None
     task_queue: str = "petitions"
     default_profile: str = "national"
     notice_outbox_dir: Path = PROJECT_ROOT / ".data" / "outbox"
