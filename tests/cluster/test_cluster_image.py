@@ -8,6 +8,7 @@ same proof against the dev server)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,21 +45,26 @@ async def test_the_image_runs_on_the_cluster(image: ImageVenv, temporal_cluster:
           + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
-async def test_without_its_client_certificate_the_image_is_refused(
-        image: ImageVenv, temporal_cluster: Cluster, tmp_path: Path) -> None:
-    """The same settings minus the client certificate: the frontend refuses the worker
-    (mTLS is required), so the proof above did run over mTLS."""
-    import subprocess
-
-    settings = _cluster_settings(temporal_cluster)
-    del settings["PETITION_TEMPORAL_TLS_CERT"], settings["PETITION_TEMPORAL_TLS_KEY"]
-    env = image.environment(**settings, PETITION_DEV_KEYS="false")
-    probe = await asyncio.to_thread(
+async def _connects(image: ImageVenv, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The image's `worker.connect` with these settings, in a process of its own."""
+    env = image.environment(**settings, PETITION_DEV_KEYS="false",
+                            PETITION_CODEC_KEYS="k:" + "A" * 43 + "=")
+    return await asyncio.to_thread(
         subprocess.run,
         [str(image.python), "-c",
          "import asyncio; from adapters.settings import Settings; from worker import connect;"
          "asyncio.run(asyncio.wait_for(connect(Settings()), 20))"],
-        cwd=image.app, env={**env, "PETITION_CODEC_KEYS": "k:" + "A" * 43 + "="},
-        capture_output=True, text=True, timeout=60, check=False)
-    assert probe.returncode != 0
-    assert "CertificateRequired" in probe.stderr, probe.stderr[-2000:]
+        cwd=image.app, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_without_its_client_certificate_the_image_is_refused(
+        image: ImageVenv, temporal_cluster: Cluster) -> None:
+    """The same settings minus the client certificate: the frontend refuses the client
+    (mTLS is required), so the proof above did run over mTLS."""
+    settings = _cluster_settings(temporal_cluster)
+    with_certificate = await _connects(image, settings)
+    assert with_certificate.returncode == 0, with_certificate.stderr[-2000:]
+    del settings["PETITION_TEMPORAL_TLS_CERT"], settings["PETITION_TEMPORAL_TLS_KEY"]
+    without = await _connects(image, settings)
+    assert without.returncode != 0
+    assert "Failed client connect" in without.stderr, without.stderr[-2000:]
