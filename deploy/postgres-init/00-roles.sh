@@ -7,6 +7,7 @@
 #   petition_app      the worker and the service: rows only (migration 0006's grants)
 #   petition_reports  `petition report`: SELECT only
 #   temporal          owns Temporal's two databases, and nothing of the application's
+#   keycloak          owns Keycloak's database (the identity provider), nothing else
 #
 # POSTGRES_USER (the cluster's superuser, the image's own) is used by nobody at run time.
 # The role names are the settings' defaults (adapters/settings.py, PETITION_DB_*_ROLE).
@@ -16,6 +17,7 @@ set -eu
 : "${PETITION_APP_PASSWORD:?set PETITION_APP_PASSWORD}"
 : "${PETITION_REPORTS_PASSWORD:?set PETITION_REPORTS_PASSWORD}"
 : "${TEMPORAL_DB_PASSWORD:?set TEMPORAL_DB_PASSWORD}"
+: "${KEYCLOAK_DB_PASSWORD:?set KEYCLOAK_DB_PASSWORD}"
 
 # psql variables (:'name') quote the passwords as literals; they never pass through SQL text.
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
@@ -23,11 +25,13 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
     -v app_password="$PETITION_APP_PASSWORD" \
     -v reports_password="$PETITION_REPORTS_PASSWORD" \
     -v temporal_password="$TEMPORAL_DB_PASSWORD" \
+    -v keycloak_password="$KEYCLOAK_DB_PASSWORD" \
     -v app_database="$POSTGRES_DB" <<'SQL'
 CREATE ROLE petition_owner LOGIN PASSWORD :'owner_password';
 CREATE ROLE petition_app LOGIN PASSWORD :'app_password';
 CREATE ROLE petition_reports LOGIN PASSWORD :'reports_password';
 CREATE ROLE temporal LOGIN PASSWORD :'temporal_password';
+CREATE ROLE keycloak LOGIN PASSWORD :'keycloak_password';
 
 -- The application's database: only its three roles connect; only the owner creates.
 REVOKE ALL ON DATABASE :"app_database" FROM PUBLIC;
@@ -39,12 +43,18 @@ GRANT CREATE ON SCHEMA public TO petition_owner;
 -- official images), which the owner, without CREATE on the database, may not create.
 CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA public;
 
--- Temporal's databases, its own (docker-compose.yml sets SKIP_DB_CREATE for auto-setup,
--- which then only creates and updates the schemas in them).
+-- Temporal's databases, its own (docker-compose.yml's temporal-schema job creates and
+-- updates the schemas in them as the temporal role). Visibility's btree_gin is a trusted
+-- extension: the database's owner creates it.
 CREATE DATABASE temporal OWNER temporal;
 CREATE DATABASE temporal_visibility OWNER temporal;
 REVOKE ALL ON DATABASE temporal FROM PUBLIC;
 REVOKE ALL ON DATABASE temporal_visibility FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE temporal TO temporal;
 GRANT CONNECT, TEMPORARY ON DATABASE temporal_visibility TO temporal;
+
+-- Keycloak's database, its own.
+CREATE DATABASE keycloak OWNER keycloak;
+REVOKE ALL ON DATABASE keycloak FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE keycloak TO keycloak;
 SQL
