@@ -3,6 +3,7 @@
     python -m drills                      # all three, full size (about five minutes)
     python -m drills --only worker-kills --petitions 10 --kills 8
     python -m drills --outage 60          # PostgreSQL down for a minute
+    python -m drills --cluster --faults 200   # on the production-shaped cluster (about 8 min)
 
 Exit status 1 if anything was lost or done twice.
 """
@@ -42,8 +43,23 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--restarts", type=int, default=2, help="Temporal server restarts")
     parser.add_argument("--outage", type=float, default=60.0,
                         help="seconds PostgreSQL stays down")
+    parser.add_argument("--cluster", action="store_true",
+                        help="the cluster drill instead (drills/cluster_faults.py): kill -9 of "
+                             "history, matching and worker processes, restarts of the frontend "
+                             "and PostgreSQL, in turn, under load")
+    parser.add_argument("--faults", type=int, default=200, help="with --cluster: how many")
+    parser.add_argument("--lanes", type=int, default=3,
+                        help="with --cluster: concurrent clients taking petitions through")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     return parser.parse_args()
+
+
+async def run_cluster(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    from drills import cluster_faults
+    from drills.cluster import cluster_stack
+
+    async with cluster_stack(work) as stack:
+        return [await cluster_faults.run(stack, faults=args.faults, lanes=args.lanes)]
 
 
 async def run_all(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
@@ -86,7 +102,10 @@ def main() -> None:
     install_redaction()  # nothing personal in failed attempts' tracebacks
     args = _args()
     with tempfile.TemporaryDirectory(prefix="petition-drills-") as tmp:
-        reports = asyncio.run(run_all(args, Path(tmp)))
+        if args.cluster:
+            # Throwaway data on a throwaway cluster: the development keys, as `make` sets them.
+            os.environ.setdefault("PETITION_DEV_KEYS", "true")
+        reports = asyncio.run((run_cluster if args.cluster else run_all)(args, Path(tmp)))
     if args.json:
         print(json.dumps(reports, indent=2, ensure_ascii=False, default=str))
     for report in reports:
