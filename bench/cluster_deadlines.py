@@ -201,11 +201,15 @@ async def check_deadlines(engine: AsyncEngine, before: dict[int, tuple[int, int]
 
 async def wait_fired(engine: AsyncEngine, cases: int, until: datetime) -> int:
     """Level-1 escalations of waiting cases so far; waits for all of them or `until`."""
+    fired = 0
     while True:
-        async with engine.connect() as conn:
-            fired = int(await conn.scalar(text(
-                "SELECT count(*) FROM escalations e JOIN petitions p ON p.id = e.petition_id "
-                "WHERE p.profile = 'bench' AND e.level = 1")) or 0)
+        try:
+            async with engine.connect() as conn:
+                fired = int(await conn.scalar(text(
+                    "SELECT count(*) FROM escalations e JOIN petitions p "
+                    "ON p.id = e.petition_id WHERE p.profile = 'bench' AND e.level = 1")) or 0)
+        except Exception:  # noqa: BLE001 - PostgreSQL restarting (a fault of the run): ask again
+            pass
         if fired >= cases or datetime.now(UTC) > until:
             return fired
         await asyncio.sleep(2)
@@ -266,23 +270,28 @@ async def run(cases: int, window_s: float, floor_timers: int, margin_s: float,
                     f"the window opened {-opened_in:.0f} s before the starts settled")
         injector = FaultInjector(stack)
         side: list[asyncio.Task[Any]] = []
-        if faults:
-            side.append(asyncio.create_task(faults_during(
-                injector, first_due + timedelta(seconds=0.1 * window_s), 0.8 * window_s)))
-            side.append(asyncio.create_task(active_cases(stack, active, 0.8 * window_s)))
-        fired = await wait_fired(stack.engine, cases,
-                                 first_due + timedelta(seconds=window_s + grace_s))
-        active_ids: list[str] = []
-        for task in side:
-            result = await task
-            if isinstance(result, list):
-                active_ids = result
-        floor_ms = await floor_results(floor)
-        stop.set()
-        await sampler
-        tally = await check_deadlines(stack.engine, before, all_started)
-        ledger = (await check_ledger(stack.client, stack.sessions, active_ids, patience=120)
-                  if active_ids else Tally())
+        try:
+            if faults:
+                side.append(asyncio.create_task(faults_during(
+                    injector, first_due + timedelta(seconds=0.1 * window_s), 0.8 * window_s)))
+                side.append(asyncio.create_task(active_cases(stack, active, 0.8 * window_s)))
+            fired = await wait_fired(stack.engine, cases,
+                                     first_due + timedelta(seconds=window_s + grace_s))
+            active_ids: list[str] = []
+            for task in side:
+                result = await task
+                if isinstance(result, list):
+                    active_ids = result
+            floor_ms = await floor_results(floor)
+            stop.set()
+            await sampler
+            tally = await check_deadlines(stack.engine, before, all_started)
+            ledger = (await check_ledger(stack.client, stack.sessions, active_ids, patience=120)
+                      if active_ids else Tally())
+        finally:  # an error above: nothing left running against a cluster going away
+            stop.set()
+            for task in (*side, sampler):
+                task.cancel()
         cluster_mb = stack.cluster.memory_mb()
     late = tally.lateness_ms
     report.add("open cases started", starts, "")

@@ -52,8 +52,11 @@ async def test_deadlines_payments_and_notices_survive_kills_and_restarts(
         injector = FaultInjector(stack, down=3.0)
         faults = asyncio.create_task(faults_during(
             injector, first_due + timedelta(seconds=3), WINDOW.total_seconds() * 0.75))
-        active = await active_cases(stack, ACTIVE, WINDOW.total_seconds() * 0.6)
-        await faults
+        try:
+            active = await active_cases(stack, ACTIVE, WINDOW.total_seconds() * 0.6)
+            await faults
+        finally:
+            faults.cancel()
         fired = await wait_fired(stack.engine, CASES, first_due + WINDOW + timedelta(minutes=3))
         tally = await check_deadlines(stack.engine, before, all_started)
         ledger = await check_ledger(stack.client, stack.sessions, active, patience=120)
