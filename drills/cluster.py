@@ -7,8 +7,9 @@ processes (`drills.processes.WorkerProcess`) that reach the frontend over mTLS.
 
 `FaultInjector`: one fault at a time, of five kinds -- kill -9 of a history process, kill -9
 of a matching process (each restarted after `down` seconds), kill -9 of a worker process
-(its supervisor starts a new one), a restart of the frontend, a restart of PostgreSQL
-(fast shutdown, or SIGKILL every other time) -- counted by kind.
+(its supervisor starts a new one; the next worker fault picks a live one), a restart of
+the frontend, a restart of PostgreSQL (fast shutdown, or SIGKILL every other time) --
+counted by kind.
 """
 
 from __future__ import annotations
@@ -158,8 +159,9 @@ class FaultInjector:
         elif kind == "worker":
             worker = self._rng.choice([w for w in self.stack.workers if w.alive]
                                       or self.stack.workers)
-            await worker.restart()  # kill -9, then a fresh process
-            what = f"kill -9 worker (pid {worker.proc.pid if worker.proc else '?'})"
+            pid = worker.proc.pid if worker.proc else "?"
+            await worker.kill()  # kill -9; its supervisor starts a fresh process
+            what = f"kill -9 worker (pid {pid})"
         elif kind == "frontend":
             await cluster.restart("frontend")
             what = "restart frontend"

@@ -44,7 +44,7 @@ async def _until_level2(stack: ClusterStack, workflow_ids: list[str], patience: 
 
 
 async def run(stack: ClusterStack, *, faults: int = 200, lanes: int = 3, workers: int = 2,
-              down: float = 1.0, gap: float = 0.5, payments: int = 2) -> dict[str, Any]:
+              down: float = 1.0, gap: float = 0.3, payments: int = 2) -> dict[str, Any]:
     started = time.monotonic()
     await stack.start_workers(workers, module=None)
     client = PatientClient(stack.drill_stack(), patience=600)
