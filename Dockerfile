@@ -40,6 +40,7 @@ COPY domain ./domain
 COPY adapters ./adapters
 COPY reports ./reports
 COPY security ./security
+COPY observability ./observability
 COPY service ./service
 COPY workflows ./workflows
 COPY activities ./activities

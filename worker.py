@@ -1,6 +1,9 @@
 """The petitions worker: PetitionWorkflow and its activities on task queue `petitions`.
 
 Run `python worker.py`; SIGINT/SIGTERM finish in-flight tasks and stop cleanly.
+`python -m worker --check` (or `python worker.py --check`): readiness -- the database at
+the head revision, Temporal reachable, the keys configured -- as one JSON line; exit status
+0 when ready, 1 when not (compose's healthcheck, docs/operations.md).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -31,6 +35,7 @@ from adapters.engine import (
     session_maker,
 )
 from adapters.settings import Settings, get_settings
+from observability.readiness import Readiness, readiness
 from security.assertion import assertion_ring
 from security.codec import EncryptionCodec, KeyRing, keyring_from_settings, require_keys
 from workflows.interceptor import AssertionInterceptor
@@ -147,11 +152,40 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
         await asyncio.gather(*drains)
 
 
-async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from security.redact import install_redaction
+async def check_ready(settings: Settings | None = None,
+                      within: float = 3.0) -> Readiness:
+    """The worker's readiness (observability/readiness.py), from its settings: its own
+    connections, closed again; Temporal without the payload codec (no payload is sent)."""
+    settings = settings or get_settings()
 
-    install_redaction()  # failed attempts are logged with tracebacks: nothing personal in them
+    async def temporal() -> Client:
+        return await Client.connect(settings.temporal_address,
+                                    namespace=settings.temporal_namespace,
+                                    tls=temporal_tls(settings))
+
+    engine = create_engine(resolve_database_url(settings), pool_size=1)
+    try:
+        return await readiness(sessions=session_maker(engine), temporal=temporal,
+                               keys=lambda: require_keys(settings), within=within)
+    finally:
+        await engine.dispose()
+
+
+def check_main() -> int:
+    import json
+
+    report = asyncio.run(check_ready())
+    print(json.dumps(report.body(), ensure_ascii=False))
+    return 0 if report.ready else 1
+
+
+async def main() -> None:
+    from observability.logs import TEXT_FORMAT, configure_logging
+
+    logging.basicConfig(level=logging.INFO, format=TEXT_FORMAT)
+    # JSON where PETITION_LOG_FORMAT=json, then the redaction: failed attempts are logged
+    # with tracebacks, nothing personal in them.
+    configure_logging()
     settings = get_settings()
     require_keys(settings)  # before the database and Temporal: one clear line if missing
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
@@ -168,6 +202,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        raise SystemExit(check_main())
     try:
         asyncio.run(main())
     except Exception as exc:  # the operator needs one clear line, not a traceback

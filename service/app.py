@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
+from observability.context import RequestIdMiddleware
 from security.blind_index import index_from_settings
 from service import (
     api,
     documents,
+    health,
     pages,
     pages_approvals,
     pages_dashboard,
@@ -59,12 +61,15 @@ def create_app(settings: ServiceSettings, *, sessions: async_sessionmaker[AsyncS
     app.include_router(pages_workbench.router)
     app.include_router(pages_approvals.router)
     app.include_router(pages_dashboard.router)
+    app.include_router(health.router)  # /readyz
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
         return {"ok": True}
 
-    # Outermost first: the rate limit, then the body limit, then the application.
+    # Outermost first: the request id (observability/context.py), the rate limit, then the
+    # body limit, then the application.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RateLimit, rate=settings.rate_per_second, burst=settings.rate_burst)
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from adapters.engine import create_engine, resolve_database_url, session_maker
 from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
+from observability.logs import configure_logging
 from security.codec import CodecKeyError, require_keys
-from security.redact import install_redaction
 from service.app import create_app
 from service.auth.tokens import token_ring
 from service.config import ServiceSettings
@@ -20,8 +20,9 @@ from service.config import ServiceSettings
 
 def app_factory() -> FastAPI:
     # uvicorn has configured its logging by the time it calls this factory: its handlers
-    # (and the root's) get the redacting filter, so no log line carries personal data.
-    install_redaction()
+    # (and the root's) get the JSON format where PETITION_LOG_FORMAT=json, then the
+    # redacting filter, so no log line carries personal data.
+    configure_logging()
     settings = get_settings()
     service_settings = ServiceSettings()
     try:  # the keys before anything else: one clear line, not a traceback, without them
