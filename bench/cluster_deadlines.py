@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -245,11 +246,22 @@ async def sample_memory(workers: Sequence[WorkerProcess], samples: list[float],
 
 
 async def run(cases: int, window_s: float, floor_timers: int, margin_s: float,
-              faults: bool, active: int, grace_s: float) -> Report:
+              faults: bool, active: int, grace_s: float, keep: bool = False) -> Report:
     report = Report("cluster_deadlines", {
         "cases": cases, "window_s": window_s, "floor_timers": floor_timers,
         "faults": faults, "active_cases": active if faults else 0, "workers": 2})
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-", dir=bench_dir()))
+    with contextlib.ExitStack() as cleanup:
+        if keep:
+            report.note(f"kept: {work}")
+        else:  # the cluster's PostgreSQL data and logs: about 1 GB for 10,000 cases
+            cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        return await _run(report, work, cases, window_s, floor_timers, margin_s, faults,
+                          active, grace_s)
+
+
+async def _run(report: Report, work: Path, cases: int, window_s: float, floor_timers: int,
+               margin_s: float, faults: bool, active: int, grace_s: float) -> Report:
     async with cluster_stack(work) as stack:
         workers = await stack.start_workers(2)
         idle_rss = await settled(workers)
@@ -354,6 +366,8 @@ def main() -> None:
                         help="kill/restart history, matching, a worker, the frontend and "
                              "PostgreSQL during the window, with --active paying cases")
     parser.add_argument("--active", type=int, default=20)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the cluster's directory (logs, PostgreSQL data)")
     parser.add_argument("--grace", type=float, default=600.0,
                         help="seconds after the window to wait for late deadlines")
     args = parser.parse_args()
@@ -361,7 +375,7 @@ def main() -> None:
     os.environ.setdefault("PETITION_DEV_KEYS", "true")
     floor = args.floor_timers or min(2000, max(10, args.cases // 10))
     report = asyncio.run(run(args.cases, args.window, floor, args.margin, args.faults,
-                             args.active, args.grace))
+                             args.active, args.grace, args.keep))
     report.finish()
     raise SystemExit(1 if report.params.get("lost") or report.params.get("duplicated") else 0)
 
