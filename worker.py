@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -35,6 +36,13 @@ from adapters.engine import (
     session_maker,
 )
 from adapters.settings import Settings, get_settings
+from observability.metrics import (
+    APP_METRICS_ENV,
+    ActivityRetryInterceptor,
+    MetricsPage,
+    sdk_runtime,
+    serve_worker_metrics,
+)
 from observability.readiness import Readiness, readiness
 from security.assertion import assertion_ring
 from security.codec import EncryptionCodec, KeyRing, keyring_from_settings, require_keys
@@ -70,10 +78,13 @@ def data_converter(keyring: KeyRing | None = None) -> DataConverter:
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
-async def connect(settings: Settings, converter: DataConverter | None = None) -> Client:
+async def connect(settings: Settings, converter: DataConverter | None = None,
+                  runtime: Runtime | None = None) -> Client:
+    """`runtime`: the SDK's runtime (its Prometheus endpoint, observability/metrics.py);
+    None: the SDK's default."""
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                 data_converter=converter or data_converter(),
-                                tls=temporal_tls(settings))
+                                tls=temporal_tls(settings), runtime=runtime)
 
 
 def temporal_tls(settings: Settings) -> TLSConfig | bool:
@@ -115,7 +126,8 @@ def build_worker(
         # Every start, Update and Signal must carry an assertion the petition service
         # signed with these keys (security/assertion.py, workflows/interceptor.py).
         interceptors=[interceptor or AssertionInterceptor(
-            assertion_keys or assertion_ring(settings))],
+            assertion_keys or assertion_ring(settings)),
+            ActivityRetryInterceptor()],  # attempts after the first, counted by type
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
@@ -143,6 +155,7 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
     drainer = OutboxDrainer(sessions, desks.vault, FileGateway(settings.notice_outbox_dir))
     deliveries = build_delivery_drainer(settings, sessions, desks.vault)
     worker = build_worker(client, desks, task_queue=settings.task_queue, settings=settings)
+    metrics = await _app_metrics(sessions)
     async with worker:
         drains = [asyncio.create_task(drainer.run(stop)),
                   asyncio.create_task(deliveries.run(stop))]
@@ -150,6 +163,21 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
         await stop.wait()
         log.info("shutting down: finishing in-flight tasks")
         await asyncio.gather(*drains)
+    if metrics is not None:
+        metrics.close()
+
+
+async def _app_metrics(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Server | None:
+    """The application's metrics on PETITION_WORKER_APP_METRICS_ADDRESS (host:port), if set
+    (observability/metrics.py; the SDK's own are on PETITION_WORKER_METRICS_ADDRESS)."""
+    import os
+
+    address = os.environ.get(APP_METRICS_ENV)
+    if not address:
+        return None
+    server = await serve_worker_metrics(MetricsPage(sessions), address)
+    log.info("application metrics on %s/metrics", address)
+    return server
 
 
 async def check_ready(settings: Settings | None = None,
@@ -190,7 +218,8 @@ async def main() -> None:
     require_keys(settings)  # before the database and Temporal: one clear line if missing
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     await require_current_schema(engine)
-    client = await connect(settings)
+    # The SDK's metrics (temporal_*) where PETITION_WORKER_METRICS_ADDRESS is set.
+    client = await connect(settings, runtime=sdk_runtime())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

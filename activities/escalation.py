@@ -23,6 +23,7 @@ from adapters.tables import Escalation, Petition
 from domain.case import (
     UnitFacts,
 )
+from observability import metrics
 from security.sealing import Vault
 
 MAX_DIRECTORY_DEPTH = 10
@@ -133,4 +134,9 @@ class EscalationDesk:
             return EscalationResult(level=row.level, escalated_to_person=row.escalated_to_person,
                                     escalated_to_unit=row.escalated_to_unit)
 
-        return await write_once(self._sessions, Escalation, key, write, found)
+        result = await write_once(self._sessions, Escalation, key, write, found)
+        # A level-1 escalation fires at the deadline itself: its lateness is measured.
+        metrics.deadline_fired(
+            f"escalation_{escalation.level}",
+            escalation.at - escalation.due_at if escalation.level == 1 else None)
+        return result

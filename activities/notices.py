@@ -27,6 +27,7 @@ from activities.contracts import (
 )
 from activities.delivery.channels import EMAIL, LETTER, SMS, safe_reason
 from adapters.tables import Notice, NoticeDelivery, Petition
+from observability import metrics
 from security.sealing import Vault
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,11 @@ class NoticeDesk:
             await session.flush()
             return row.id
 
-        return await write_once(self._sessions, Notice, notice.idempotency_key, write,
-                                lambda row: row.id)
+        notice_id = await write_once(self._sessions, Notice, notice.idempotency_key, write,
+                                     lambda row: row.id)
+        if notice.template == "reminder":  # a clock's reminder: a deadline that fired
+            metrics.deadline_fired("reminder")
+        return notice_id
 
 
 class NoticeGateway(Protocol):

@@ -26,9 +26,12 @@ from adapters.tables import Petition, PetitionEvent
 from domain.case import (
     TransitionRecord,
 )
-from domain.lifecycle import TABLE
+from domain.lifecycle import LAPSE_ACTIONS, TABLE
 from domain.models import Action, Command, free_text_fields, free_text_keys
+from observability import metrics
 from security.sealing import Vault
+
+LAPSED = frozenset(LAPSE_ACTIONS.values())
 
 
 def event_key(record: TransitionRecord) -> str:
@@ -111,6 +114,9 @@ async def write_transitions(
                 .values(**_read_model_values(merged), last_seq=last_seq,
                         updated_at=func.now()))
         await session.commit()
+    for record in records:
+        if record.accepted and record.action in LAPSED:  # a window's deadline fired
+            metrics.deadline_fired("lapse")
     return len(rows)
 
 

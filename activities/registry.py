@@ -46,6 +46,7 @@ from domain.models import (
     Stage,
 )
 from domain.policy import load_profile
+from observability import metrics
 from security.blind_index import BlindIndex
 from security.sealing import Vault
 
@@ -220,6 +221,7 @@ class PetitionRegistry:
                     row.attached_to, row.stage = open_case, Stage.CLOSED
                     row.closed_at = command.registered_at
                 await session.commit()
+                metrics.petition_registered()
             elif row.workflow_id != command.workflow_id:
                 raise refuse("registry", f"intake {intake.intake_id} is already registered "
                              f"as {row.registration_no} by {row.workflow_id}")

@@ -25,6 +25,7 @@ from domain.case import PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE, payload_schema
 from domain.models import LATEST, Action, Actor, Category, PetitionIntake, Stage
 from domain.rules import Refusal
+from observability import metrics
 from security.query_code import query_codes_from_settings
 from service.access import actor_for, case_row, staff_may_see, unit_refusal
 from service.auth.hashing import hash_secret_async
@@ -188,6 +189,7 @@ async def take_action(ctx: ServiceContext, who: Principal, registration_no: str,
     if refusal is not None:
         await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
                             str(refusal), via="service")
+        metrics.action_taken(action.value, refused=True)
         raise refused(refusal)
     assert actor is not None
     for name in ("actor", "request_id"):
@@ -205,11 +207,13 @@ async def take_action(ctx: ServiceContext, who: Principal, registration_no: str,
     except ActionRefused as err:
         await audit_refused(ctx, row.workflow_id, action, who, actor, request_id,
                             str(err.refusal), via="update")
+        metrics.action_taken(action.value, refused=True)
         raise refused(err.refusal) from None
     except PetitionNotFound:
         raise Problem(404, f"no running petition {registration_no}",
                       kind="not-found") from None
     assert status is not None
+    metrics.action_taken(action.value, refused=False)
     return status
 
 

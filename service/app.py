@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
 from observability.context import RequestIdMiddleware
+from observability.metrics import MetricsPage, metrics_response
 from security.blind_index import index_from_settings
 from service import (
     api,
@@ -62,6 +63,9 @@ def create_app(settings: ServiceSettings, *, sessions: async_sessionmaker[AsyncS
     app.include_router(pages_approvals.router)
     app.include_router(pages_dashboard.router)
     app.include_router(health.router)  # /readyz
+
+    # Prometheus: the counters and the state gauges (observability/metrics.py).
+    app.add_route("/metrics", metrics_response(MetricsPage(sessions)), include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

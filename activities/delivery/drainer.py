@@ -45,6 +45,7 @@ from activities.delivery.rendering import NoticeRenderer, RenderContext
 from activities.notices import backoff, drain_batch, drain_until_stopped, facts_where
 from adapters.directory import unit_names
 from adapters.tables import Notice, NoticeDelivery, NoticeDeliveryAttempt, Petition
+from observability import metrics
 from security.sealing import Vault
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,8 @@ class DeliveryDrainer:
                     else:
                         row.next_attempt_at = now + self._retry_after(row.attempts)
             await session.commit()
+        metrics.delivery_finished(claim.channel, "sent" if failure is None else
+                                  "failed" if failure.permanent else "retry")
         if failure is not None:
             log.warning("notice delivery %s (%s) attempt %s %s: %s", claim.delivery_id,
                         claim.channel, claim.attempt,
