@@ -29,6 +29,7 @@ from temporalio.client import Client
 
 from adapters.engine import create_engine, session_maker
 from devstack.roles import ensure_roles
+from devstack.temporal_cli import ProvisioningError
 from devstack.temporal_cluster import VALUES, Cluster, running_cluster
 from drills.processes import WorkerProcess
 from drills.scenarios import Stack
@@ -167,13 +168,32 @@ class FaultInjector:
             what = "restart frontend"
         elif kind == "postgres":
             kill = self.injected["postgres"] % 2 == 1
-            await cluster.restart("postgres", kill=kill)
+            await self._restart_postgres(kill)
             what = "kill -9 + restart postgres" if kill else "restart postgres"
         else:
             raise ValueError(f"unknown fault {kind!r}: one of {KINDS}")
         self.injected[kind] += 1
         self.log.append((started, what, time.monotonic() - started))
         return what
+
+    async def _restart_postgres(self, kill: bool) -> None:
+        """Like `Cluster.restart("postgres", kill=...)`, but after a SIGKILL the old server's
+        backends may still hold its shared memory for a moment ("pre-existing shared memory
+        block is still in use"): the start is tried again until they are gone."""
+        cluster = self.stack.cluster
+        pg = cluster.own_postgres
+        if pg is None:
+            raise ValueError("the cluster runs on a PostgreSQL it does not own")
+        (cluster.kill if kill else cluster.stop)("postgres")
+        for attempt in range(40):
+            pg.start()
+            try:
+                await asyncio.to_thread(pg.wait_ready)
+                return
+            except ProvisioningError:
+                if attempt == 39:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def run(self, count: int, *, kinds: Sequence[str] = KINDS, gap: float = 1.0,
                   until: asyncio.Event | None = None) -> None:
