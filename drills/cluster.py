@@ -15,6 +15,7 @@ counted by kind.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
@@ -36,6 +37,7 @@ from drills.scenarios import Stack
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async
 from worker import data_converter
 
+log = logging.getLogger("petitionflow.drills")
 KINDS = ("history", "matching", "worker", "frontend", "postgres")
 APP_DATABASE = "petitionflow"
 
@@ -202,5 +204,6 @@ class FaultInjector:
         for n in range(count):
             if until is not None and until.is_set():
                 return
-            await self.inject(kinds[n % len(kinds)])
+            what = await self.inject(kinds[n % len(kinds)])
+            log.info("fault %d/%d: %s (%.1f s)", n + 1, count, what, self.log[-1][2])
             await asyncio.sleep(gap)

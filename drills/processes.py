@@ -109,7 +109,11 @@ class WorkerProcess:
                         continue
                     if not self._expected_exit:
                         self.deaths += 1
-                    await self._start()
+                    try:
+                        await self._start()
+                    except RuntimeError:  # e.g. its database restarting: try again
+                        self._expected_exit = True  # the same death, not a new one
+                        await asyncio.sleep(1.0)
 
         self._supervisor = asyncio.create_task(loop())
 
