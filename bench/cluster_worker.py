@@ -10,42 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
-from activities import build_desks
-from adapters.engine import create_engine, resolve_database_url, session_maker
-from adapters.settings import get_settings
-from bench.floor import FloorWorkflow, floor_noop
+from bench.worker_main import serve_until_stopped
 from drills.processes import READY
-from workflows.petition import PetitionWorkflow
 
 log = logging.getLogger("petitionflow.bench")
 
 
 async def main() -> None:
-    import worker
-
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
     from security.redact import install_redaction
 
     install_redaction()  # nothing personal in failed attempts' tracebacks
-    settings = get_settings()
-    engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
-    client = await worker.connect(settings)
-    desks = build_desks(session_maker(engine))
-    desks.extra.append(floor_noop)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = worker.build_worker(client, desks, task_queue=settings.task_queue,
-                                 settings=settings, workflows=(PetitionWorkflow, FloorWorkflow))
-    async with runner:
-        log.info("%s %r", READY, settings.task_queue)
-        await stop.wait()
-    await engine.dispose()
+    await serve_until_stopped(lambda task_queue: log.info("%s %r", READY, task_queue))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from activities import build_desks
 from adapters.engine import create_engine, resolve_database_url, session_maker
@@ -34,6 +35,15 @@ async def main() -> None:
         worker.PASSTHROUGH = ()  # type: ignore[assignment]
     elif passthrough.startswith("+"):  # e.g. "+workflows": more modules passed through
         worker.PASSTHROUGH = (*worker.PASSTHROUGH, *passthrough[1:].split(","))  # type: ignore[assignment]
+    await serve_until_stopped(lambda task_queue: print("worker ready", flush=True))
+
+
+async def serve_until_stopped(ready: Callable[[str], None]) -> None:
+    """The petition and floor workflows with the real desks on the configured task queue,
+    `ready(task_queue)` once polling, until SIGINT or SIGTERM (shared with
+    bench/cluster_worker.py)."""
+    import worker
+
     settings = get_settings()
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     client = await worker.connect(settings)
@@ -46,10 +56,9 @@ async def main() -> None:
     runner = worker.build_worker(client, desks, task_queue=settings.task_queue,
                                  settings=settings, workflows=(PetitionWorkflow, FloorWorkflow))
     async with runner:
-        print("worker ready", flush=True)
+        ready(settings.task_queue)
         await stop.wait()
     await engine.dispose()
-
 
 if __name__ == "__main__":
     asyncio.run(main())
