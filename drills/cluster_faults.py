@@ -22,25 +22,10 @@ from typing import Any
 from drills.cluster import ClusterStack, FaultInjector
 from drills.ledger import check_ledger, summary
 from drills.scenarios import PatientClient, drill_intake, terminate_all, transfer_and_pay
-from drills.server_restart import _fired
-from workflows.petition import PetitionWorkflow
+from drills.server_restart import _fired, wait_escalated
 
 WAITING_PROFILE = "demo"
 WAITING_SETTLES = 45.0  # seconds after registration by which a demo case reached level 2
-
-
-async def _until_level2(stack: ClusterStack, workflow_ids: list[str], patience: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    for wf in workflow_ids:
-        handle = stack.client.get_workflow_handle_for(PetitionWorkflow.run, wf)
-        while loop.time() < deadline:
-            try:
-                if (await handle.query(PetitionWorkflow.status)).escalation_level >= 2:
-                    break
-            except Exception:  # noqa: BLE001 - a fault still being recovered from
-                pass
-            await asyncio.sleep(0.5)
 
 
 async def run(stack: ClusterStack, *, faults: int = 200, lanes: int = 3, workers: int = 2,
@@ -66,7 +51,7 @@ async def run(stack: ClusterStack, *, faults: int = 200, lanes: int = 3, workers
         await asyncio.gather(*lanes_)
         faulted = time.monotonic() - started
         await asyncio.sleep(WAITING_SETTLES)
-        await _until_level2(stack, waiting, patience=120)
+        await wait_escalated(stack.client, waiting, patience=120)
         tally = await check_ledger(stack.client, stack.sessions, active + waiting,
                                    patience=120)
         timers = 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from adapters.tables import Escalation, Notice, Petition
@@ -52,11 +53,13 @@ async def _fired(sessions: async_sessionmaker[AsyncSession], workflow_id: str
     return reminders, levels
 
 
-async def _wait_escalated(stack: Stack, workflow_ids: list[str], patience: float) -> None:
+async def wait_escalated(client: Client, workflow_ids: list[str], patience: float) -> None:
+    """Until each petition reached escalation level 2 or `patience` seconds passed (the
+    server or its workers may still be recovering from a fault: queries may fail)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
     for wf in workflow_ids:
-        handle = stack.client.get_workflow_handle_for(PetitionWorkflow.run, wf)
+        handle = client.get_workflow_handle_for(PetitionWorkflow.run, wf)
         while loop.time() < deadline:
             try:
                 if (await handle.query(PetitionWorkflow.status)).escalation_level >= 2:
@@ -108,7 +111,7 @@ async def run(sessions: async_sessionmaker[AsyncSession], database_url: str, wor
             worker.paused = False
             if not worker.alive:
                 await worker.start()
-        await _wait_escalated(stack, workflow_ids, patience=90)
+        await wait_escalated(stack.client, workflow_ids, patience=90)
         timers = 0
         for wf in workflow_ids:
             reminders, levels = await _fired(sessions, wf)
