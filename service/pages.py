@@ -131,6 +131,15 @@ def render(template: str, status: int = 200, headers: dict[str, str] | None = No
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
+def form_page(template: str, request: Request, ctx: ServiceContext, status: int = 200,
+              headers: dict[str, str] | None = None, **values: Any) -> Response:
+    """A page with forms, in the request's language: the CSRF token of its forms in
+    `csrf_token`, the CSRF cookie set if the browser had none."""
+    token, fresh = _csrf(request, ctx)
+    page = render(template, status, headers, request=request, csrf_token=token, **values)
+    return _with_csrf_cookie(page, request, fresh)
+
+
 def message_page(status: int, heading: str, message: str, *, subtitle: str = "",
                  link: str = "/signin", link_text: str = N_("返回登录页"),
                  headers: dict[str, str] | None = None,
@@ -293,15 +302,13 @@ def _signin_page(request: Request, ctx: ServiceContext, *, status: int = 200,
                  error: str = "", username: str = "", target: str | None = None,
                  headers: dict[str, str] | None = None,
                  error_args: dict[str, Any] | None = None) -> Response:
-    token, fresh = _csrf(request, ctx)
     target = safe_next(target or request.query_params.get("next"), "")
     oidc_url = request.url_for("signin_oidc").path
-    page = render("signin.html", status, headers, request=request, heading=N_("工作人员登录"),
-                  error=error, error_args=error_args, username=username, csrf_token=token,
-                  next=target,
-                  action=request.url_for("signin_post").path, oidc=ctx.oidc is not None,
-                  oidc_url=f"{oidc_url}?{urlencode({'next': target})}" if target else oidc_url)
-    return _with_csrf_cookie(page, request, fresh)
+    return form_page("signin.html", request, ctx, status, headers, heading=N_("工作人员登录"),
+                     error=error, error_args=error_args, username=username, next=target,
+                     action=request.url_for("signin_post").path, oidc=ctx.oidc is not None,
+                     oidc_url=f"{oidc_url}?{urlencode({'next': target})}" if target
+                     else oidc_url)
 
 
 @router.get("/signin", name="signin_page")
@@ -511,12 +518,11 @@ async def me(request: Request, ctx: Ctx) -> Response:
     role_zh, role_en = ROLE_NAMES.get(actor.role, (str(actor.role), ""))
     unit_zh, unit_en = _split_bilingual(unit.name if unit else actor.unit)
     title_zh, _ = _split_bilingual(person.title)
-    token, fresh = _csrf(request, ctx)
-    page = render("me.html", heading=N_("已登录"), name=person.name, person_id=person.id,
-                  role=role_zh, role_en=role_en, title=title_zh, unit=unit_zh, unit_en=unit_en,
-                  method=N_("统一身份认证") if method == "oidc" else N_("本地账号"),
-                  csrf_token=token, signout_action=request.url_for("signout").path)
-    return _with_csrf_cookie(page, request, fresh)
+    return form_page("me.html", request, ctx, heading=N_("已登录"), name=person.name,
+                     person_id=person.id, role=role_zh, role_en=role_en, title=title_zh,
+                     unit=unit_zh, unit_en=unit_en,
+                     method=N_("统一身份认证") if method == "oidc" else N_("本地账号"),
+                     signout_action=request.url_for("signout").path)
 
 
 @router.post("/signout", name="signout")

@@ -51,11 +51,10 @@ from service.documents import document_vault
 from service.pages import (
     SECURITY_HEADERS,
     PageRoute,
-    _csrf,
     _csrf_ok,
     _macs,
     _split_bilingual,
-    _with_csrf_cookie,
+    form_page,
     language,
     render,
     signed_in_staff,
@@ -462,14 +461,12 @@ async def approvals(request: Request, ctx: Ctx) -> Response:
                  *await _hearing_items(session, ctx, actor, units, lang)]
         contracts = await _contractable(session, ctx, actor, units, lang)
     items.sort(key=lambda item: item.at)
-    token, fresh = _csrf(request, ctx)
     notice, error = _banner(request, lang)
-    page = render("approvals.html", request=request, heading=gettext(lang, "审批事项"),
-                  staff=frame, nav="approvals", items=items, contracts=contracts,
-                  csrf_token=token, form_token=reassign.new_request_id,
-                  outcomes=[(o.value, gettext(lang, w)) for o, w in OUTCOME_WORDS.items()],
-                  notice=notice, error=error, may_reassign=reassign.may_order(actor))
-    return _with_csrf_cookie(page, request, fresh)
+    return form_page("approvals.html", request, ctx, heading=gettext(lang, "审批事项"),
+                     staff=frame, nav="approvals", items=items, contracts=contracts,
+                     form_token=reassign.new_request_id,
+                     outcomes=[(o.value, gettext(lang, w)) for o, w in OUTCOME_WORDS.items()],
+                     notice=notice, error=error, may_reassign=reassign.may_order(actor))
 
 
 def _back(**query: str) -> Response:
@@ -611,14 +608,12 @@ async def _reassign_page(request: Request, ctx: ServiceContext, actor: Actor,
                        "from_name": names[from_handler], "to_name": names[to_handler],
                        "count": counts[from_handler],
                        "request_id": reassign.new_request_id()}
-    token, fresh = _csrf(request, ctx)
-    page = render("reassign.html", status, request=request, heading=gettext(lang, "批量转办"),
-                  staff=frame, nav="approvals", csrf_token=token, confirm=confirm,
-                  error=error, from_handler=from_handler, to_handler=to_handler,
-                  holders=[{"id": s.id, "name": s.name, "count": counts.get(s.id, 0),
-                            "head": s.role == "unit_head"} for s in staff],
-                  unit_name=frame.get("unit_name", ""))
-    return _with_csrf_cookie(page, request, fresh)
+    return form_page("reassign.html", request, ctx, status, heading=gettext(lang, "批量转办"),
+                     staff=frame, nav="approvals", confirm=confirm,
+                     error=error, from_handler=from_handler, to_handler=to_handler,
+                     holders=[{"id": s.id, "name": s.name, "count": counts.get(s.id, 0),
+                               "head": s.role == "unit_head"} for s in staff],
+                     unit_name=frame.get("unit_name", ""))
 
 
 @router.get("/approvals/reassign", name="reassign")

@@ -66,6 +66,7 @@ from service.pages import (
     _set_cookie,
     _split_bilingual,
     _with_csrf_cookie,
+    form_page,
     language,
     render,
 )
@@ -245,12 +246,10 @@ def _not_signed_in(request: Request) -> Response:
 def _track_page(request: Request, ctx: ServiceContext, *, status: int = 200,
                 error: str = "", registration_no: str = "",
                 headers: dict[str, str] | None = None) -> Response:
-    token, fresh = _csrf(request, ctx)
-    page = render("track.html", status, headers, request=request, error=error,
-                  registration_no=registration_no, csrf_token=token,
-                  action=request.url_for("track_post").path,
-                  intake=request.url_for("intake_page").path)
-    return _with_csrf_cookie(page, request, fresh)
+    return form_page("track.html", request, ctx, status, headers, error=error,
+                     registration_no=registration_no,
+                     action=request.url_for("track_post").path,
+                     intake=request.url_for("intake_page").path)
 
 
 @router.get("/track", name="track_page")

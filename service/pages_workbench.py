@@ -80,6 +80,7 @@ from service.pages import (
     _macs,
     _split_bilingual,
     _with_csrf_cookie,
+    form_page,
     language,
     render,
     signed_in_staff,
@@ -386,16 +387,14 @@ async def workbench(request: Request, ctx: Ctx) -> Response:
     now = datetime.now(UTC)
     names = await _directory(ctx, lang)
     rows = [_inbox_row(r, names, now, lang) for r in await _inbox_rows(ctx, actor, where)]
-    token, fresh = _csrf(request, ctx)
-    page = render(
-        "workbench.html", request=request, heading=gettext(lang, "工作台"),
+    return form_page(
+        "workbench.html", request, ctx, heading=gettext(lang, "工作台"),
         rows=rows, counts=await _counts(ctx, actor, now), where=where,
         unit_name=names.unit(actor.unit), limit=INBOX_LIMIT,
         stages=[(s.value, gettext(lang, w)) for s, w in STAGE_WORDS.items()
                 if s is not Stage.CLOSED],
         categories=[(c.value, gettext(lang, w)) for c, w in CATEGORY_WORDS.items()],
-        csrf_token=token, **await _frame(ctx, actor))
-    return _with_csrf_cookie(page, request, fresh)
+        **await _frame(ctx, actor))
 
 
 # ------------------------------------------------------------------- deadlines
