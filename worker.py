@@ -44,6 +44,7 @@ from observability.metrics import (
     serve_worker_metrics,
 )
 from observability.readiness import Readiness, readiness
+from observability.tracing import WORKER, configure_tracing, worker_interceptors
 from security.assertion import assertion_ring
 from security.codec import EncryptionCodec, KeyRing, keyring_from_settings, require_keys
 from workflows.interceptor import AssertionInterceptor
@@ -123,9 +124,11 @@ def build_worker(
         workflows=list(workflows),
         activities=desks.all(),
         workflow_runner=workflow_runner(),
-        # Every start, Update and Signal must carry an assertion the petition service
-        # signed with these keys (security/assertion.py, workflows/interceptor.py).
-        interceptors=[interceptor or AssertionInterceptor(
+        # Outermost first. Traces where configured (observability/tracing.py): their
+        # spans cover the rest; they add their own header beside the assertion's. Every
+        # start, Update and Signal must carry an assertion the petition service signed
+        # with these keys (security/assertion.py, workflows/interceptor.py).
+        interceptors=[*worker_interceptors(client), interceptor or AssertionInterceptor(
             assertion_keys or assertion_ring(settings)),
             ActivityRetryInterceptor()],  # attempts after the first, counted by type
         max_concurrent_activities=settings.max_concurrent_activities,
@@ -216,6 +219,9 @@ async def main() -> None:
     configure_logging()
     settings = get_settings()
     require_keys(settings)  # before the database and Temporal: one clear line if missing
+    # Traces where OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set: before the engine, whose
+    # statements it traces, and the worker, whose workflows and activities it traces.
+    configure_tracing(WORKER)
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     await require_current_schema(engine)
     # The SDK's metrics (temporal_*) where PETITION_WORKER_METRICS_ADDRESS is set.

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from adapters.settings import PROJECT_ROOT, Settings
+from observability.tracing import instrument_engine
 
 DatabasePurpose = Literal["app", "migration", "reports"]
 
@@ -44,9 +45,14 @@ def resolve_database_url(settings: Settings, purpose: DatabasePurpose = "app") -
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """`hide_parameters`: a database error's text (which the Temporal SDK logs with every
     failed activity attempt) and SQLAlchemy's echo never quote the statement's values --
-    the petitioner's name, ID number, phone and letter (security/redact.py, docs/security.md)."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                               pool_pre_ping=True, hide_parameters=True)
+    the petitioner's name, ID number, phone and letter (security/redact.py, docs/security.md).
+
+    Where traces are on (observability/tracing.py), each statement is a span: its text,
+    never its values."""
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                 pool_pre_ping=True, hide_parameters=True)
+    instrument_engine(engine)
+    return engine
 
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

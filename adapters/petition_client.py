@@ -45,6 +45,7 @@ from domain.case import CaseState, PetitionStart, PetitionStatus, TimelineEntry
 from domain.lifecycle import TABLE
 from domain.models import Action, Actor, Command, PetitionIntake, Role
 from domain.rules import Refusal
+from observability.tracing import client_interceptors
 from security.assertion import HEADER, LIFETIME, ActionAssertion, assertion_ring, sign
 from security.codec import CodecKeyError, KeyRing, dev_keyring, refuse_public_keys
 from workflows.interceptor import digest, header_payload
@@ -132,7 +133,11 @@ class PetitionClient:
     def __init__(self, client: Client, task_queue: str, *, ring: KeyRing | None = None,
                  clock: Clock = wall_clock) -> None:
         config = client.config()
-        config["interceptors"] = [*config["interceptors"], AssertionHeader()]
+        # Traces where configured (observability/tracing.py): each start, Update, Signal
+        # and query a client span, its context in a header beside the assertion's.
+        config["interceptors"] = [*config["interceptors"],
+                                  *client_interceptors(config["interceptors"]),
+                                  AssertionHeader()]
         self.client = Client(**config)
         self.task_queue = task_queue
         self._ring = ring or assertion_ring(get_settings())

@@ -12,6 +12,7 @@ from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
 from observability.context import RequestIdMiddleware
 from observability.metrics import MetricsPage, metrics_response
+from observability.tracing import instrument_app
 from security.blind_index import index_from_settings
 from service import (
     api,
@@ -76,4 +77,7 @@ def create_app(settings: ServiceSettings, *, sessions: async_sessionmaker[AsyncS
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RateLimit, rate=settings.rate_per_second, burst=settings.rate_burst)
     app.add_middleware(RequestIdMiddleware)
+    # Traces where configured (observability/tracing.py): each request a server span
+    # around all of the above, parent of the Temporal client's spans.
+    instrument_app(app)
     return app

@@ -12,6 +12,7 @@ from adapters.engine import create_engine, resolve_database_url, session_maker
 from adapters.petition_client import PetitionClient
 from adapters.settings import get_settings
 from observability.logs import configure_logging
+from observability.tracing import SERVICE, configure_tracing
 from security.codec import CodecKeyError, require_keys
 from service.app import create_app
 from service.auth.tokens import token_ring
@@ -31,6 +32,9 @@ def app_factory() -> FastAPI:
         token_ring(service_settings)
     except CodecKeyError as err:
         raise SystemExit(f"service refused to start: {err}") from None
+    # Traces where OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set: before the engine and the
+    # application it instruments.
+    configure_tracing(SERVICE)
     engine = create_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     sessions = session_maker(engine)
 
