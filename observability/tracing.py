@@ -52,6 +52,7 @@ log = logging.getLogger("petitionflow.tracing")
 
 SERVICE = "petition-service"
 WORKER = "petition-worker"
+CLI = "petition-cli"
 TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 DISABLED_ENV = "OTEL_SDK_DISABLED"
@@ -375,7 +376,7 @@ class RedactingExporter:
         return self._inner.force_flush(timeout_millis)
 
 
-__all__ = ["SERVICE", "WORKER", "RedactingExporter", "TracingSettings", "active_provider",
+__all__ = ["CLI", "SERVICE", "WORKER", "RedactingExporter", "TracingSettings", "active_provider",
            "clean_attributes", "client_interceptors", "configure_tracing",
            "instrument_app", "instrument_engine", "redacted", "shutdown_tracing",
            "worker_interceptors"]

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from domain.models import Category, Stage
+from observability.tracing import CLI, configure_tracing
 from starter.actions import (
     ActionError,
     person_action,
@@ -52,6 +53,9 @@ def _print(value: Any) -> None:
 @click.group()
 def main() -> None:
     """Petition Flow: public petition work (信访) as durable Temporal workflows."""
+    # Traces where OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (docs/operations.md): what
+    # a command sends Temporal itself (an import's starts, `petition dev`) is traced.
+    configure_tracing(CLI)
 
 
 @main.command("migrate")
