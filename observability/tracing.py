@@ -105,7 +105,7 @@ def configure_tracing(service_name: str, settings: TracingSettings | None = None
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter()  # the endpoint and the rest from OTEL_EXPORTER_OTLP_*
-    provider = TracerProvider(resource=Resource.create({
+    provider = TracerProvider(sampler=_sampler(), resource=Resource.create({
         SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service_name,
         SERVICE_VERSION: _version()}))
     provider.add_span_processor(BatchSpanProcessor(cast("SpanExporter",
@@ -126,6 +126,17 @@ def shutdown_tracing() -> None:
     provider, _provider = _provider, None
     if provider is not None:
         provider.shutdown()
+
+
+def _sampler() -> Any:
+    """None -- the SDK reads OTEL_TRACES_SAMPLER(_ARG) -- where one is named; else every
+    trace (compose passes the variable empty when the operator sets none, which the SDK
+    would warn about)."""
+    if os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
+        return None
+    from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+
+    return DEFAULT_ON  # the SDK's own default: as the parent decided, else sampled
 
 
 def _version() -> str:
