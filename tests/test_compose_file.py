@@ -141,7 +141,7 @@ def test_services_and_start_order() -> None:
     services = _services()
     assert set(services) == {
         "postgresql", "temporal-schema", *TEMPORAL_ROLES, "temporal-namespace", "temporal-ui",
-        "keycloak", "migrate", "worker", "service", "codec-server",
+        "keycloak", "migrate", "worker", "service", "codec-server", "prometheus", "grafana",
     }
     for name, role in TEMPORAL_ROLES.items():
         assert services[name]["image"].startswith("temporalio/server:"), name
@@ -372,3 +372,100 @@ def test_the_example_environment_names_every_required_variable() -> None:
     listed = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in lines}
     assert _required_variables() <= set(listed)
     assert all(value == "" for value in listed.values()), "env.example holds a value"
+
+
+# ------------------------------------------------------------- metrics and traces
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """The service's bind mounts from this repository: container path -> file here."""
+    return {volume.split(":")[1]: ROOT / volume.split(":")[0]
+            for volume in service.get("volumes", []) if volume.startswith("./")}
+
+
+def _port(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def _scrape_targets() -> dict[str, tuple[set[str], int, str]]:
+    """Prometheus's jobs as the compose file mounts its config: job -> (the compose
+    services it finds by name, their port, the metrics path)."""
+    prometheus = _services()["prometheus"]
+    config_flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    config = yaml_load(_mounts(prometheus)[config_flag.split("=", 1)[1]])
+    targets: dict[str, tuple[set[str], int, str]] = {}
+    for job in config["scrape_configs"]:
+        [discovery] = job["dns_sd_configs"]
+        assert discovery["type"] == "A", job["job_name"]
+        targets[job["job_name"]] = (set(discovery["names"]), discovery["port"],
+                                    job.get("metrics_path", "/metrics"))
+    return targets
+
+
+def test_prometheus_scrapes_every_metrics_endpoint_compose_opens() -> None:
+    """Each scrape target is a compose service on the port compose sets for it: the
+    service's own port (/metrics), the worker's two metrics addresses, each Temporal
+    role's PROMETHEUS_ENDPOINT; the rules file is the one the repository holds."""
+    services = _services()
+    targets = _scrape_targets()
+    service_port = int(services["service"]["command"][
+        services["service"]["command"].index("--port") + 1])
+    worker = services["worker"]["environment"]
+    expected = {
+        "petition-service": ({"service"}, service_port, "/metrics"),
+        "petition-worker": ({"worker"}, _port(worker["PETITION_WORKER_APP_METRICS_ADDRESS"]),
+                            "/metrics"),
+        "petition-worker-sdk": ({"worker"}, _port(worker["PETITION_WORKER_METRICS_ADDRESS"]),
+                                "/metrics"),
+    }
+    for name in TEMPORAL_ROLES:
+        port = _port(services[name]["environment"]["PROMETHEUS_ENDPOINT"])
+        expected.setdefault("temporal-server", (set(), port, "/metrics"))[0].add(name)
+        assert expected["temporal-server"][1] == port, name
+    assert targets == expected
+    # The names the worker reads (observability/metrics.py), listening on every interface.
+    from observability.metrics import APP_METRICS_ENV, SDK_METRICS_ENV
+
+    assert {APP_METRICS_ENV, SDK_METRICS_ENV} <= set(worker)
+    assert all(worker[name].startswith("0.0.0.0:") for name in (APP_METRICS_ENV,
+                                                                SDK_METRICS_ENV))
+
+    prometheus = services["prometheus"]
+    mounts = _mounts(prometheus)
+    config = yaml_load(mounts["/etc/prometheus/prometheus.yml"])
+    assert [mounts[rule] for rule in config["rule_files"]] == [
+        ROOT / "deploy" / "prometheus" / "petition-flow-rules.yml"]
+    assert all(path.is_file() for path in mounts.values())
+
+
+def test_grafana_shows_the_dashboard_on_that_prometheus() -> None:
+    services = _services()
+    grafana = services["grafana"]
+    mounts = _mounts(grafana)
+    provisioning = mounts["/etc/grafana/provisioning"]
+    [source] = yaml_load(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    prometheus_port = int(services["prometheus"]["ports"][0].rsplit(":", 1)[1])
+    assert source["url"] == f"http://prometheus:{prometheus_port}"
+    [provider] = yaml_load(provisioning / "dashboards" / "petition-flow.yml")["providers"]
+    folder = provider["options"]["path"]
+    dashboards = {path: file for path, file in mounts.items() if path.startswith(folder + "/")}
+    assert list(dashboards.values()) == [ROOT / "deploy" / "grafana" / "petition-flow.json"]
+    dashboard = json.loads(dashboards[f"{folder}/petition-flow.json"].read_text())
+    # Its panels ask for the `datasource` variable, which the default source answers.
+    assert [v["type"] for v in dashboard["templating"]["list"] if v["name"] == "datasource"] \
+        == ["datasource"]
+
+
+def test_the_worker_and_the_service_get_the_otlp_settings() -> None:
+    """Traces (docs/operations.md): the standard variables from .env, empty by default
+    (observability/tracing.py treats empty as unset)."""
+    services = _services()
+    for name in ("worker", "service"):
+        environment = services[name]["environment"]
+        for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                         "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_TRACES_SAMPLER",
+                         "OTEL_TRACES_SAMPLER_ARG"):
+            assert environment[variable] == f"${{{variable}:-}}", (name, variable)
+    example = (ROOT / "deploy" / "env.example").read_text()
+    assert "# OTEL_EXPORTER_OTLP_ENDPOINT=" in example
