@@ -20,6 +20,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
@@ -149,6 +150,7 @@ async def test_a_trace_of_one_action_links_service_workflow_and_activity_spans(
             assert transferred.status_code == 200, transferred.text
             for probe in ("/healthz", "/metrics", "/readyz"):
                 await http.get(probe)
+        FastAPIInstrumentor.uninstrument_app(app)  # the class-wide patch too
     # The worker has stopped: every activity's span has ended.
     exported = finished(spans)
 
