@@ -212,11 +212,34 @@ class ClusterPostgres:
         self.max_connections = max_connections
         self.bin = postgres_bin_dir()
         self.log = data.parent / "postgres.log"
+        self.restored = False  # `adopt`ed: the data directory came from a backup
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def target(self) -> PostgresTarget:
-        return PostgresTarget("127.0.0.1", self.port, self.user, self.password)
+        return PostgresTarget("127.0.0.1", self.port, self.user, self.password,
+                              databases_exist=self.restored)
+
+    def adopt(self) -> None:
+        """Take a data directory restored from a backup (adapters/backup.py) instead of
+        `init`: it becomes the server user's; the roles and databases are the backup's."""
+        as_user = self._as_user()
+        if as_user:
+            for directory, _, files in os.walk(self.data):
+                os.chown(directory, as_user["user"], as_user["group"])
+                for name in files:
+                    os.chown(os.path.join(directory, name), as_user["user"], as_user["group"])
+            for parent in self.data.parents:
+                parent.chmod(parent.stat().st_mode | 0o011)
+                if parent == Path(tempfile.gettempdir()) or parent == Path.home():
+                    break
+        self.data.chmod(0o700)
+        self.restored = True
+
+    def set_password(self) -> None:
+        """A restored server keeps the backup's password for the role: give it ours."""
+        quoted_password = self.password.replace("'", "''")
+        self.psql(f"ALTER ROLE {self.user} PASSWORD '{quoted_password}'")
 
     def _as_user(self) -> dict[str, Any]:
         if os.geteuid() != 0:
@@ -672,6 +695,7 @@ async def running_cluster(
     counts: Mapping[str, int] | None = None,
     log_level: str = "warn",
     quiet: bool = False,
+    restored: Path | None = None,
 ) -> AsyncIterator[Cluster]:
     """Provision and start a cluster; stop every process (and its PostgreSQL) on exit.
 
@@ -680,6 +704,8 @@ async def running_cluster(
     PostgreSQL of its own, fresh, in `directory`), "embedded" (the project's embedded
     server: `embedded_target`, state kept across runs), or a `PostgresTarget`.
     `counts`: processes per service (default from devstack/temporal-cluster.env).
+    `restored`: with "own", a data directory restored from a backup to run on instead of a
+    fresh one (its stores, namespace and histories are the backup's).
     """
     say = (lambda _: None) if quiet else _log
     timings: dict[str, float] = {}
@@ -696,14 +722,15 @@ async def running_cluster(
         if postgres == "embedded":
             postgres = await asyncio.to_thread(embedded_target)
         elif postgres == "own":
-            own = ClusterPostgres(directory / "pgdata", user=VALUES["TEMPORAL_DB_USER"],
+            own = ClusterPostgres(restored or directory / "pgdata",
+                                  user=VALUES["TEMPORAL_DB_USER"],
                                   password=secrets.token_urlsafe(18),
                                   max_connections=int(VALUES["POSTGRES_MAX_CONNECTIONS"]))
-            await asyncio.to_thread(own.init)
+            await asyncio.to_thread(own.init if restored is None else own.adopt)
             own.start()
             stack.callback(own.stop)
             await asyncio.to_thread(own.wait_ready)
-            await asyncio.to_thread(own.create_role)
+            await asyncio.to_thread(own.create_role if restored is None else own.set_password)
             postgres = own.target
         if not isinstance(postgres, PostgresTarget):
             raise ValueError(f"postgres={postgres!r}: 'own', 'embedded' or a PostgresTarget")

@@ -4,6 +4,7 @@
     python -m drills --only worker-kills --petitions 10 --kills 8
     python -m drills --outage 60          # PostgreSQL down for a minute
     python -m drills --cluster --faults 200   # on the production-shaped cluster (about 5 min)
+    python -m drills --backup             # back up under load, restore into an empty stack
 
 Exit status 1 if anything was lost or done twice.
 """
@@ -50,6 +51,11 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--faults", type=int, default=200, help="with --cluster: how many")
     parser.add_argument("--lanes", type=int, default=3,
                         help="with --cluster: concurrent clients taking petitions through")
+    parser.add_argument("--backup", action="store_true",
+                        help="the backup-and-restore drill instead (drills/backup_restore.py), "
+                             "on the production-shaped cluster")
+    parser.add_argument("--waiting", type=int, default=24,
+                        help="with --backup: petitions waiting on deadlines due across it")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     return parser.parse_args()
 
@@ -60,6 +66,12 @@ async def run_cluster(args: argparse.Namespace, work: Path) -> list[dict[str, An
 
     async with cluster_stack(work) as stack:
         return [await cluster_faults.run(stack, faults=args.faults, lanes=args.lanes)]
+
+
+async def run_backup(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    from drills import backup_restore
+
+    return [await backup_restore.run(work, waiting=args.waiting, lanes=args.lanes)]
 
 
 async def run_all(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
@@ -101,13 +113,15 @@ def main() -> None:
 
     install_redaction()  # nothing personal in failed attempts' tracebacks
     args = _args()
-    if args.cluster:  # one line per fault, to follow a long run
+    on_cluster = args.cluster or args.backup
+    if on_cluster:  # one line per fault or step, to follow a long run
         logging.getLogger("petitionflow.drills").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="petition-drills-") as tmp:
-        if args.cluster:
+        if on_cluster:
             # Throwaway data on a throwaway cluster: the development keys, as `make` sets them.
             os.environ.setdefault("PETITION_DEV_KEYS", "true")
-        reports = asyncio.run((run_cluster if args.cluster else run_all)(args, Path(tmp)))
+        drill = run_backup if args.backup else run_cluster if args.cluster else run_all
+        reports = asyncio.run(drill(args, Path(tmp)))
     if args.json:
         print(json.dumps(reports, indent=2, ensure_ascii=False, default=str))
     for report in reports:

@@ -54,16 +54,22 @@ def worker_env(cluster: Cluster) -> dict[str, str]:
     }
 
 
+def app_database_url(cluster: Cluster, name: str = APP_DATABASE) -> str:
+    """The petitions' database on the cluster's own PostgreSQL, as its superuser on the
+    unix socket in the data directory."""
+    pg = cluster.own_postgres
+    if pg is None:
+        raise ValueError("the cluster runs on a PostgreSQL it does not own")
+    return f"postgresql+asyncpg://postgres@/{name}?host={pg.data}&port={pg.port}"
+
+
 async def app_database_on(cluster: Cluster, name: str = APP_DATABASE) -> str:
     """The petitions' database, migrated, with the sample directory, on the cluster's own
     PostgreSQL (its superuser, on the unix socket in the data directory, as the
     `postgres_outage` drill does on a server of its own). Returns its URL."""
     from devstack.postgres import ensure_database
 
-    pg = cluster.own_postgres
-    if pg is None:
-        raise ValueError("the cluster runs on a PostgreSQL it does not own")
-    admin = f"postgresql+asyncpg://postgres@/postgres?host={pg.data}&port={pg.port}"
+    admin = app_database_url(cluster, "postgres")
     await ensure_roles(admin)
     url = await ensure_database(admin, name, recreate=True)
     await migrate_async(url)
@@ -111,19 +117,22 @@ class ClusterStack:
 
 @asynccontextmanager
 async def cluster_stack(work_dir: Path, *, cluster: Cluster | None = None,
-                        database: str = APP_DATABASE, pool_size: int = 10
+                        database: str = APP_DATABASE, pool_size: int = 10,
+                        restored: bool = False, task_queue: str | None = None
                         ) -> AsyncIterator[ClusterStack]:
-    """A cluster (started here unless given) and the petitions' database on its PostgreSQL;
-    the worker processes started through the stack are stopped on exit."""
+    """A cluster (started here unless given) and the petitions' database on its PostgreSQL
+    (created afresh, or with `restored` the one the cluster's data directory holds); the
+    worker processes started through the stack are stopped on exit."""
     async with AsyncExitStack() as exits:
         if cluster is None:
             cluster = await exits.enter_async_context(running_cluster(work_dir / "cluster"))
-        url = await app_database_on(cluster, database)
+        url = (app_database_url(cluster, database) if restored
+               else await app_database_on(cluster, database))
         engine = create_engine(url, pool_size=pool_size)
         exits.push_async_callback(engine.dispose)
         client = await cluster.connect(data_converter=data_converter())
         stack = ClusterStack(cluster, client, engine, session_maker(engine), url,
-                             f"cluster-{uuid.uuid4().hex[:8]}", work_dir)
+                             task_queue or f"cluster-{uuid.uuid4().hex[:8]}", work_dir)
 
         async def stop_workers() -> None:
             await asyncio.gather(*(w.stop() for w in stack.workers))
