@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
@@ -27,6 +27,13 @@ NOT_NULL_VIOLATION = "23502"
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def lateness(at: datetime, timer_due_at: datetime | None) -> timedelta | None:
+    """How late a deadline's timer fired: the workflow's time at firing (`at`, carried in
+    the activity's input) minus the instant the timer was due; None when the workflow
+    passed no due instant."""
+    return at - timer_due_at if timer_due_at is not None else None
 
 
 def refuse(rule: str, message: str, field: str | None = None,
@@ -134,7 +141,22 @@ async def write_once(
     write: Callable[[AsyncSession], Awaitable[T]],
     found: Callable[[Any], T],
 ) -> T:
-    """Return the earlier write for `key` if there is one, else make it and commit.
+    """Return the earlier write for `key` if there is one, else make it and commit
+    (`write_or_find`, without saying which)."""
+    result, _ = await write_or_find(sessions, model, key, write, found)
+    return result
+
+
+async def write_or_find(
+    sessions: async_sessionmaker[AsyncSession],
+    model: type[Any],
+    key: str,
+    write: Callable[[AsyncSession], Awaitable[T]],
+    found: Callable[[Any], T],
+) -> tuple[T, bool]:
+    """(the earlier write for `key` if there is one, else the one made and committed now;
+    True only when this call's commit wrote it): what happened once -- a deadline that
+    fired -- is counted by the attempt that wrote it, not again by a retry that found it.
 
     A concurrent duplicate loses on the unique key, rolls back and reads the winner.
     Any other integrity violation (a missing petition or unit, a clash on another
@@ -144,11 +166,11 @@ async def write_once(
     async with sessions() as session:
         existing = await find_by_key(session, model, key)
         if existing is not None:
-            return found(existing)
+            return found(existing), False
         try:
             result = await write(session)
             await session.commit()
-            return result
+            return result, True
         except IntegrityError as err:
             await session.rollback()
             violation = err
@@ -159,5 +181,5 @@ async def write_once(
     async with sessions() as session:
         existing = await find_by_key(session, model, key)
         if existing is not None:
-            return found(existing)
+            return found(existing), False
     raise integrity_refusal(violation, f"{model.__tablename__} write {key}")

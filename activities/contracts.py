@@ -142,6 +142,11 @@ class EscalationInput(BaseModel):
     unit: str
     due_at: datetime
     at: datetime
+    # The instant the workflow's timer for this level was due (level 1: due_at; level 2:
+    # the clock's level2_at); `at` minus it is how late the timer fired. None: the level
+    # was already due when the workflow began waiting (no timer was late), or the
+    # escalation was scheduled before the workflow passed it.
+    timer_due_at: datetime | None = None
 
 
 class EscalationResult(BaseModel):
@@ -162,6 +167,9 @@ class NoticeInput(BaseModel):
     # JSON of domain.notice_facts.NoticeFacts. None: a notice to staff, or one written
     # before notices carried their facts.
     facts: dict[str, Any] | None = None
+    # A clock's reminder: the instant the workflow's timer for it was due (its
+    # reminder_at), as for EscalationInput. None for every other notice.
+    timer_due_at: datetime | None = None
 
 
 class TerminationInput(BaseModel):

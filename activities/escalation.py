@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import refuse, write_once
+from activities.common import lateness, refuse, write_or_find
 from activities.contracts import (
     EscalationInput,
     EscalationResult,
@@ -134,9 +134,8 @@ class EscalationDesk:
             return EscalationResult(level=row.level, escalated_to_person=row.escalated_to_person,
                                     escalated_to_unit=row.escalated_to_unit)
 
-        result = await write_once(self._sessions, Escalation, key, write, found)
-        # A level-1 escalation fires at the deadline itself: its lateness is measured.
-        metrics.deadline_fired(
-            f"escalation_{escalation.level}",
-            escalation.at - escalation.due_at if escalation.level == 1 else None)
+        result, written = await write_or_find(self._sessions, Escalation, key, write, found)
+        if written:  # a retry that finds the row has been counted by the attempt that wrote it
+            metrics.deadline_fired(f"escalation_{escalation.level}",
+                                   lateness(escalation.at, escalation.timer_due_at))
         return result

@@ -21,7 +21,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.common import Clock, utc_now, write_once
+from activities.common import Clock, lateness, utc_now, write_or_find
 from activities.contracts import (
     NoticeInput,
 )
@@ -101,10 +101,11 @@ class NoticeDesk:
             await session.flush()
             return row.id
 
-        notice_id = await write_once(self._sessions, Notice, notice.idempotency_key, write,
-                                     lambda row: row.id)
-        if notice.template == "reminder":  # a clock's reminder: a deadline that fired
-            metrics.deadline_fired("reminder")
+        notice_id, written = await write_or_find(self._sessions, Notice,
+                                                 notice.idempotency_key, write,
+                                                 lambda row: row.id)
+        if written and notice.template == "reminder":  # a clock's reminder: a deadline fired
+            metrics.deadline_fired("reminder", lateness(notice.at, notice.timer_due_at))
         return notice_id
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.common import integrity_refusal, refuse
+from activities.common import integrity_refusal, lateness, refuse
 from activities.contracts import (
     TransitionBatch,
 )
@@ -32,6 +32,8 @@ from observability import metrics
 from security.sealing import Vault
 
 LAPSED = frozenset(LAPSE_ACTIONS.values())
+# In a lapse's audit detail (ISO 8601): when the timer that lapsed the window was due.
+TIMER_DUE_AT = "timer_due_at"
 
 
 def event_key(record: TransitionRecord) -> str:
@@ -99,9 +101,10 @@ async def write_transitions(
             last_seq = record.seq
     async with sessions() as session:
         try:
-            await session.execute(
+            inserted = set((await session.execute(
                 insert(PetitionEvent).values(rows)
-                .on_conflict_do_nothing(index_elements=["idempotency_key"]))
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(PetitionEvent.idempotency_key))).scalars())
         except IntegrityError as err:
             # Not a duplicate (those are skipped): a missing petition would fail the
             # same way on every retry, so it is a refusal, not an endless retry.
@@ -115,9 +118,18 @@ async def write_transitions(
                         updated_at=func.now()))
         await session.commit()
     for record in records:
-        if record.accepted and record.action in LAPSED:  # a window's deadline fired
-            metrics.deadline_fired("lapse")
+        # A window's deadline fired; counted by the batch that wrote its row, not by a
+        # retry or a repeated batch that found it.
+        if record.accepted and record.action in LAPSED and event_key(record) in inserted:
+            metrics.deadline_fired("lapse", lateness(record.at, lapse_due(record)))
     return len(rows)
+
+
+def lapse_due(record: TransitionRecord) -> datetime | None:
+    """The instant the workflow's timer for a lapse was due (`TIMER_DUE_AT` in the
+    record's detail; none in records written before the workflow added it)."""
+    due = record.detail.get(TIMER_DUE_AT)
+    return datetime.fromisoformat(due) if isinstance(due, str) else None
 
 
 READ_MODEL_COLUMNS = frozenset(

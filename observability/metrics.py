@@ -64,10 +64,12 @@ NOTICE_DELIVERIES = Counter(
     "result (sent, retry, failed: failed for good).", ["channel", "result"])
 DEADLINES_FIRED = Counter(
     f"{PREFIX}_deadlines_fired", "Deadlines that fired, by kind (reminder, escalation_1, "
-    "escalation_2, lapse).", ["kind"])
+    "escalation_2, lapse); each once, by the activity attempt that wrote its row.", ["kind"])
 DEADLINE_LATENESS = Histogram(
-    f"{PREFIX}_deadline_lateness_seconds", "How late a deadline fired: the workflow's "
-    "time at firing minus the deadline (level-1 escalations, whose deadline is due_at).",
+    f"{PREFIX}_deadline_lateness_seconds", "How late a deadline's timer fired: the "
+    "workflow's time at firing minus the instant its timer was due, for every kind "
+    "(reminder, escalation_1, escalation_2, lapse). Not observed for a deadline already "
+    "past when the workflow began waiting (an imported overdue case).",
     ["kind"], buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))
 ACTIVITY_RETRIES = Counter(
     f"{PREFIX}_activity_retries", "Activity attempts after the first, by activity type.",
@@ -115,6 +117,8 @@ def delivery_finished(channel: str, result: str) -> None:
 
 
 def deadline_fired(kind: str, lateness: timedelta | None = None) -> None:
+    """A deadline of `kind` fired; `lateness`: how late its timer fired (None: unknown,
+    or no timer was late), observed at 0 when the timer fired early."""
     DEADLINES_FIRED.labels(kind=kind).inc()
     if lateness is not None:
         DEADLINE_LATENESS.labels(kind=kind).observe(max(lateness.total_seconds(), 0.0))

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.escalation import EscalationDesk
     from activities.hearings import HearingDesk
     from activities.notices import NoticeDesk
+    from activities.records import TIMER_DUE_AT
     from activities.registry import PetitionRegistry
     from activities.transfers import TransferDesk
     from adapters import search_attributes as sa
@@ -158,6 +159,9 @@ class PetitionWorkflow(RecordsAndNotices):
         self._published: dict[str, Any] = {}
         self._details_text: str | None = None
         self._calendar: FrozenCalendar | None = None  # built from the case's snapshot
+        # The clock events due later than the time the workflow began its current wait:
+        # the ones a timer waited for (`_timer_due_at`).
+        self._awaited: frozenset[clocks.ClockEvent] = frozenset()
 
     # ------------------------------------------------------------------ the run
 
@@ -580,11 +584,13 @@ class PetitionWorkflow(RecordsAndNotices):
                     or self._should_continue_as_new())
 
         events = clocks.events(self._case)
+        now = workflow.now()
+        self._awaited = frozenset(e for e in events if e.at > now)
         if not events:
             await workflow.wait_condition(woken)
             return
         event = events[0]
-        timeout = event.at - workflow.now()
+        timeout = event.at - now
         if timeout <= timedelta(0):
             return  # already due: no zero-length timer
         clock = self._case.clocks[event.clock]
@@ -603,21 +609,30 @@ class PetitionWorkflow(RecordsAndNotices):
             clock = self._case.clocks.get(event.clock)
             if clock is None:
                 continue
+            due = self._timer_due_at(event)
             if event.what == clocks.LAPSE:
-                await self._lapse(clock)
+                await self._lapse(clock, due)
             elif event.what == clocks.REMINDER:
                 clock.reminded = True
                 notice = projections.notice(self._case, "unit", clock.unit, "reminder",
                                             about=clock)
-                await self._activity(NoticeDesk.send_notice, self._notice_input(notice, now),
+                await self._activity(NoticeDesk.send_notice,
+                                     self._notice_input(notice, now, timer_due_at=due),
                                      notice.summary)
             elif not clocks.hand_over(self._case, clock, await self._calendar_for(now)):
-                await self._escalate(clock, now)
+                await self._escalate(clock, now, due)
         self._clocks_changed = True
         if self._case.stage is not Stage.CLOSED:
             self._publish()
 
-    async def _lapse(self, clock: Clock) -> None:
+    def _timer_due_at(self, event: clocks.ClockEvent) -> datetime | None:
+        """When the timer behind `event` was due, for the activity to measure how late it
+        fired (the workflow's time at firing minus this): its own time, if the workflow
+        waited for it; None for an event already due when the wait began (an imported
+        overdue case, a deadline installed in the past): no timer fired late."""
+        return event.at if event in self._awaited else None
+
+    async def _lapse(self, clock: Clock, timer_due_at: datetime | None = None) -> None:
         clocks.stop(self._case, (clock.name,))
         action = LAPSE_ACTIONS.get(clock.name)
         if action is None:
@@ -626,16 +641,20 @@ class PetitionWorkflow(RecordsAndNotices):
         refusal = transition.refusal(self._case, row, command)
         if refusal is not None:  # the table and the clocks disagree: a bug, never a refusal
             raise RuntimeError(f"{clock.name} lapsed but {refusal}")
-        await self._execute_allowed(row, command)
+        # The audit row says when the window's timer was due; the recorder measures its
+        # lateness from it.
+        await self._execute_allowed(row, command, detail=(
+            {TIMER_DUE_AT: timer_due_at.isoformat()} if timer_due_at is not None else None))
 
-    async def _escalate(self, clock: Clock, now: datetime) -> None:
+    async def _escalate(self, clock: Clock, now: datetime,
+                        timer_due_at: datetime | None = None) -> None:
         st = self._case
         clocks.escalate(st, clock)
         try:
             await self._activity(EscalationDesk.escalate, EscalationInput(
                 workflow_id=st.workflow_id, petition_id=st.petition_id,
                 registration_no=st.registration_no, clock=clock.name, level=clock.level,
-                unit=clock.unit, due_at=clock.due_at, at=now),
+                unit=clock.unit, due_at=clock.due_at, at=now, timer_due_at=timer_due_at),
                 f"escalate: {CLOCK_TITLES[clock.name]} overdue, level {clock.level}")
         except ActivityError as err:
             # A gap in the directory (no leader above the unit) must not stop the case;

@@ -129,13 +129,15 @@ class RecordsAndNotices:
     def _queue_notice(self, notice: projections.Notice, at: datetime) -> None:
         self._outbox.append((self._notice_input(notice, at), notice.summary))
 
-    def _notice_input(self, notice: projections.Notice, at: datetime) -> NoticeInput:
+    def _notice_input(self, notice: projections.Notice, at: datetime,
+                      timer_due_at: datetime | None = None) -> NoticeInput:
         return NoticeInput(idempotency_key=notice.key, petition_id=self._case.petition_id,
                            recipient_kind=notice.recipient_kind,
                            recipient_ref=notice.recipient_ref, template=notice.template,
                            body=notice.body, at=at,
                            facts=(notice.facts.model_dump(mode="json")
-                                  if notice.facts is not None else None))
+                                  if notice.facts is not None else None),
+                           timer_due_at=timer_due_at)
 
     def _raise_writer_error(self) -> None:
         if self._writer_error is not None:
