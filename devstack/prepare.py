@@ -14,6 +14,7 @@ from devstack.browser import ensure_chromium
 from devstack.fonts import ensure_cjk_fonts
 from devstack.keycloak import resolve_keycloak
 from devstack.temporal_cli import ProvisioningError, resolve_temporal_cli, resolve_test_server
+from devstack.temporal_cluster import server_binaries
 from devstack.temporal_ui import resolve_ui_server
 
 
@@ -46,6 +47,9 @@ def main() -> int:
         _timed("Chromium (Web UI browser test)", ensure_chromium)
         _timed("Noto CJK fonts (written notices)", ensure_cjk_fonts)
         _timed("Keycloak (OpenID Connect)", lambda: str(resolve_keycloak()))
+        # The backup drill (tests/test_backup_restore_drill.py) runs on the real server.
+        _timed("temporal-server (production-shaped cluster)",
+               lambda: " ".join(server_binaries()))
     except ProvisioningError as error:
         print(f"devstack.prepare: {error}", file=sys.stderr)
         return 1

@@ -287,3 +287,7 @@ main.add_command(keys_cmd)
 from starter.letters_cmd import letters_cmd  # noqa: E402 - the post room's letters
 
 main.add_command(letters_cmd)
+
+from starter.backup_cmd import backup_cmd  # noqa: E402 - the operator's backups
+
+main.add_command(backup_cmd)
