@@ -41,7 +41,8 @@ CLI_TYPE_NAMES = {
 
 # The database roles' passwords the file requires (docs/database-roles.md).
 PASSWORDS = ("POSTGRES_PASSWORD", "PETITION_OWNER_PASSWORD", "PETITION_APP_PASSWORD",
-             "PETITION_REPORTS_PASSWORD", "TEMPORAL_DB_PASSWORD", "KEYCLOAK_DB_PASSWORD")
+             "PETITION_REPORTS_PASSWORD", "TEMPORAL_DB_PASSWORD", "KEYCLOAK_DB_PASSWORD",
+             "PETITION_BACKUP_PASSWORD")
 
 # The application's containers (the image of ./Dockerfile).
 APP_SERVICES = ("migrate", "worker", "service", "codec-server")
@@ -142,6 +143,7 @@ def test_services_and_start_order() -> None:
     assert set(services) == {
         "postgresql", "temporal-schema", *TEMPORAL_ROLES, "temporal-namespace", "temporal-ui",
         "keycloak", "migrate", "worker", "service", "codec-server", "prometheus", "grafana",
+        "backup",
     }
     for name, role in TEMPORAL_ROLES.items():
         assert services[name]["image"].startswith("temporalio/server:"), name
@@ -469,3 +471,24 @@ def test_the_worker_and_the_service_get_the_otlp_settings() -> None:
             assert environment[variable] == f"${{{variable}:-}}", (name, variable)
     example = (ROOT / "deploy" / "env.example").read_text()
     assert "# OTEL_EXPORTER_OTLP_ENDPOINT=" in example
+
+
+def test_the_backup_job_backs_up_as_the_replication_role_to_encrypted_files() -> None:
+    """docs/backup.md: `docker compose run --rm backup`, never started with the stack, as a
+    role that may replicate and nothing else, encrypted to the operators' recipients."""
+    services = _services()
+    backup = services["backup"]
+    assert backup["profiles"] == ["tools"]
+    assert backup["image"] == services["worker"]["image"]  # petition and pg_basebackup
+    command = " ".join(backup["command"])
+    assert "petition backup create --to /backups/" in command
+    assert "--unencrypted" not in command
+    environment = backup["environment"]
+    role = re.search(r"user=(\w+)", environment["PETITION_BACKUP_DSN"]).group(1)  # type: ignore[union-attr]
+    assert "PETITION_BACKUP_PASSWORD" in environment["PGPASSWORD"]
+    assert "PETITION_BACKUP_RECIPIENTS:?" in environment["PETITION_BACKUP_RECIPIENTS"]
+    assert "PETITION_DATA_KEYS" not in environment  # a backup needs no key of the data
+    script = (ROOT / "deploy" / "postgres-init" / "00-roles.sh").read_text()
+    assert f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD" in script
+    assert f"host replication {role} all scram-sha-256" in script
+    assert backup["depends_on"]["postgresql"]["condition"] == "service_healthy"

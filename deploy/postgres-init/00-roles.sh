@@ -8,6 +8,7 @@
 #   petition_reports  `petition report`: SELECT only
 #   temporal          owns Temporal's two databases, and nothing of the application's
 #   keycloak          owns Keycloak's database (the identity provider), nothing else
+#   petition_backup   REPLICATION only: takes the physical backups (docs/backup.md)
 #
 # POSTGRES_USER (the cluster's superuser, the image's own) is used by nobody at run time.
 # The role names are the settings' defaults (adapters/settings.py, PETITION_DB_*_ROLE).
@@ -18,6 +19,7 @@ set -eu
 : "${PETITION_REPORTS_PASSWORD:?set PETITION_REPORTS_PASSWORD}"
 : "${TEMPORAL_DB_PASSWORD:?set TEMPORAL_DB_PASSWORD}"
 : "${KEYCLOAK_DB_PASSWORD:?set KEYCLOAK_DB_PASSWORD}"
+: "${PETITION_BACKUP_PASSWORD:?set PETITION_BACKUP_PASSWORD}"
 
 # psql variables (:'name') quote the passwords as literals; they never pass through SQL text.
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
@@ -26,12 +28,14 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
     -v reports_password="$PETITION_REPORTS_PASSWORD" \
     -v temporal_password="$TEMPORAL_DB_PASSWORD" \
     -v keycloak_password="$KEYCLOAK_DB_PASSWORD" \
+    -v backup_password="$PETITION_BACKUP_PASSWORD" \
     -v app_database="$POSTGRES_DB" <<'SQL'
 CREATE ROLE petition_owner LOGIN PASSWORD :'owner_password';
 CREATE ROLE petition_app LOGIN PASSWORD :'app_password';
 CREATE ROLE petition_reports LOGIN PASSWORD :'reports_password';
 CREATE ROLE temporal LOGIN PASSWORD :'temporal_password';
 CREATE ROLE keycloak LOGIN PASSWORD :'keycloak_password';
+CREATE ROLE petition_backup LOGIN REPLICATION PASSWORD :'backup_password';
 
 -- The application's database: only its three roles connect; only the owner creates.
 REVOKE ALL ON DATABASE :"app_database" FROM PUBLIC;
@@ -58,3 +62,7 @@ CREATE DATABASE keycloak OWNER keycloak;
 REVOKE ALL ON DATABASE keycloak FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE keycloak TO keycloak;
 SQL
+
+# The backup role connects for replication (pg_basebackup) from the compose network, with
+# its password; no other role may. Read when the server restarts after this script.
+echo "host replication petition_backup all scram-sha-256" >> "$PGDATA/pg_hba.conf"
