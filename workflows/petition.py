@@ -116,6 +116,7 @@ def _action_handlers(action: Action) -> tuple[Any, Any]:
     row = TABLE[action]
 
     async def update(self: PetitionWorkflow, command: Command) -> PetitionStatus:
+        self._fresh_update = True  # its records wait for its acceptance (records.py)
         return await self._act(action, command)
 
     def validate(self: PetitionWorkflow, command: Command) -> None:
@@ -152,6 +153,7 @@ class PetitionWorkflow(RecordsAndNotices):
         self._sizes = [len(r.model_dump_json()) for r in carried]  # to size batches
         self._unwritten_chars = sum(self._sizes)  # kept, not summed: conditions read it often
         self._written, self._writing = 0, False
+        self._fresh_update = False
         self._waiting_for_records = 0
         self._writer_error: BaseException | None = None
         self._outbox: list[tuple[NoticeInput, str]] = []  # sent in order after the actions

@@ -34,6 +34,15 @@ RECORD_BATCH_MAX = 200
 RECORD_BATCH_MAX_CHARS = 300_000
 CARRY_MAX_CHARS = 200_000
 REFUSED = "ActionRefused"
+# An Update's input reaches the history (UpdateAccepted) only when the workflow task that
+# runs its handler completes; a local activity writes inside that task, so PostgreSQL
+# would hold the audit row a moment before Temporal holds the action. Nothing notices,
+# unless both are restored from one backup taken in that moment (adapters/backup.py):
+# the row of an action the restored workflow never took. A batch with an Update's records
+# is therefore written by an ordinary activity, which the server starts only after the
+# task that schedules it -- and accepts the Update -- is stored. Cases started before
+# this replay with the local activity.
+DURABLE_UPDATE_PATCH = "update-durable-before-its-record"
 
 
 class RecordsAndNotices:
@@ -47,6 +56,7 @@ class RecordsAndNotices:
     _writing: bool
     _waiting_for_records: int
     _writer_error: BaseException | None
+    _fresh_update: bool  # an Update handler ran since the writer last took a batch
     _outbox: list[tuple[NoticeInput, str]]  # each with its summary for the Web UI
     _draining: bool
 
@@ -97,13 +107,21 @@ class RecordsAndNotices:
             batch = pending[:count]
             actions = ", ".join(sorted({r.action.value for r in batch}))
             self._writing = True
+            after_update = self._fresh_update and workflow.patched(DURABLE_UPDATE_PATCH)
+            self._fresh_update = False
             try:
-                # A few milliseconds of PostgreSQL inside the workflow task, instead of a
-                # task queue round trip and a second task before the caller is answered.
-                await workflow.execute_local_activity_method(
-                    TransitionRecorder.record_transitions, TransitionBatch(records=batch),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY,
-                    summary=f"record {actions} ({len(batch)} entries)")
+                if after_update:
+                    await self._activity(TransitionRecorder.record_transitions,
+                                         TransitionBatch(records=batch),
+                                         f"record {actions} ({len(batch)} entries)")
+                else:
+                    # A few milliseconds of PostgreSQL inside the workflow task, instead of
+                    # a task queue round trip and a second task before the caller is
+                    # answered.
+                    await workflow.execute_local_activity_method(
+                        TransitionRecorder.record_transitions, TransitionBatch(records=batch),
+                        start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY,
+                        summary=f"record {actions} ({len(batch)} entries)")
             except ActivityError as err:
                 self._writer_error = err  # a bug (an unknown read-model column): stop loudly
                 return
