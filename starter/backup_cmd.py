@@ -4,17 +4,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
 
 from adapters.backup import BackupError, read_info, restore_backup, take_backup
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+from starter.errors import fail as _fail
 
 
 @click.group("backup")

@@ -21,6 +21,7 @@ from starter.actions import (
     resolve_registration_no,
     resolve_workflow_id,
 )
+from starter.errors import fail as _fail
 from starter.intake import IntakeError, read_intake, submit
 from starter.queries import QueryError
 from starter.runtime import SAMPLE_DIRECTORY, load_directory_file, migrate_async, runtime
@@ -37,11 +38,6 @@ def _run(coro: Awaitable[T]) -> T:
     except ApplicationError as err:
         _fail(err.message)
     raise AssertionError("unreachable")
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def _print(value: Any) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -40,3 +41,11 @@ def load_json_object(text: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise JsonProblem("expected a JSON object")
     return raw
+
+
+def fail(message: str) -> NoReturn:
+    """A command's refusal: one line on stderr, exit status 2, nothing changed."""
+    import click
+
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)

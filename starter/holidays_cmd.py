@@ -7,10 +7,8 @@ See docs/holidays.md. The notices directory is `$HOLIDAY_NOTICES_DIR`, or
 from __future__ import annotations
 
 import os
-import sys
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
@@ -22,16 +20,12 @@ from activities.holiday_notices import (
     notices_directory,
 )
 from domain.calendar import library_has_schedule, library_source
+from starter.errors import fail as _fail
 
 __all__ = ["holidays_cmd"]
 
 _LIBRARY_FIRST_YEAR = 1950  # the first year `holidays` has any Chinese data for
 _YEARS_AHEAD = 2  # `list` shows this year to this many years on, at least
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 @click.group("holidays")
