@@ -21,9 +21,11 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,45 +115,71 @@ def _wal_range(manifest: Path) -> tuple[str, str]:
 def take_backup(conninfo: str, destination: Path, *, recipients: Sequence[str] | None,
                 label: str = "petition-flow", bin_dir: Path | None = None) -> BackupInfo:
     """A verified physical backup of the server `conninfo` (a libpq connection string of a
-    role with REPLICATION; its password from PGPASSWORD or ~/.pgpass, never the command
+    role with REPLICATION; its password from PGPASSWORD or a passfile, never the command
     line) into the empty directory `destination`. `recipients`: age public keys the files
     are encrypted to; None writes them in the clear (only where the disk itself is
-    protected: say so explicitly)."""
+    protected: say so explicitly).
+
+    The clear copy is staged in a private temporary directory ($PETITION_BACKUP_STAGING,
+    else the system's), never in `destination`, which may be synchronised off the host;
+    if anything fails, `destination` is left empty."""
+    _refuse_password(conninfo)
     keys = _recipients(recipients) if recipients is not None else None
     bin_dir = bin_dir or pg_bin_dir()
     _empty_directory(destination, "the backup directory")
-    staging = destination / ".staging"
-    staging.mkdir(mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix="petition-backup-",
+                                    dir=os.environ.get("PETITION_BACKUP_STAGING")))
     started = datetime.now(UTC)
     try:
-        _run([str(bin_dir / "pg_basebackup"), "--dbname", conninfo, "--pgdata", str(staging),
-              "--format=tar", "--gzip", "--wal-method=stream", "--checkpoint=fast",
-              "--manifest-checksums=SHA256", "--label", label, "--no-password"],
-             "pg_basebackup")
-        # Every file against the manifest's checksums; the WAL is parsed at restore, once
-        # extracted (pg_waldump reads no tar files).
-        _run([str(bin_dir / "pg_verifybackup"), "--quiet", "--no-parse-wal", str(staging)],
-             "pg_verifybackup")
+        _stage(conninfo, staging, label, bin_dir)
         start_lsn, end_lsn = _wal_range(staging / MANIFEST)
         files: dict[str, dict[str, Any]] = {}
         for name in (*ARCHIVES, MANIFEST):
-            target = destination / (name + (AGE_SUFFIX if recipients is not None else ""))
+            target = destination / (name + (AGE_SUFFIX if keys is not None else ""))
             if keys is not None:
                 _encrypt(staging / name, target, keys)
             else:
-                (staging / name).rename(target)
+                shutil.move(staging / name, target)
             files[target.name] = {"sha256": _sha256(target), "bytes": target.stat().st_size}
+    except BaseException:
+        for leftover in destination.iterdir():  # no partial backup to mistake for one
+            leftover.unlink()
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     finished = datetime.now(UTC)
     info = BackupInfo(destination, label, started, finished, start_lsn, end_lsn,
-                      recipients is not None, sum(f["bytes"] for f in files.values()))
+                      keys is not None, sum(f["bytes"] for f in files.values()))
     (destination / INFO_FILE).write_text(json.dumps({
         "format": FORMAT, "label": label, "started_at": started.isoformat(),
         "finished_at": finished.isoformat(), "start_lsn": start_lsn, "end_lsn": end_lsn,
         "encrypted": info.encrypted, "recipients": list(recipients or []), "files": files,
     }, indent=2) + "\n")
     return info
+
+
+def _refuse_password(conninfo: str) -> None:
+    """A password in the connection string would be on pg_basebackup's command line, which
+    every local user can read in /proc."""
+    if re.search(r"(^|\s)password\s*=", conninfo) or re.match(
+            r"postgres(ql)?://[^/@]*:[^/@]*@", conninfo):
+        raise BackupError("the connection string holds a password: give it in PGPASSWORD "
+                          "or a passfile (~/.pgpass), not on the command line")
+
+
+def _stage(conninfo: str, staging: Path, label: str, bin_dir: Path) -> None:
+    _run([str(bin_dir / "pg_basebackup"), "--dbname", conninfo, "--pgdata", str(staging),
+          "--format=tar", "--gzip", "--wal-method=stream", "--checkpoint=fast",
+          "--manifest-checksums=SHA256", "--label", label, "--no-password"],
+         "pg_basebackup")
+    unexpected = sorted(set(os.listdir(staging)) - {*ARCHIVES, MANIFEST})
+    if unexpected:  # one archive per tablespace: a restore here would lack them
+        raise BackupError(f"the server has tablespaces ({', '.join(unexpected)}), which "
+                          "this backup does not carry")
+    # Every file against the manifest's checksums; the WAL is parsed at restore, once
+    # extracted (pg_waldump reads no tar files).
+    _run([str(bin_dir / "pg_verifybackup"), "--quiet", "--no-parse-wal", str(staging)],
+         "pg_verifybackup")
 
 
 def _recipients(recipients: Sequence[str]) -> list[Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -250,10 +251,17 @@ async def run(work: Path, *, waiting: int = 24, lanes: int = 2, workers: int = 2
 
 
 def _conninfo(stack: ClusterStack) -> str:
+    """As production takes it (docs/backup.md): a role that may replicate and nothing
+    else, over TCP with its password, from a passfile rather than the command line."""
     pg = stack.cluster.own_postgres
     if pg is None:
         raise ValueError("the cluster runs on a PostgreSQL it does not own")
-    return f"host={pg.data} port={pg.port} user=postgres"
+    password = secrets.token_urlsafe(18)
+    pg.psql(f"CREATE ROLE petition_backup LOGIN REPLICATION PASSWORD '{password}'")
+    passfile = stack.work_dir / "backup.pgpass"
+    passfile.write_text(f"127.0.0.1:{pg.port}:*:petition_backup:{password}\n")
+    passfile.chmod(0o600)
+    return f"host=127.0.0.1 port={pg.port} user=petition_backup passfile={passfile}"
 
 
 async def _check(stack: ClusterStack, before: dict[str, Row], after: dict[str, Row],

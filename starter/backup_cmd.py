@@ -12,6 +12,10 @@ from adapters.backup import BackupError, read_info, restore_backup, take_backup
 from starter.errors import fail as _fail
 
 
+def _why(error: OSError) -> str:
+    return f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
+
+
 @click.group("backup")
 def backup_cmd() -> None:
     """Back up and restore the database server: petitions, Temporal's stores, and all."""
@@ -60,6 +64,8 @@ def create_cmd(destination: Path, dsn: str, recipients: tuple[str, ...], unencry
                            label=label)
     except BackupError as error:
         _fail(str(error))
+    except OSError as error:  # e.g. a backup directory this user may not write
+        _fail(_why(error))
     click.echo(f"backup {info.directory}: {info.bytes} bytes in {info.seconds:.1f} s, WAL "
                f"{info.start_lsn}..{info.end_lsn}, "
                f"{'encrypted' if info.encrypted else 'NOT encrypted'}")
@@ -94,5 +100,7 @@ def restore_cmd(backup: Path, data_dir: Path, identity: Path | None) -> None:
         info = restore_backup(backup, data_dir, identities=identities)
     except BackupError as error:
         _fail(str(error))
+    except OSError as error:
+        _fail(_why(error))
     click.echo(f"restored {data_dir} from the backup made {info['finished_at']} "
                f"(WAL to {info['end_lsn']}); start PostgreSQL on it, then the stack")

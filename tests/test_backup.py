@@ -143,7 +143,37 @@ def test_the_cli_says_what_is_wrong_in_one_line(server: ClusterPostgres,
     bad = petition("create", "--to", str(tmp_path / "d"), "--unencrypted",
                    env={"PETITION_BACKUP_DSN": f"host={tmp_path} port=1 user=postgres"})
     assert bad.returncode == 2 and bad.stderr.startswith("error: pg_basebackup failed")
+    with_password = petition("create", "--to", str(tmp_path / "e"), "--unencrypted",
+                             env={"PETITION_BACKUP_DSN": dsn(server) + " password=secret"})
+    assert with_password.returncode == 2 and "holds a password" in with_password.stderr
+    assert "secret" not in with_password.stderr and not (tmp_path / "e").exists()
     identity = tmp_path / "not-an-identity"
     identity.write_text("AGE-SECRET-KEY-NOPE\n")
     with pytest.raises(BackupError, match="no valid age identity"):
         load_identities(identity)
+
+
+def test_a_failed_backup_leaves_nothing_behind(server: ClusterPostgres, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clear copy is staged apart from the backup directory (which may be synchronised
+    off the host) and removed, and no half-written backup is left to be mistaken for one."""
+    from adapters.backup import pg_bin_dir
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "pg_basebackup").symlink_to(pg_bin_dir() / "pg_basebackup")
+    failing = tools / "pg_verifybackup"
+    failing.write_text(f"#!/bin/sh\nfor a; do last=$a; done; echo \"$last\" > {tools}/staged\n"
+                       "echo 'pg_verifybackup: error: checksum mismatch' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    staging_root = tmp_path / "staging"
+    staging_root.mkdir()
+    monkeypatch.setenv("PETITION_BACKUP_STAGING", str(staging_root))
+    owner = pyrage.x25519.Identity.generate()
+    with pytest.raises(BackupError, match="pg_verifybackup failed: .*checksum mismatch"):
+        take_backup(dsn(server), tmp_path / "backup", recipients=[str(owner.to_public())],
+                    bin_dir=tools)
+    staged = Path((tools / "staged").read_text().strip())
+    assert staged.parent == staging_root  # the clear copy was never in the backup directory
+    assert list((tmp_path / "backup").iterdir()) == []
+    assert list(staging_root.iterdir()) == []

@@ -143,7 +143,7 @@ def test_services_and_start_order() -> None:
     assert set(services) == {
         "postgresql", "temporal-schema", *TEMPORAL_ROLES, "temporal-namespace", "temporal-ui",
         "keycloak", "migrate", "worker", "service", "codec-server", "prometheus", "grafana",
-        "backup",
+        "backup", "restore",
     }
     for name, role in TEMPORAL_ROLES.items():
         assert services[name]["image"].startswith("temporalio/server:"), name
@@ -492,3 +492,22 @@ def test_the_backup_job_backs_up_as_the_replication_role_to_encrypted_files() ->
     assert f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD" in script
     assert f"host replication {role} all scram-sha-256" in script
     assert backup["depends_on"]["postgresql"]["condition"] == "service_healthy"
+
+
+def test_the_restore_job_writes_the_data_directory_the_server_reads() -> None:
+    """`docker compose run --rm -e BACKUP=... restore` (docs/backup.md) restores into the
+    postgres image's PGDATA on the server's own volume, and hands it to its user."""
+    services = _services()
+    restore, postgresql = services["restore"], services["postgresql"]
+    assert restore["profiles"] == ["tools"] and restore["user"] == "root"
+    assert postgresql["image"].startswith("postgres:18.")
+    assert "PGDATA" not in postgresql["environment"]  # the image's: /var/lib/postgresql/18/docker
+    [server_volume] = [v for v in postgresql["volumes"] if v.startswith("postgres-data:")]
+    assert server_volume in restore["volumes"]
+    command = restore["command"][-1]
+    assert "petition backup restore" in command
+    assert "--data-dir /var/lib/postgresql/18/docker" in command
+    assert "chown -R 999:999 /var/lib/postgresql/18" in command
+    identity = next(v for v in restore["volumes"] if "/run/secrets/backup-identity" in v)
+    assert identity.endswith(":ro")
+    assert restore["environment"] == {}  # no key of the application's
