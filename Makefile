@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := workflows activities adapters starter domain devstack reports security service documents observability bench $(wildcard worker.py)
+PACKAGES := workflows activities adapters starter domain devstack reports security service documents observability bench drills $(wildcard worker.py)
 
 .PHONY: dev test test-fast test-cluster lint constraints
 
