@@ -229,12 +229,16 @@ class ClusterPostgres:
                 os.chown(directory, as_user["user"], as_user["group"])
                 for name in files:
                     os.chown(os.path.join(directory, name), as_user["user"], as_user["group"])
-            for parent in self.data.parents:
-                parent.chmod(parent.stat().st_mode | 0o011)
-                if parent == Path(tempfile.gettempdir()) or parent == Path.home():
-                    break
+            self._open_parents()
         self.data.chmod(0o700)
         self.restored = True
+
+    def _open_parents(self) -> None:
+        """The unprivileged user must reach the data directory through its parents."""
+        for parent in self.data.parents:
+            parent.chmod(parent.stat().st_mode | 0o011)
+            if parent == Path(tempfile.gettempdir()) or parent == Path.home():
+                break
 
     def set_password(self) -> None:
         """A restored server keeps the backup's password for the role: give it ours."""
@@ -258,11 +262,7 @@ class ClusterPostgres:
         if as_user:
             os.chown(self.data, as_user["user"], as_user["group"])
             self.data.chmod(0o700)
-            # The unprivileged user must reach the data directory through its parents.
-            for parent in self.data.parents:
-                parent.chmod(parent.stat().st_mode | 0o011)
-                if parent == Path(tempfile.gettempdir()) or parent == Path.home():
-                    break
+            self._open_parents()
         pwfile = self.data.parent / ".pgpass-init"
         pwfile.write_text("postgres-superuser-" + secrets.token_hex(8) + "\n")
         if as_user:

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,17 +38,15 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from adapters.backup import restore_backup, take_backup
 from adapters.tables import Escalation, Notice, Petition
+from bench.cluster_deadlines import REMINDER_LEAD, open_cases
 from bench.common import percentile
-from bench.open_cases_bench import write_cases
 from devstack.temporal_cluster import running_cluster
 from domain.models import OPEN_STAGES
 from drills.cluster import ClusterStack, cluster_stack
 from drills.ledger import check_ledger, summary
 from drills.scenarios import PatientClient, transfer_and_pay
-from starter.legacy_import import import_file
 
 log = logging.getLogger("petitionflow.drills")
-REMINDER_LEAD = timedelta(minutes=1)  # the bench profile's routing reminder_before
 
 
 @dataclass(frozen=True)
@@ -115,19 +112,14 @@ async def fired(sessions: async_sessionmaker[AsyncSession], workflow_id: str
 
 async def register_waiting(stack: ClusterStack, count: int, first_due: datetime,
                            spread: float) -> dict[str, datetime]:
-    """`count` open petitions imported (`petition import`, as bench.open_cases_bench does)
-    as received 120 minutes (the profile's period) before their routing deadline, which
-    falls due from `first_due` on, over `spread` seconds."""
-    tag = uuid.uuid4().hex[:6]
-    path = write_cases(stack.work_dir / "waiting.csv", count, first_due, spread, tag=tag)
-    result = await import_file(path, stack.engine, client=stack.client,
-                               task_queue=stack.task_queue, progress=False)
-    if result.error_count or result.workflow_failures:
-        raise RuntimeError(f"the waiting petitions did not import: {result.errors[:3]}")
+    """`count` open petitions imported as bench.cluster_deadlines imports them (profile
+    `bench`, received 120 minutes -- the profile's period -- before their routing
+    deadline), which fall due from `first_due` on, over `spread` seconds."""
+    await open_cases(stack, count, first_due, spread, stack.work_dir, settle=False)
     async with stack.sessions() as session:
         rows = (await session.execute(select(Petition.workflow_id, Petition.registration_no)
-                                      .where(Petition.registration_no.like(f"OPEN-{tag}-%"))
-                                      )).all()
+                                      .where(Petition.registration_no.like("OPEN-%")))).all()
+    # bench.open_cases_bench.write_cases numbers case i (of `count`) OPEN-<tag>-<i>.
     return {wf: first_due + timedelta(seconds=spread * int(no.rsplit("-", 1)[1]) / count)
             for wf, no in rows}
 
